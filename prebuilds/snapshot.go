@@ -1,0 +1,223 @@
+package prebuilds
+
+import (
+	"cmp"
+	"slices"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// SnapshotParams are the inputs of a snapshot. Stores never read their own
+// clock for a decision: Now and Lookback come from here.
+type SnapshotParams struct {
+	// Now is the reconciliation instant (microsecond precision).
+	Now time.Time
+	// Lookback is Now − BackoffLookback: failures created before it are
+	// forgotten by backoff.
+	Lookback time.Time
+	// HardLimit is K: a preset is hard-limited when its K newest candidate
+	// builds all failed. 0 turns the hard limit off.
+	HardLimit int
+}
+
+// PresetRow is a preset with everything the planner and the metrics need
+// about its template and version.
+type PresetRow struct {
+	Preset
+	TemplateID       uuid.UUID
+	TemplateName     string
+	OrganizationID   uuid.UUID
+	OrganizationName string
+	ActiveVersionID  uuid.UUID
+	Deprecated       bool
+	Deleted          bool
+}
+
+// Active reports whether the preset is active: its version is its template's
+// active version and the template is neither deleted nor deprecated.
+func (p PresetRow) Active() bool {
+	return p.TemplateVersionID == p.ActiveVersionID && !p.Deprecated && !p.Deleted
+}
+
+// RunningPrebuild is a SystemOwner instance, not deleted, whose latest build
+// is start+succeeded, attributed to its current preset.
+type RunningPrebuild struct {
+	InstanceID uuid.UUID
+	PresetID   uuid.UUID
+	CreatedAt  time.Time
+	Ready      bool
+}
+
+// InProgressCount counts SystemOwner, not-deleted instances whose latest
+// build's job is pending or running, by current preset and transition.
+type InProgressCount struct {
+	PresetID   uuid.UUID
+	Transition Transition
+	Count      int
+}
+
+// PendingInactiveCount counts SystemOwner, not-deleted instances of an
+// inactive preset whose only build is build #1, start, pending.
+type PendingInactiveCount struct {
+	PresetID uuid.UUID
+	Count    int
+}
+
+// BackoffRow says a preset failed recently (DESIGN §3 backoff(P)).
+type BackoffRow struct {
+	PresetID    uuid.UUID
+	NumFailed   int
+	LastBuildAt time.Time
+}
+
+// PresetCounters are cumulative per-preset totals kept by the store, so that
+// every replica exports the same counter values.
+type PresetCounters struct {
+	PresetID uuid.UUID
+	// Created counts prebuild instances ever created for the preset.
+	Created int
+	// Failed counts failed start builds of prebuild instances of the preset.
+	Failed int
+	// Claimed counts prebuilds of the preset handed to users.
+	Claimed int
+}
+
+// GlobalSnapshot is one consistent read of everything the reconciler needs
+// (DESIGN §3). Rows other than Presets only name presets listed in Presets
+// (those whose desired count is set). Row order is unspecified; SortSnapshot
+// puts it in canonical order for comparison. Counts are never zero: a count
+// row exists only when its count is positive.
+type GlobalSnapshot struct {
+	Now             time.Time
+	Paused          bool
+	Presets         []PresetRow
+	Running         []RunningPrebuild
+	InProgress      []InProgressCount
+	PendingInactive []PendingInactiveCount
+	Backoffs        []BackoffRow
+	// HardLimited lists the presets whose hard-limit condition holds now.
+	HardLimited []uuid.UUID
+	Counters    []PresetCounters
+}
+
+// SortSnapshot puts every slice of s in canonical order: presets, counts and
+// backoff rows by preset ID (then transition); running prebuilds by preset,
+// then oldest first (created_at, then instance ID). Map keys are not
+// reordered. Stores and models compare equal after SortSnapshot.
+func SortSnapshot(s *GlobalSnapshot) {
+	slices.SortFunc(s.Presets, func(a, b PresetRow) int { return compareUUID(a.ID, b.ID) })
+	slices.SortFunc(s.Running, func(a, b RunningPrebuild) int {
+		if c := compareUUID(a.PresetID, b.PresetID); c != 0 {
+			return c
+		}
+		return compareOldest(a, b)
+	})
+	slices.SortFunc(s.InProgress, func(a, b InProgressCount) int {
+		if c := compareUUID(a.PresetID, b.PresetID); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.Transition, b.Transition)
+	})
+	slices.SortFunc(s.PendingInactive, func(a, b PendingInactiveCount) int { return compareUUID(a.PresetID, b.PresetID) })
+	slices.SortFunc(s.Backoffs, func(a, b BackoffRow) int { return compareUUID(a.PresetID, b.PresetID) })
+	slices.SortFunc(s.HardLimited, compareUUID)
+	slices.SortFunc(s.Counters, func(a, b PresetCounters) int { return compareUUID(a.PresetID, b.PresetID) })
+}
+
+// compareOldest orders prebuilds oldest first: created_at, then instance ID.
+func compareOldest(a, b RunningPrebuild) int {
+	if c := a.CreatedAt.Compare(b.CreatedAt); c != 0 {
+		return c
+	}
+	return compareUUID(a.InstanceID, b.InstanceID)
+}
+
+// compareUUID orders UUIDs by their bytes, the order Postgres uses for uuid.
+func compareUUID(a, b uuid.UUID) int {
+	for i := range a {
+		if c := cmp.Compare(a[i], b[i]); c != 0 {
+			return c
+		}
+	}
+	return 0
+}
+
+// CompareUUID orders UUIDs by their bytes, the order PostgreSQL uses for
+// the uuid type. Stores and models use it for every tie-break on IDs.
+func CompareUUID(a, b uuid.UUID) int { return compareUUID(a, b) }
+
+// PresetSnapshot is the planner's view of one preset.
+type PresetSnapshot struct {
+	Preset PresetRow
+	// Running is oldest first (created_at, then instance ID).
+	Running []RunningPrebuild
+	// Starting, Stopping and Deleting count in-progress builds by transition.
+	Starting, Stopping, Deleting int
+	PendingInactive              int
+	// Backoff is nil when the preset has no backoff row.
+	Backoff     *BackoffRow
+	HardLimited bool
+	Paused      bool
+	Counters    PresetCounters
+}
+
+// Index builds the per-preset views of s in one pass over each of its slices
+// (O(presets + rows)), never by scanning all rows for each preset. Views come
+// back in canonical preset order (by ID). Rows for presets that are not in
+// s.Presets are ignored. s is not modified.
+func (s *GlobalSnapshot) Index() []PresetSnapshot {
+	views := make([]PresetSnapshot, len(s.Presets))
+	pos := make(map[uuid.UUID]int, len(s.Presets))
+	for i, p := range s.Presets {
+		views[i] = PresetSnapshot{Preset: p, Paused: s.Paused, Counters: PresetCounters{PresetID: p.ID}}
+	}
+	slices.SortFunc(views, func(a, b PresetSnapshot) int { return compareUUID(a.Preset.ID, b.Preset.ID) })
+	for i := range views {
+		pos[views[i].Preset.ID] = i
+	}
+	for _, r := range s.Running {
+		if i, ok := pos[r.PresetID]; ok {
+			views[i].Running = append(views[i].Running, r)
+		}
+	}
+	for _, c := range s.InProgress {
+		i, ok := pos[c.PresetID]
+		if !ok {
+			continue
+		}
+		switch c.Transition {
+		case TransitionStart:
+			views[i].Starting += c.Count
+		case TransitionStop:
+			views[i].Stopping += c.Count
+		case TransitionDelete:
+			views[i].Deleting += c.Count
+		}
+	}
+	for _, c := range s.PendingInactive {
+		if i, ok := pos[c.PresetID]; ok {
+			views[i].PendingInactive += c.Count
+		}
+	}
+	for _, b := range s.Backoffs {
+		if i, ok := pos[b.PresetID]; ok {
+			row := b
+			views[i].Backoff = &row
+		}
+	}
+	for _, id := range s.HardLimited {
+		if i, ok := pos[id]; ok {
+			views[i].HardLimited = true
+		}
+	}
+	for _, c := range s.Counters {
+		if i, ok := pos[c.PresetID]; ok {
+			views[i].Counters = c
+		}
+	}
+	for i := range views {
+		slices.SortFunc(views[i].Running, compareOldest)
+	}
+	return views
+}
