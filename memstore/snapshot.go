@@ -1,0 +1,167 @@
+package memstore
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/prebuildkit/prebuildkit/prebuilds"
+)
+
+// reader is the SnapshotReader handed to WithReconciliationLock's fn.
+type reader struct {
+	s *Store
+	// held is true while the reconciliation lock is held; guarded by s.mu.
+	held bool
+}
+
+// Snapshot implements prebuilds.SnapshotReader. It reads the whole state in
+// one critical section of the state mutex, so the result is one consistent
+// read, and it shares no memory with the store. Using the reader after the
+// fn it was handed to returned is an error matching prebuilds.ErrConflict.
+func (r *reader) Snapshot(_ context.Context, p prebuilds.SnapshotParams) (*prebuilds.GlobalSnapshot, error) {
+	r.s.mu.RLock()
+	defer r.s.mu.RUnlock()
+	if !r.held {
+		return nil, fmt.Errorf("memstore: snapshot: reconciliation lock no longer held: %w", prebuilds.ErrConflict)
+	}
+	return r.s.snapshot(p), nil
+}
+
+// snapshot computes DESIGN §3 in one pass over the presets and, for each
+// preset with a desired count, one pass over the live prebuilds attributed
+// to it (Store.live). Callers hold s.mu.
+func (s *Store) snapshot(p prebuilds.SnapshotParams) *prebuilds.GlobalSnapshot {
+	now := prebuilds.Micro(p.Now)
+	lookback := prebuilds.Micro(p.Lookback)
+	snap := &prebuilds.GlobalSnapshot{Now: now, Paused: s.paused}
+	var candidates []*prebuilds.Build // C(P), reused across presets
+	for _, preset := range s.presetOrder {
+		if preset.Desired == nil {
+			continue
+		}
+		t := s.templateOf(preset)
+		row := prebuilds.PresetRow{
+			Preset:           clonePreset(*preset),
+			TemplateID:       t.ID,
+			TemplateName:     t.Name,
+			OrganizationID:   t.OrganizationID,
+			OrganizationName: t.OrganizationName,
+			ActiveVersionID:  t.ActiveVersionID,
+			Deprecated:       t.Deprecated,
+			Deleted:          t.Deleted,
+		}
+		snap.Presets = append(snap.Presets, row)
+		active := row.Active()
+		// Backoff and the hard limit look at presets whose version is active
+		// and whose template is not deleted (deprecation does not matter).
+		failureScope := preset.TemplateVersionID == t.ActiveVersionID && !t.Deleted
+
+		var starting, stopping, deleting, pendingInactive int
+		candidates = candidates[:0]
+		firstRunning := len(snap.Running)
+		for _, in := range s.live[preset.ID] {
+			latest := in.latest()
+			if latest.Transition == prebuilds.TransitionStart && latest.JobStatus == prebuilds.JobSucceeded {
+				snap.Running = append(snap.Running, prebuilds.RunningPrebuild{
+					InstanceID: in.ID,
+					PresetID:   preset.ID,
+					CreatedAt:  in.CreatedAt,
+					Ready:      in.Ready,
+				})
+			}
+			if latest.JobStatus.InProgress() {
+				switch latest.Transition {
+				case prebuilds.TransitionStart:
+					starting++
+				case prebuilds.TransitionStop:
+					stopping++
+				case prebuilds.TransitionDelete:
+					deleting++
+				}
+			}
+			if !active && pendingFirstBuild(in) {
+				pendingInactive++
+			}
+			if failureScope && latest.Transition == prebuilds.TransitionStart &&
+				(preset.ResetAt.IsZero() || !latest.CreatedAt.Before(preset.ResetAt)) {
+				candidates = append(candidates, latest)
+			}
+		}
+		slices.SortFunc(snap.Running[firstRunning:], func(a, b prebuilds.RunningPrebuild) int {
+			if c := a.CreatedAt.Compare(b.CreatedAt); c != 0 {
+				return c
+			}
+			return prebuilds.CompareUUID(a.InstanceID, b.InstanceID)
+		})
+		for _, c := range []prebuilds.InProgressCount{
+			{PresetID: preset.ID, Transition: prebuilds.TransitionStart, Count: starting},
+			{PresetID: preset.ID, Transition: prebuilds.TransitionStop, Count: stopping},
+			{PresetID: preset.ID, Transition: prebuilds.TransitionDelete, Count: deleting},
+		} {
+			if c.Count > 0 {
+				snap.InProgress = append(snap.InProgress, c)
+			}
+		}
+		if pendingInactive > 0 {
+			snap.PendingInactive = append(snap.PendingInactive, prebuilds.PendingInactiveCount{PresetID: preset.ID, Count: pendingInactive})
+		}
+		if len(candidates) > 0 {
+			// Rank C(P) newest first: created_at desc, then build ID desc.
+			slices.SortFunc(candidates, func(a, b *prebuilds.Build) int {
+				if c := b.CreatedAt.Compare(a.CreatedAt); c != 0 {
+					return c
+				}
+				return prebuilds.CompareUUID(b.ID, a.ID)
+			})
+			if row, ok := backoffRow(candidates, *preset.Desired, lookback); ok {
+				row.PresetID = preset.ID
+				snap.Backoffs = append(snap.Backoffs, row)
+			}
+			if hardLimited(candidates, p.HardLimit) {
+				snap.HardLimited = append(snap.HardLimited, preset.ID)
+			}
+		}
+		if c := s.counters[preset.ID]; c != nil && c.Created > 0 {
+			snap.Counters = append(snap.Counters, *c)
+		}
+	}
+	return snap
+}
+
+// backoffRow applies DESIGN §3 backoff(P) to C(P) ranked newest first:
+// num_failed counts failures at or after lookback over all of C(P); the row
+// exists iff one of them has rank ≤ desired, and last_build_at is the latest
+// created_at among those.
+func backoffRow(ranked []*prebuilds.Build, desired int, lookback time.Time) (prebuilds.BackoffRow, bool) {
+	var row prebuilds.BackoffRow
+	found := false
+	for rank, b := range ranked {
+		if b.JobStatus != prebuilds.JobFailed || b.CreatedAt.Before(lookback) {
+			continue
+		}
+		row.NumFailed++
+		if rank < desired {
+			found = true
+			if b.CreatedAt.After(row.LastBuildAt) {
+				row.LastBuildAt = b.CreatedAt
+			}
+		}
+	}
+	return row, found
+}
+
+// hardLimited reports whether k > 0 and the k newest builds of C(P) (ranked
+// newest first) exist and all failed.
+func hardLimited(ranked []*prebuilds.Build, k int) bool {
+	if k <= 0 || len(ranked) < k {
+		return false
+	}
+	for _, b := range ranked[:k] {
+		if b.JobStatus != prebuilds.JobFailed {
+			return false
+		}
+	}
+	return true
+}
