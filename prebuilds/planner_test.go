@@ -1,0 +1,206 @@
+package prebuilds
+
+import (
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
+	"github.com/google/uuid"
+)
+
+var t0 = time.Date(2026, 3, 2, 10, 0, 0, 0, time.UTC) // a Monday
+
+func ids(n int) []uuid.UUID {
+	out := make([]uuid.UUID, n)
+	for i := range out {
+		out[i] = uuid.NewSHA1(uuid.NameSpaceOID, []byte{byte(i)})
+	}
+	return out
+}
+
+func intp(n int) *int { return &n }
+
+// view builds an active preset view with `running` prebuilds created one
+// minute apart, oldest first, ending one hour before t0.
+func view(desired, running int) PresetSnapshot {
+	v := PresetSnapshot{Preset: PresetRow{Preset: Preset{ID: uuid.NameSpaceDNS, TemplateVersionID: uuid.NameSpaceURL, Name: "p", Desired: intp(desired), Status: PresetHealthy}, ActiveVersionID: uuid.NameSpaceURL}}
+	for i, id := range ids(running) {
+		v.Running = append(v.Running, RunningPrebuild{InstanceID: id, PresetID: v.Preset.ID, CreatedAt: t0.Add(-time.Hour + time.Duration(i)*time.Minute)})
+	}
+	return v
+}
+
+func TestPlanPreset(t *testing.T) {
+	t.Parallel()
+	cfg := PlanConfig{BackoffInterval: 5 * time.Second}
+	i := ids(6)
+	tests := []struct {
+		name string
+		v    func() PresetSnapshot
+		now  time.Time
+		want []Action
+		d    int
+	}{
+		{name: "nothing", v: func() PresetSnapshot { return view(0, 0) }},
+		{name: "net new", v: func() PresetSnapshot { return view(1, 0) }, d: 1,
+			want: []Action{{Kind: ActionCreate, Reason: ReasonMissing, Count: 1}}},
+		{name: "starting counts", v: func() PresetSnapshot { v := view(3, 1); v.Starting = 2; return v }, d: 3},
+		{name: "starting not extraneous", v: func() PresetSnapshot { v := view(2, 2); v.Starting = 1; return v }, d: 2},
+		{name: "stopping not supply", v: func() PresetSnapshot { v := view(3, 2); v.Stopping = 1; v.Deleting = 1; return v }, d: 3,
+			want: []Action{{Kind: ActionCreate, Reason: ReasonMissing, Count: 1}}},
+		{name: "extraneous oldest first", v: func() PresetSnapshot { return view(3, 5) }, d: 3,
+			want: []Action{{Kind: ActionDelete, Reason: ReasonExtraneous, InstanceIDs: i[:2]}}},
+		{name: "inactive", v: func() PresetSnapshot {
+			v := view(2, 2)
+			v.Preset.ActiveVersionID = uuid.NameSpaceX500
+			v.PendingInactive = 3
+			return v
+		}, d: 2, want: []Action{
+			{Kind: ActionCancelPending, Reason: ReasonInactive, Count: 3},
+			{Kind: ActionDelete, Reason: ReasonInactive, InstanceIDs: i[:2]},
+		}},
+		{name: "deprecated", v: func() PresetSnapshot { v := view(1, 1); v.Preset.Deprecated = true; return v }, d: 1,
+			want: []Action{{Kind: ActionDelete, Reason: ReasonInactive, InstanceIDs: i[:1]}}},
+		{name: "deleted template never creates", v: func() PresetSnapshot { v := view(3, 1); v.Preset.Deleted = true; return v }, d: 3,
+			want: []Action{{Kind: ActionDelete, Reason: ReasonInactive, InstanceIDs: i[:1]}}},
+		{name: "ttl expiry and surplus", v: func() PresetSnapshot {
+			v := view(2, 4)
+			v.Preset.TTL = time.Hour - 30*time.Second // only the first is older than the ttl
+			return v
+		}, d: 2, want: []Action{
+			{Kind: ActionDelete, Reason: ReasonExpired, InstanceIDs: i[:1]},
+			{Kind: ActionDelete, Reason: ReasonExtraneous, InstanceIDs: i[1:2]},
+		}},
+		{name: "ttl boundary is not expired", v: func() PresetSnapshot { v := view(1, 1); v.Preset.TTL = time.Hour; return v }, d: 1},
+		{name: "invalidation", v: func() PresetSnapshot {
+			v := view(2, 2)
+			v.Preset.InvalidatedAt = v.Running[1].CreatedAt // the second is not before it
+			return v
+		}, d: 2, want: []Action{
+			{Kind: ActionDelete, Reason: ReasonExpired, InstanceIDs: i[:1]},
+			{Kind: ActionCreate, Reason: ReasonMissing, Count: 1},
+		}},
+		{name: "hard limited before validation and backoff", v: func() PresetSnapshot {
+			v := view(2, 0)
+			v.HardLimited = true
+			v.Preset.Status = PresetValidationFailed
+			v.Backoff = &BackoffRow{NumFailed: 1, LastBuildAt: t0}
+			return v
+		}, d: 2, want: []Action{{Kind: ActionBlocked, Reason: ReasonHardLimited, Count: 2}}},
+		{name: "validation failed before backoff", v: func() PresetSnapshot {
+			v := view(2, 0)
+			v.Preset.Status = PresetValidationFailed
+			v.Backoff = &BackoffRow{NumFailed: 1, LastBuildAt: t0}
+			return v
+		}, d: 2, want: []Action{{Kind: ActionBlocked, Reason: ReasonValidationFailed, Count: 2}}},
+		{name: "backoff at boundary", v: func() PresetSnapshot {
+			v := view(1, 0)
+			v.Backoff = &BackoffRow{NumFailed: 2, LastBuildAt: t0.Add(-10 * time.Second)}
+			return v
+		}, d: 1, want: []Action{{Kind: ActionBackoff, Reason: ReasonBackoff, Count: 1, Until: t0}}},
+		{name: "backoff over one microsecond later", now: t0.Add(time.Microsecond), v: func() PresetSnapshot {
+			v := view(1, 0)
+			v.Backoff = &BackoffRow{NumFailed: 2, LastBuildAt: t0.Add(-10 * time.Second)}
+			return v
+		}, d: 1, want: []Action{{Kind: ActionCreate, Reason: ReasonMissing, Count: 1}}},
+		{name: "backoff spares deletes", v: func() PresetSnapshot {
+			v := view(1, 2)
+			v.Backoff = &BackoffRow{NumFailed: 1, LastBuildAt: t0}
+			return v
+		}, d: 1, want: []Action{{Kind: ActionDelete, Reason: ReasonExtraneous, InstanceIDs: i[:1]}}},
+		{name: "paused", v: func() PresetSnapshot { v := view(1, 3); v.Paused = true; return v }, d: 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			now := tt.now
+			if now.IsZero() {
+				now = t0
+			}
+			v := tt.v()
+			got := PlanPreset(v, now, cfg)
+			want := Plan{PresetID: v.Preset.ID, Desired: tt.d, Actions: tt.want}
+			if diff := cmp.Diff(want, got, cmpopts.EquateEmpty()); diff != "" {
+				t.Errorf("plan mismatch (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestPlanAccessors(t *testing.T) {
+	t.Parallel()
+	i := ids(3)
+	p := Plan{Actions: []Action{
+		{Kind: ActionDelete, InstanceIDs: i[:1]},
+		{Kind: ActionCreate, Count: 2},
+		{Kind: ActionDelete, InstanceIDs: i[1:3]},
+		{Kind: ActionBackoff, Count: 7},
+	}}
+	if got := p.Creates(); got != 2 {
+		t.Errorf("Creates() = %d, want 2", got)
+	}
+	if diff := cmp.Diff(i, p.Deletes()); diff != "" {
+		t.Errorf("Deletes() (-want +got):\n%s", diff)
+	}
+	if p.Empty() || !(Plan{}).Empty() {
+		t.Error("Empty() wrong")
+	}
+}
+
+func TestIndexOnePass(t *testing.T) {
+	t.Parallel()
+	a, b, c := uuid.MustParse("00000000-0000-0000-0000-00000000000a"), uuid.MustParse("00000000-0000-0000-0000-00000000000b"), uuid.MustParse("00000000-0000-0000-0000-00000000000c")
+	i := ids(3)
+	s := &GlobalSnapshot{
+		Paused:  true,
+		Presets: []PresetRow{{Preset: Preset{ID: b}}, {Preset: Preset{ID: a}}},
+		Running: []RunningPrebuild{
+			{InstanceID: i[0], PresetID: a, CreatedAt: t0.Add(time.Second)},
+			{InstanceID: i[1], PresetID: a, CreatedAt: t0},
+			{InstanceID: i[2], PresetID: c, CreatedAt: t0}, // unknown preset: ignored
+		},
+		InProgress: []InProgressCount{
+			{PresetID: a, Transition: TransitionStart, Count: 2},
+			{PresetID: a, Transition: TransitionStop, Count: 3},
+			{PresetID: b, Transition: TransitionDelete, Count: 4},
+		},
+		PendingInactive: []PendingInactiveCount{{PresetID: b, Count: 5}},
+		Backoffs:        []BackoffRow{{PresetID: b, NumFailed: 2, LastBuildAt: t0}},
+		HardLimited:     []uuid.UUID{a, c},
+		Counters:        []PresetCounters{{PresetID: a, Created: 9, Failed: 1, Claimed: 2}},
+	}
+	got := s.Index()
+	want := []PresetSnapshot{
+		{Preset: PresetRow{Preset: Preset{ID: a}}, Paused: true, Starting: 2, Stopping: 3, HardLimited: true,
+			Running:  []RunningPrebuild{s.Running[1], s.Running[0]},
+			Counters: PresetCounters{PresetID: a, Created: 9, Failed: 1, Claimed: 2}},
+		{Preset: PresetRow{Preset: Preset{ID: b}}, Paused: true, Deleting: 4, PendingInactive: 5,
+			Backoff: &BackoffRow{PresetID: b, NumFailed: 2, LastBuildAt: t0}, Counters: PresetCounters{PresetID: b}},
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("Index() (-want +got):\n%s", diff)
+	}
+}
+
+func TestExpired(t *testing.T) {
+	t.Parallel()
+	created := t0
+	tests := []struct {
+		name string
+		p    Preset
+		now  time.Time
+		want bool
+	}{
+		{"no ttl", Preset{}, t0.Add(1000 * time.Hour), false},
+		{"ttl not reached", Preset{TTL: time.Hour}, t0.Add(time.Hour), false},
+		{"ttl passed", Preset{TTL: time.Hour}, t0.Add(time.Hour + time.Microsecond), true},
+		{"invalidated after creation", Preset{InvalidatedAt: t0.Add(time.Microsecond)}, t0, true},
+		{"invalidated at creation", Preset{InvalidatedAt: t0}, t0, false},
+	}
+	for _, tt := range tests {
+		if got := Expired(tt.p, created, tt.now); got != tt.want {
+			t.Errorf("%s: Expired = %v, want %v", tt.name, got, tt.want)
+		}
+	}
+}
