@@ -1,0 +1,72 @@
+package conformance_test
+
+import (
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
+
+	"github.com/prebuildkit/prebuildkit/conformance"
+	"github.com/prebuildkit/prebuildkit/prebuilds"
+)
+
+// TestScenarios checks every scenario's hand-written plans against the
+// reference model and against the pure planner fed the model's snapshot.
+func TestScenarios(t *testing.T) {
+	t.Parallel()
+	seen := map[string]bool{}
+	for _, s := range conformance.Scenarios() {
+		if seen[s.Name] {
+			t.Fatalf("duplicate scenario name %q", s.Name)
+		}
+		seen[s.Name] = true
+		t.Run(s.Name, func(t *testing.T) {
+			t.Parallel()
+			if len(s.Checks) == 0 {
+				t.Fatal("scenario has no checks")
+			}
+			for i := 1; i < len(s.Steps); i++ {
+				if s.Steps[i].At < s.Steps[i-1].At {
+					t.Fatalf("step %d at %s before step %d at %s", i, s.Steps[i].At, i-1, s.Steps[i-1].At)
+				}
+			}
+			for _, c := range s.Checks {
+				w, err := s.Model(c.At)
+				if err != nil {
+					t.Fatalf("replay to %s: %v", c.At, err)
+				}
+				now := s.Time(c.At)
+				params := s.Config.SnapshotParams(now)
+				cfg := s.Config.PlanConfig()
+				want := s.Expected(c)
+
+				got := w.PlanAll(now, cfg, params)
+				if diff := cmp.Diff(want, got, cmpopts.EquateEmpty()); diff != "" {
+					t.Errorf("at %s: model.PlanAll (-want +got):\n%s", c.At, diff)
+				}
+
+				views := w.Snapshot(params).Index()
+				planned := make([]prebuilds.Plan, 0, len(views))
+				for _, v := range views {
+					planned = append(planned, prebuilds.PlanPreset(v, now, cfg))
+				}
+				if diff := cmp.Diff(want, planned, cmpopts.EquateEmpty()); diff != "" {
+					t.Errorf("at %s: prebuilds.PlanPreset on model snapshot (-want +got):\n%s", c.At, diff)
+				}
+			}
+		})
+	}
+}
+
+func TestIDDeterministic(t *testing.T) {
+	t.Parallel()
+	if conformance.ID("p1") != conformance.ID("p1") {
+		t.Fatal("ID not deterministic")
+	}
+	if conformance.ID("p1") == conformance.ID("p2") {
+		t.Fatal("distinct keys share an ID")
+	}
+	if got, want := conformance.BuildKey("i1", 2), "i1/b2"; got != want {
+		t.Fatalf("BuildKey = %q, want %q", got, want)
+	}
+}

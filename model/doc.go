@@ -1,0 +1,31 @@
+// Package model is the reference model of prebuildkit: the executable
+// specification that stores and the planner are checked against.
+//
+// It is deliberately naive. A World keeps the whole state in plain slices,
+// every question is answered by scanning them, and nothing is indexed or
+// cached. Its operations mirror prebuilds.ControlPlane and the write side of
+// prebuilds.Store with the error semantics and check order of
+// docs/store-semantics.md; World.Snapshot follows DESIGN §3 and
+// prebuilds/doc.go literally; World.Plan computes DESIGN §4 straight from the
+// state, without going through a snapshot.
+//
+// The model shares plain types, constants and sentinel errors with package
+// prebuilds, plus prebuilds.Micro, prebuilds.CompareUUID and
+// prebuilds.ValidatePreset. It never calls the planner, the snapshot index,
+// prebuilds.DesiredAt or prebuilds.Expired: schedules are evaluated here with
+// robfig/cron's Next instead of prebuilds' bitmask matching, so each
+// implementation checks the other.
+//
+// Decisions the contract leaves open:
+//   - Times passed to operations are stored as prebuilds.Micro(t).
+//   - Plan for a preset that does not exist, or whose desired count is nil,
+//     is an empty plan naming the preset (such presets are not planned).
+//   - Plan takes the planning instant as now; of its SnapshotParams only
+//     Lookback and HardLimit are read.
+//   - An instance counts as "created as a prebuild" when CreateInstance or
+//     CreatePrebuilds gave it owner SystemOwner; the model remembers that
+//     and whether it was claimed (Instance.CreatedAsPrebuild, Claimed).
+//
+// World is a value type: Clone gives an independent copy, so a state machine
+// can keep one model per step.
+package model

@@ -1,0 +1,102 @@
+package model
+
+import (
+	"slices"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/prebuildkit/prebuildkit/prebuilds"
+)
+
+// Plan computes DESIGN §4 for one preset at now, straight from the world
+// (it does not go through a snapshot). Of p it reads Lookback and HardLimit.
+// A preset that does not exist or whose desired count is nil is not planned:
+// the result is an empty plan naming it.
+func (w *World) Plan(presetID uuid.UUID, now time.Time, cfg prebuilds.PlanConfig, p prebuilds.SnapshotParams) prebuilds.Plan {
+	plan := prebuilds.Plan{PresetID: presetID}
+	pr := w.preset(presetID)
+	if pr == nil || pr.Desired == nil {
+		return plan
+	}
+	d, invalid := desiredAt(pr.Desired, pr.Timezone, pr.Schedules, now)
+	plan.Desired = d
+	plan.ScheduleInvalid = invalid
+	if w.Paused {
+		return plan
+	}
+
+	running := w.running(presetID) // oldest first
+	var all, valid, stale []uuid.UUID
+	for _, r := range running {
+		all = append(all, r.InstanceID)
+		if expired(*pr, r.CreatedAt, now) {
+			stale = append(stale, r.InstanceID)
+		} else {
+			valid = append(valid, r.InstanceID)
+		}
+	}
+
+	if !w.active(*pr) {
+		if n := w.pendingInactive(*pr); n > 0 {
+			plan.Actions = append(plan.Actions, prebuilds.Action{
+				Kind: prebuilds.ActionCancelPending, Reason: prebuilds.ReasonInactive, Count: n,
+			})
+		}
+		if len(all) > 0 {
+			plan.Actions = append(plan.Actions, prebuilds.Action{
+				Kind: prebuilds.ActionDelete, Reason: prebuilds.ReasonInactive, InstanceIDs: all,
+			})
+		}
+		return plan
+	}
+
+	if len(stale) > 0 {
+		plan.Actions = append(plan.Actions, prebuilds.Action{
+			Kind: prebuilds.ActionDelete, Reason: prebuilds.ReasonExpired, InstanceIDs: stale,
+		})
+	}
+	if extra := max(len(valid)-d, 0); extra > 0 {
+		plan.Actions = append(plan.Actions, prebuilds.Action{
+			Kind: prebuilds.ActionDelete, Reason: prebuilds.ReasonExtraneous, InstanceIDs: slices.Clone(valid[:extra]),
+		})
+	}
+	want := max(d-len(valid)-w.inProgress(presetID, prebuilds.TransitionStart), 0)
+	if want == 0 {
+		return plan
+	}
+	if w.hardLimited(*pr, p.HardLimit) {
+		plan.Actions = append(plan.Actions, prebuilds.Action{
+			Kind: prebuilds.ActionBlocked, Reason: prebuilds.ReasonHardLimited, Count: want,
+		})
+		return plan
+	}
+	if pr.Status == prebuilds.PresetValidationFailed {
+		plan.Actions = append(plan.Actions, prebuilds.Action{
+			Kind: prebuilds.ActionBlocked, Reason: prebuilds.ReasonValidationFailed, Count: want,
+		})
+		return plan
+	}
+	if b := w.backoff(*pr, p.Lookback); b != nil {
+		until := b.LastBuildAt.Add(time.Duration(b.NumFailed) * cfg.BackoffInterval)
+		if now.Before(until) || now.Equal(until) {
+			plan.Actions = append(plan.Actions, prebuilds.Action{
+				Kind: prebuilds.ActionBackoff, Reason: prebuilds.ReasonBackoff, Count: want, Until: until,
+			})
+			return plan
+		}
+	}
+	plan.Actions = append(plan.Actions, prebuilds.Action{
+		Kind: prebuilds.ActionCreate, Reason: prebuilds.ReasonMissing, Count: want,
+	})
+	return plan
+}
+
+// PlanAll plans every preset whose desired count is set, in preset ID order.
+func (w *World) PlanAll(now time.Time, cfg prebuilds.PlanConfig, p prebuilds.SnapshotParams) []prebuilds.Plan {
+	var plans []prebuilds.Plan
+	for _, pr := range w.plannedPresets() {
+		plans = append(plans, w.Plan(pr.ID, now, cfg, p))
+	}
+	return plans
+}
