@@ -45,7 +45,9 @@ func (o AddTemplate) template() prebuilds.Template {
 }
 
 // ApplyModel implements Op.
-func (o AddTemplate) ApplyModel(w *model.World, _ time.Time) error { return w.CreateTemplate(o.template()) }
+func (o AddTemplate) ApplyModel(w *model.World, _ time.Time) error {
+	return w.CreateTemplate(o.template())
+}
 
 // ApplyStore implements Op.
 func (o AddTemplate) ApplyStore(ctx context.Context, cp prebuilds.ControlPlane, _ time.Time) error {
@@ -136,7 +138,9 @@ func (o UpsertPreset) preset() prebuilds.Preset {
 }
 
 // ApplyModel implements Op.
-func (o UpsertPreset) ApplyModel(w *model.World, _ time.Time) error { return w.UpsertPreset(o.preset()) }
+func (o UpsertPreset) ApplyModel(w *model.World, _ time.Time) error {
+	return w.UpsertPreset(o.preset())
+}
 
 // ApplyStore implements Op.
 func (o UpsertPreset) ApplyStore(ctx context.Context, cp prebuilds.ControlPlane, _ time.Time) error {
@@ -160,7 +164,9 @@ func (o Invalidate) ApplyStore(ctx context.Context, cp prebuilds.ControlPlane, n
 type Reset struct{ Preset string }
 
 // ApplyModel implements Op.
-func (o Reset) ApplyModel(w *model.World, now time.Time) error { return w.ResetPreset(ID(o.Preset), now) }
+func (o Reset) ApplyModel(w *model.World, now time.Time) error {
+	return w.ResetPreset(ID(o.Preset), now)
+}
 
 // ApplyStore implements Op.
 func (o Reset) ApplyStore(ctx context.Context, cp prebuilds.ControlPlane, now time.Time) error {
@@ -246,7 +252,9 @@ func (o StartBuild) params(now time.Time) prebuilds.StartBuildParams {
 }
 
 // ApplyModel implements Op.
-func (o StartBuild) ApplyModel(w *model.World, now time.Time) error { return w.StartBuild(o.params(now)) }
+func (o StartBuild) ApplyModel(w *model.World, now time.Time) error {
+	return w.StartBuild(o.params(now))
+}
 
 // ApplyStore implements Op.
 func (o StartBuild) ApplyStore(ctx context.Context, cp prebuilds.ControlPlane, now time.Time) error {
@@ -289,7 +297,9 @@ type SetReady struct {
 }
 
 // ApplyModel implements Op.
-func (o SetReady) ApplyModel(w *model.World, _ time.Time) error { return w.SetReady(ID(o.Instance), !o.Undo) }
+func (o SetReady) ApplyModel(w *model.World, _ time.Time) error {
+	return w.SetReady(ID(o.Instance), !o.Undo)
+}
 
 // ApplyStore implements Op.
 func (o SetReady) ApplyStore(ctx context.Context, cp prebuilds.ControlPlane, _ time.Time) error {

@@ -445,9 +445,9 @@ func Scenarios() []Scenario {
 			Name:  "Expiry/TTL",
 			Steps: steps(f1.activeWith(ttl(time.Hour, 2)), f1.running("i1", 0), f1.running("i2", 30*time.Minute)),
 			Checks: []Check{
-				check(45*time.Minute, want("p1", 2)),                                                        // r2 e0
-				check(time.Hour, want("p1", 2)),                                                             // age = ttl is not expired
-				check(time.Hour+time.Microsecond, want("p1", 2, del(expired, "i1"), create(1))),             // r1 e1
+				check(45*time.Minute, want("p1", 2)),                                                       // r2 e0
+				check(time.Hour, want("p1", 2)),                                                            // age = ttl is not expired
+				check(time.Hour+time.Microsecond, want("p1", 2, del(expired, "i1"), create(1))),            // r1 e1
 				check(90*time.Minute+time.Microsecond, want("p1", 2, del(expired, "i1", "i2"), create(2))), // r0 e2
 			},
 		},
