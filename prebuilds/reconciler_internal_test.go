@@ -1,0 +1,436 @@
+package prebuilds
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/coder/quartz"
+	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/stretchr/testify/require"
+)
+
+// fakeStore serves a fixed snapshot and records the writes it is asked for.
+type fakeStore struct {
+	mu        sync.Mutex
+	snap      GlobalSnapshot
+	lockHeld  bool
+	creates   []CreatePrebuildsParams
+	deletes   []uuid.UUID
+	cancels   []uuid.UUID
+	statuses  map[uuid.UUID]PresetStatus
+	deleteErr map[uuid.UUID]error
+	createErr map[uuid.UUID]error
+	snapErr   error
+}
+
+func (f *fakeStore) WithReconciliationLock(ctx context.Context, fn func(context.Context, SnapshotReader) error) (bool, error) {
+	f.mu.Lock()
+	if f.lockHeld {
+		f.mu.Unlock()
+		return false, nil
+	}
+	f.lockHeld = true
+	f.mu.Unlock()
+	defer func() { f.mu.Lock(); f.lockHeld = false; f.mu.Unlock() }()
+	return true, fn(ctx, f)
+}
+
+func (f *fakeStore) Snapshot(_ context.Context, p SnapshotParams) (*GlobalSnapshot, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.snapErr != nil {
+		return nil, f.snapErr
+	}
+	s := f.snap
+	s.Now = p.Now
+	s.Presets = append([]PresetRow(nil), f.snap.Presets...)
+	for i := range s.Presets {
+		if st, ok := f.statuses[s.Presets[i].ID]; ok {
+			s.Presets[i].Status = st
+		}
+	}
+	return &s, nil
+}
+
+func (f *fakeStore) CreatePrebuilds(_ context.Context, p CreatePrebuildsParams) ([]Job, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.createErr[p.PresetID]; err != nil {
+		return nil, err
+	}
+	f.creates = append(f.creates, p)
+	jobs := make([]Job, len(p.Instances))
+	for i, n := range p.Instances {
+		jobs[i] = Job{BuildID: n.BuildID, InstanceID: n.InstanceID, PresetID: p.PresetID, Transition: TransitionStart}
+	}
+	return jobs, nil
+}
+
+func (f *fakeStore) DeletePrebuild(_ context.Context, p DeletePrebuildParams) (Job, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.deleteErr[p.InstanceID]; err != nil {
+		return Job{}, err
+	}
+	f.deletes = append(f.deletes, p.InstanceID)
+	return Job{BuildID: p.BuildID, InstanceID: p.InstanceID, Transition: TransitionDelete}, nil
+}
+
+func (f *fakeStore) CancelPending(_ context.Context, p CancelPendingParams) ([]uuid.UUID, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.cancels = append(f.cancels, p.PresetID)
+	return []uuid.UUID{uuid.New(), uuid.New()}, nil
+}
+
+func (f *fakeStore) SetPresetStatus(_ context.Context, id uuid.UUID, from, to PresetStatus) (bool, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	cur := f.statuses[id]
+	if cur == "" {
+		for _, p := range f.snap.Presets {
+			if p.ID == id {
+				cur = p.Status
+			}
+		}
+	}
+	if cur != from {
+		return false, nil
+	}
+	if f.statuses == nil {
+		f.statuses = map[uuid.UUID]PresetStatus{}
+	}
+	f.statuses[id] = to
+	return true, nil
+}
+
+func presetRow(key string, desired int) PresetRow {
+	v := uuid.NewSHA1(uuid.NameSpaceURL, []byte("v"+key))
+	return PresetRow{
+		Preset:          Preset{ID: uuid.NewSHA1(uuid.NameSpaceURL, []byte(key)), TemplateVersionID: v, Name: key, Desired: intp(desired), Status: PresetHealthy},
+		TemplateName:    "tmpl", OrganizationName: "org", ActiveVersionID: v,
+	}
+}
+
+type recorder struct {
+	mu     sync.Mutex
+	events []Event
+}
+
+func (r *recorder) Notify(_ context.Context, e Event) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.events = append(r.events, e)
+}
+
+func newTestReconciler(t *testing.T, store Store, cfg Config) (*Reconciler, *quartz.Mock, *bytes.Buffer) {
+	t.Helper()
+	clk := quartz.NewMock(t)
+	clk.Set(t0)
+	var buf bytes.Buffer
+	cfg.Clock = clk
+	cfg.Logger = slog.New(slog.NewJSONHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	return NewReconciler(store, cfg), clk, &buf
+}
+
+func TestReconcileAllExecutesPlans(t *testing.T) {
+	t.Parallel()
+	create, extra, inactive := presetRow("create", 3), presetRow("extra", 1), presetRow("inactive", 1)
+	inactive.ActiveVersionID = uuid.New()
+	old, newer, gone := uuid.New(), uuid.New(), uuid.New()
+	fs := &fakeStore{snap: GlobalSnapshot{
+		Presets: []PresetRow{create, extra, inactive},
+		Running: []RunningPrebuild{
+			{InstanceID: old, PresetID: extra.ID, CreatedAt: t0.Add(-time.Hour)},
+			{InstanceID: newer, PresetID: extra.ID, CreatedAt: t0.Add(-time.Minute)},
+			{InstanceID: gone, PresetID: inactive.ID, CreatedAt: t0},
+		},
+		PendingInactive: []PendingInactiveCount{{PresetID: inactive.ID, Count: 2}},
+	}}
+	sink := make(chan Job, 16)
+	r, _, _ := newTestReconciler(t, fs, Config{JobSink: sink})
+	stats, err := r.ReconcileAll(context.Background())
+	require.NoError(t, err)
+	require.True(t, stats.Acquired)
+	require.Equal(t, 3, stats.Created)
+	require.Equal(t, 2, stats.Deleted)
+	require.Equal(t, 2, stats.Canceled)
+	require.Len(t, fs.creates, 1)
+	require.Equal(t, create.ID, fs.creates[0].PresetID)
+	require.Equal(t, create.TemplateVersionID, fs.creates[0].TemplateVersionID)
+	require.Equal(t, t0, fs.creates[0].Now)
+	require.Len(t, fs.creates[0].Instances, 3)
+	for _, n := range fs.creates[0].Instances {
+		require.NotEqual(t, uuid.Nil, n.InstanceID)
+		require.True(t, strings.HasPrefix(n.Name, "prebuild-create-"), n.Name)
+	}
+	require.ElementsMatch(t, []uuid.UUID{old, gone}, fs.deletes)
+	require.Equal(t, []uuid.UUID{inactive.ID}, fs.cancels)
+	require.Len(t, sink, 5, "3 create jobs and 2 delete jobs handed off")
+}
+
+func TestReconcileAllLockHeldDoesNothing(t *testing.T) {
+	t.Parallel()
+	fs := &fakeStore{snap: GlobalSnapshot{Presets: []PresetRow{presetRow("p", 2)}}, lockHeld: true}
+	r, _, _ := newTestReconciler(t, fs, Config{})
+	stats, err := r.ReconcileAll(context.Background())
+	require.NoError(t, err)
+	require.False(t, stats.Acquired)
+	require.Empty(t, fs.creates)
+}
+
+func TestReconcileAllPausedWritesNothing(t *testing.T) {
+	t.Parallel()
+	p := presetRow("p", 0)
+	fs := &fakeStore{snap: GlobalSnapshot{
+		Paused:      true,
+		Presets:     []PresetRow{p, presetRow("q", 2)},
+		Running:     []RunningPrebuild{{InstanceID: uuid.New(), PresetID: p.ID, CreatedAt: t0}},
+		HardLimited: []uuid.UUID{p.ID},
+	}}
+	reg := prometheus.NewPedanticRegistry()
+	r, _, _ := newTestReconciler(t, fs, Config{Registerer: reg})
+	stats, err := r.ReconcileAll(context.Background())
+	require.NoError(t, err)
+	require.True(t, stats.Paused)
+	require.Empty(t, fs.creates)
+	require.Empty(t, fs.deletes)
+	require.Empty(t, fs.statuses, "no status change while paused")
+	require.Equal(t, 1.0, testutil.ToFloat64(r.metrics.paused))
+}
+
+func TestReconcileAllIsolatesPresetErrorsAndCountsConflicts(t *testing.T) {
+	t.Parallel()
+	bad, good, ext := presetRow("bad", 1), presetRow("good", 1), presetRow("ext", 0)
+	claimed, broken := uuid.New(), uuid.New()
+	fs := &fakeStore{
+		snap: GlobalSnapshot{Presets: []PresetRow{bad, good, ext}, Running: []RunningPrebuild{
+			{InstanceID: claimed, PresetID: ext.ID, CreatedAt: t0},
+			{InstanceID: broken, PresetID: ext.ID, CreatedAt: t0.Add(time.Second)},
+		}},
+		createErr: map[uuid.UUID]error{bad.ID: errors.New("disk on fire")},
+		deleteErr: map[uuid.UUID]error{claimed: ErrConflict, broken: errors.New("connection reset")},
+	}
+	reg := prometheus.NewPedanticRegistry()
+	r, _, logs := newTestReconciler(t, fs, Config{Registerer: reg})
+	stats, err := r.ReconcileAll(context.Background())
+	require.NoError(t, err)
+	require.Equal(t, 1, stats.Created, "the good preset is created despite the bad one")
+	require.Equal(t, 1, stats.Conflicts)
+	require.Equal(t, 2, stats.PresetErrors)
+	require.Equal(t, 1.0, testutil.ToFloat64(r.metrics.conflicts))
+	require.Equal(t, 2.0, testutil.ToFloat64(r.metrics.errors))
+	require.Contains(t, logs.String(), "disk on fire")
+	require.Contains(t, logs.String(), `"preset_name":"bad"`)
+}
+
+func TestReconcileAllSnapshotError(t *testing.T) {
+	t.Parallel()
+	fs := &fakeStore{snapErr: errors.New("boom")}
+	reg := prometheus.NewPedanticRegistry()
+	r, _, _ := newTestReconciler(t, fs, Config{Registerer: reg})
+	_, err := r.ReconcileAll(context.Background())
+	require.ErrorContains(t, err, "boom")
+	require.Equal(t, 0.0, testutil.ToFloat64(r.metrics.lastSuccess))
+}
+
+func TestHardLimitStatusTransitionsEmitOnce(t *testing.T) {
+	t.Parallel()
+	p := presetRow("p", 1)
+	fs := &fakeStore{snap: GlobalSnapshot{Presets: []PresetRow{p}, HardLimited: []uuid.UUID{p.ID}}}
+	rec := &recorder{}
+	r, _, _ := newTestReconciler(t, fs, Config{Notifier: rec})
+	for range 3 {
+		stats, err := r.ReconcileAll(context.Background())
+		require.NoError(t, err)
+		require.Equal(t, 1, stats.Blocked)
+		require.Zero(t, stats.Created)
+	}
+	require.Len(t, rec.events, 1)
+	require.Equal(t, EventHardLimited, rec.events[0].Kind)
+	require.Equal(t, "p", rec.events[0].PresetName)
+	require.Equal(t, "tmpl", rec.events[0].TemplateName)
+	require.Equal(t, PresetHardLimited, fs.statuses[p.ID])
+
+	fs.mu.Lock()
+	fs.snap.HardLimited = nil
+	fs.mu.Unlock()
+	stats, err := r.ReconcileAll(context.Background())
+	require.NoError(t, err)
+	require.Equal(t, 1, stats.StatusChanges)
+	require.Equal(t, 1, stats.Created, "creation resumes once recovered")
+	require.Len(t, rec.events, 2)
+	require.Equal(t, EventRecovered, rec.events[1].Kind)
+	require.Equal(t, PresetHealthy, fs.statuses[p.ID])
+}
+
+func TestClampLogsAndCaps(t *testing.T) {
+	t.Parallel()
+	p := presetRow("p", 2)
+	fs := &fakeStore{}
+	r, _, logs := newTestReconciler(t, fs, Config{})
+	var stats Stats
+	plan := Plan{PresetID: p.ID, Actions: []Action{{Kind: ActionCreate, Reason: ReasonMissing, Count: 5}}}
+	require.NoError(t, r.execute(context.Background(), PresetSnapshot{Preset: p}, plan, t0, &stats))
+	require.Equal(t, 1, stats.Clamped)
+	require.Len(t, fs.creates, 1)
+	require.Len(t, fs.creates[0].Instances, 2, "clamped to desired_at")
+	require.Contains(t, logs.String(), "CRITICAL")
+	require.Contains(t, logs.String(), `"level":"ERROR"`)
+}
+
+func TestJobSinkFullDrops(t *testing.T) {
+	t.Parallel()
+	fs := &fakeStore{snap: GlobalSnapshot{Presets: []PresetRow{presetRow("p", 3)}}}
+	sink := make(chan Job, 1)
+	reg := prometheus.NewPedanticRegistry()
+	r, _, _ := newTestReconciler(t, fs, Config{JobSink: sink, Registerer: reg})
+	stats, err := r.ReconcileAll(context.Background())
+	require.NoError(t, err)
+	require.Equal(t, 3, stats.Created)
+	require.Equal(t, 2, stats.JobsDropped)
+	require.Len(t, sink, 1)
+	require.Equal(t, 2.0, testutil.ToFloat64(r.metrics.jobsDropped))
+}
+
+func TestConfigDefaults(t *testing.T) {
+	t.Parallel()
+	c := Config{}.withDefaults()
+	require.Equal(t, time.Minute, c.Interval)
+	require.Equal(t, time.Minute, c.BackoffInterval)
+	require.Equal(t, time.Hour, c.BackoffLookback)
+	require.Equal(t, 3, c.FailureHardLimit)
+	require.Equal(t, 8, c.MaxConcurrency)
+	require.NotNil(t, c.Clock)
+	require.NotNil(t, c.Logger)
+	require.Equal(t, 0, Config{FailureHardLimit: NoHardLimit}.withDefaults().FailureHardLimit)
+	r := NewReconciler(&fakeStore{}, Config{BackoffLookback: 10 * time.Minute, FailureHardLimit: 2})
+	sp := r.SnapshotParams(t0.Add(123 * time.Nanosecond))
+	require.Equal(t, SnapshotParams{Now: t0, Lookback: t0.Add(-10 * time.Minute), HardLimit: 2}, sp)
+}
+
+func TestMetrics(t *testing.T) {
+	t.Parallel()
+	p := presetRow("p", 3)
+	p.TTL = time.Hour
+	p.OrganizationName = "acme"
+	fs := &fakeStore{snap: GlobalSnapshot{
+		Presets: []PresetRow{p},
+		Running: []RunningPrebuild{
+			{InstanceID: uuid.New(), PresetID: p.ID, CreatedAt: t0.Add(-2 * time.Hour), Ready: true}, // expired
+			{InstanceID: uuid.New(), PresetID: p.ID, CreatedAt: t0, Ready: true},                     // eligible
+			{InstanceID: uuid.New(), PresetID: p.ID, CreatedAt: t0, Ready: false},                    // running, not ready
+		},
+		Counters: []PresetCounters{{PresetID: p.ID, Created: 7, Failed: 2, Claimed: 3}},
+	}}
+	reg := prometheus.NewPedanticRegistry()
+	r, _, _ := newTestReconciler(t, fs, Config{Registerer: reg})
+	_, err := r.ReconcileAll(context.Background())
+	require.NoError(t, err)
+	const want = `
+# HELP prebuilds_claimed_total Prebuilds claimed by users (from the store).
+# TYPE prebuilds_claimed_total counter
+prebuilds_claimed_total{organization="acme",preset="p",template="tmpl"} 3
+# HELP prebuilds_created_total Prebuilds created for the preset (from the store).
+# TYPE prebuilds_created_total counter
+prebuilds_created_total{organization="acme",preset="p",template="tmpl"} 7
+# HELP prebuilds_desired Prebuilds the preset wants now (schedule applied).
+# TYPE prebuilds_desired gauge
+prebuilds_desired{organization="acme",preset="p",template="tmpl"} 3
+# HELP prebuilds_eligible Running prebuilds that are ready and not expired: claimable.
+# TYPE prebuilds_eligible gauge
+prebuilds_eligible{organization="acme",preset="p",template="tmpl"} 1
+# HELP prebuilds_expired Running prebuilds that expired (TTL or invalidation).
+# TYPE prebuilds_expired gauge
+prebuilds_expired{organization="acme",preset="p",template="tmpl"} 1
+# HELP prebuilds_failed_total Prebuild first builds that failed (from the store).
+# TYPE prebuilds_failed_total counter
+prebuilds_failed_total{organization="acme",preset="p",template="tmpl"} 2
+# HELP prebuilds_hard_limited 1 when the preset is hard-limited.
+# TYPE prebuilds_hard_limited gauge
+prebuilds_hard_limited{organization="acme",preset="p",template="tmpl"} 0
+# HELP prebuilds_running Running prebuilds of the preset, valid or expired.
+# TYPE prebuilds_running gauge
+prebuilds_running{organization="acme",preset="p",template="tmpl"} 3
+# HELP prebuilds_validation_failed 1 when the preset's builds failed validation.
+# TYPE prebuilds_validation_failed gauge
+prebuilds_validation_failed{organization="acme",preset="p",template="tmpl"} 0
+# HELP prebuilds_paused 1 when reconciliation is paused, as of the last pass.
+# TYPE prebuilds_paused gauge
+prebuilds_paused 0
+`
+	require.NoError(t, testutil.GatherAndCompare(reg, strings.NewReader(want),
+		"prebuilds_claimed_total", "prebuilds_created_total", "prebuilds_desired", "prebuilds_eligible",
+		"prebuilds_expired", "prebuilds_failed_total", "prebuilds_hard_limited", "prebuilds_running",
+		"prebuilds_validation_failed", "prebuilds_paused"))
+	problems, err := testutil.GatherAndLint(reg)
+	require.NoError(t, err)
+	require.Empty(t, problems)
+	lint, err := testutil.CollectAndLint(r.metrics.presets)
+	require.NoError(t, err)
+	require.Empty(t, lint)
+	require.Equal(t, float64(t0.Unix()), testutil.ToFloat64(r.metrics.lastSuccess))
+	require.Equal(t, 1, testutil.CollectAndCount(r.metrics.duration))
+}
+
+func TestRunAndStop(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	fs := &fakeStore{snap: GlobalSnapshot{Presets: []PresetRow{presetRow("p", 1)}}}
+	r, clk, _ := newTestReconciler(t, fs, Config{Interval: 30 * time.Second})
+	trap := clk.Trap().TickerFunc("prebuilds", "reconciler")
+	defer trap.Close()
+	errc := make(chan error, 1)
+	go func() { errc <- r.Run(ctx) }()
+	call := trap.MustWait(ctx) // the immediate pass has completed
+	call.Release()
+	fs.mu.Lock()
+	require.Len(t, fs.creates, 1, "reconciled once at start")
+	fs.mu.Unlock()
+	clk.Advance(30 * time.Second).MustWait(ctx)
+	fs.mu.Lock()
+	require.Len(t, fs.creates, 2, "reconciled on the tick")
+	fs.mu.Unlock()
+
+	require.NoError(t, r.Stop(ctx, nil))
+	require.ErrorIs(t, <-errc, ErrReconcilerStopped)
+	require.NoError(t, r.Stop(ctx, nil), "Stop is idempotent")
+	require.ErrorIs(t, r.Run(ctx), ErrReconcilerStopped, "a stopped reconciler does not run again")
+}
+
+func TestStopBeforeRun(t *testing.T) {
+	t.Parallel()
+	r := NewReconciler(&fakeStore{}, Config{})
+	require.NoError(t, r.Stop(context.Background(), nil))
+}
+
+func TestTrackResourceReplacementAndReportJob(t *testing.T) {
+	t.Parallel()
+	p := presetRow("p", 0)
+	p.TemplateID = uuid.New()
+	fs := &fakeStore{snap: GlobalSnapshot{Presets: []PresetRow{p}}}
+	rec := &recorder{}
+	r, _, _ := newTestReconciler(t, fs, Config{Notifier: rec})
+	_, err := r.ReconcileAll(context.Background())
+	require.NoError(t, err)
+	inst, user := uuid.New(), uuid.New()
+	r.TrackResourceReplacement(context.Background(), ReplacementReport{InstanceID: inst, PresetID: p.ID, Claimant: user, Resources: []string{"vm.main"}})
+	require.Len(t, rec.events, 1)
+	e := rec.events[0]
+	require.Equal(t, EventResourcesReplaced, e.Kind)
+	require.Equal(t, p.TemplateID, e.TemplateID)
+	require.Equal(t, "tmpl", e.TemplateName)
+	require.Equal(t, p.TemplateVersionID, e.TemplateVersionID)
+	require.Equal(t, user, e.Claimant)
+	require.Equal(t, inst, e.InstanceID)
+	require.Equal(t, []string{"vm.main"}, e.Resources)
+}
