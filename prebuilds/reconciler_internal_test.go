@@ -115,8 +115,8 @@ func (f *fakeStore) SetPresetStatus(_ context.Context, id uuid.UUID, from, to Pr
 func presetRow(key string, desired int) PresetRow {
 	v := uuid.NewSHA1(uuid.NameSpaceURL, []byte("v"+key))
 	return PresetRow{
-		Preset:          Preset{ID: uuid.NewSHA1(uuid.NameSpaceURL, []byte(key)), TemplateVersionID: v, Name: key, Desired: intp(desired), Status: PresetHealthy},
-		TemplateName:    "tmpl", OrganizationName: "org", ActiveVersionID: v,
+		Preset:       Preset{ID: uuid.NewSHA1(uuid.NameSpaceURL, []byte(key)), TemplateVersionID: v, Name: key, Desired: intp(desired), Status: PresetHealthy},
+		TemplateName: "tmpl", OrganizationName: "org", ActiveVersionID: v,
 	}
 }
 
