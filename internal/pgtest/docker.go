@@ -1,0 +1,189 @@
+package pgtest
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/testcontainers/testcontainers-go"
+	tcpostgres "github.com/testcontainers/testcontainers-go/modules/postgres"
+)
+
+const (
+	// defaultDockerSocket is where a local engine listens when DOCKER_HOST is unset.
+	defaultDockerSocket = "/var/run/docker.sock"
+	// localImage is built by scripts/testcontainers.sh; used when the default
+	// image is absent and the variable is unset.
+	localImage = "prebuildkit/postgres:15-local"
+	// dockerProbeTimeout bounds every request of the Docker probe.
+	dockerProbeTimeout = 2 * time.Second
+	// containerStartTimeout bounds starting the container and waiting for it.
+	containerStartTimeout = 2 * time.Minute
+)
+
+// dockerSocket returns the unix socket of the local engine, or why Docker
+// must not be used: only a local unix socket is ever dialled.
+func dockerSocket() (string, string) {
+	host := strings.TrimSpace(os.Getenv("DOCKER_HOST"))
+	if host == "" {
+		return defaultDockerSocket, ""
+	}
+	if path, ok := strings.CutPrefix(host, "unix://"); ok && path != "" {
+		return path, ""
+	}
+	return "", fmt.Sprintf("DOCKER_HOST=%s is not a local unix socket", host)
+}
+
+// probeDocker reports the image to run, or why Docker is unavailable. Docker
+// counts as available only when the engine answers /_ping on its local unix
+// socket and the image is already present: this package never pulls.
+func probeDocker(ctx context.Context) (image, why string) {
+	sock, why := dockerSocket()
+	if why != "" {
+		return "", why
+	}
+	if _, err := os.Stat(sock); err != nil {
+		return "", fmt.Sprintf("no Docker socket at %s", sock)
+	}
+	client := &http.Client{
+		Timeout: dockerProbeTimeout,
+		Transport: &http.Transport{
+			DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+				var d net.Dialer
+				return d.DialContext(ctx, "unix", sock)
+			},
+			DisableKeepAlives: true,
+		},
+	}
+	defer client.CloseIdleConnections()
+
+	if code, err := dockerGet(ctx, client, "/_ping"); err != nil || code != http.StatusOK {
+		return "", fmt.Sprintf("Docker at %s does not answer: %s", sock, describe(code, err))
+	}
+
+	candidates := []string{DefaultImage, localImage}
+	if img := strings.TrimSpace(os.Getenv(EnvImage)); img != "" {
+		candidates = []string{img}
+	}
+	for _, img := range candidates {
+		code, err := dockerGet(ctx, client, "/images/"+url.PathEscape(img)+"/json")
+		if err != nil {
+			return "", fmt.Sprintf("Docker at %s: inspect image %s: %v", sock, img, err)
+		}
+		if code == http.StatusOK {
+			return img, ""
+		}
+	}
+	return "", fmt.Sprintf("image %s not present in Docker (pgtest never pulls: docker pull it, or run scripts/testcontainers.sh prepare)",
+		strings.Join(candidates, " or "))
+}
+
+// dockerGet issues GET path to the engine and returns the status code.
+func dockerGet(ctx context.Context, client *http.Client, path string) (int, error) {
+	ctx, cancel := context.WithTimeout(ctx, dockerProbeTimeout)
+	defer cancel()
+	// The host part is ignored: the transport dials the unix socket.
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://docker"+path, nil)
+	if err != nil {
+		return 0, err
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, resp.Body)
+	return resp.StatusCode, nil
+}
+
+func describe(code int, err error) string {
+	if err != nil {
+		return err.Error()
+	}
+	return fmt.Sprintf("HTTP %d", code)
+}
+
+// configureTestcontainers pins testcontainers-go to the local engine and to
+// loopback, unless the user set these variables: no reaper container (Main
+// stops the container) and mapped ports reached on localhost instead of a
+// gateway address.
+func configureTestcontainers(sock string) {
+	setDefaultEnv("TESTCONTAINERS_RYUK_DISABLED", "true")
+	setDefaultEnv("TESTCONTAINERS_HOST_OVERRIDE", "localhost")
+	setDefaultEnv("DOCKER_HOST", "unix://"+sock)
+}
+
+func setDefaultEnv(key, value string) {
+	if _, ok := os.LookupEnv(key); !ok {
+		_ = os.Setenv(key, value)
+	}
+}
+
+// startContainer runs image with the testcontainers-go Postgres module.
+func startContainer(ctx context.Context, image string) (*adminServer, error) {
+	sock, why := dockerSocket()
+	if why != "" {
+		return nil, fmt.Errorf("docker: %s", why)
+	}
+	configureTestcontainers(sock)
+
+	ctx, cancel := context.WithTimeout(ctx, containerStartTimeout)
+	defer cancel()
+	ctr, err := tcpostgres.Run(ctx, image,
+		tcpostgres.WithDatabase("postgres"),
+		tcpostgres.WithUsername("postgres"),
+		tcpostgres.WithPassword("postgres"),
+		tcpostgres.WithSQLDriver(driverName),
+		tcpostgres.BasicWaitStrategies(),
+		testcontainers.WithCmdArgs(
+			"-c", "synchronous_commit=off",
+			"-c", "full_page_writes=off",
+			"-c", "max_connections=400",
+		),
+	)
+	if err != nil {
+		if ctr != nil {
+			_ = testcontainers.TerminateContainer(ctr)
+		}
+		return nil, fmt.Errorf("run container %s: %w", image, err)
+	}
+	stop := func(ctx context.Context) error {
+		return testcontainers.TerminateContainer(ctr, testcontainers.StopContext(ctx))
+	}
+	dsn, err := ctr.ConnectionString(ctx, "sslmode=disable")
+	if err != nil {
+		_ = stop(ctx)
+		return nil, fmt.Errorf("connection string of container %s: %w", image, err)
+	}
+	conf, err := parseAdminURL(dsn)
+	if err != nil {
+		_ = stop(ctx)
+		return nil, fmt.Errorf("connection string of container %s: %w", image, err)
+	}
+	if !isLoopback(conf.Host) {
+		_ = stop(ctx)
+		return nil, fmt.Errorf("container %s is mapped to %s, not loopback (TESTCONTAINERS_HOST_OVERRIDE=%s)",
+			image, conf.Host, os.Getenv("TESTCONTAINERS_HOST_OVERRIDE"))
+	}
+	return &adminServer{
+		conf: conf,
+		desc: fmt.Sprintf("testcontainers postgres image=%s at %s", image, hostPort(conf)),
+		stop: stop,
+	}, nil
+}
+
+// isLoopback reports whether host names the loopback interface.
+func isLoopback(host string) bool {
+	host = strings.Trim(host, "[]")
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
