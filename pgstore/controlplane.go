@@ -1,0 +1,636 @@
+package pgstore
+
+import (
+	"context"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/prebuildkit/prebuildkit/prebuilds"
+)
+
+// CreateTemplate inserts a template.
+func (s *Store) CreateTemplate(ctx context.Context, t prebuilds.Template) error {
+	return opError("create template", t.ID, s.createTemplate(ctx, t))
+}
+
+func (s *Store) createTemplate(ctx context.Context, t prebuilds.Template) error {
+	switch {
+	case t.ID == uuid.Nil:
+		return errf(prebuilds.ErrInvalidArgument, "template id is nil")
+	case t.Name == "":
+		return errf(prebuilds.ErrInvalidArgument, "template name is empty")
+	case t.ActiveVersionID != uuid.Nil:
+		return errf(prebuilds.ErrInvalidArgument, "active version must be set with SetActiveVersion")
+	}
+	_, err := s.pool.Exec(ctx, `
+		INSERT INTO templates (id, organization_id, organization_name, name, deprecated, deleted)
+		VALUES ($1, $2, $3, $4, $5, $6)`,
+		t.ID, t.OrganizationID, t.OrganizationName, t.Name, t.Deprecated, t.Deleted)
+	return err
+}
+
+// CreateTemplateVersion inserts a version of an existing template.
+func (s *Store) CreateTemplateVersion(ctx context.Context, v prebuilds.TemplateVersion) error {
+	return opError("create template version", v.ID, s.createTemplateVersion(ctx, v))
+}
+
+func (s *Store) createTemplateVersion(ctx context.Context, v prebuilds.TemplateVersion) error {
+	if v.ID == uuid.Nil || v.TemplateID == uuid.Nil {
+		return errf(prebuilds.ErrInvalidArgument, "version id or template id is nil")
+	}
+	return s.inTx(ctx, func(tx pgx.Tx) error {
+		if err := mustExist(ctx, tx, "template", `SELECT EXISTS (SELECT 1 FROM templates WHERE id = $1)`, v.TemplateID); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, `
+			INSERT INTO template_versions (id, template_id, name, created_at) VALUES ($1, $2, $3, $4)`,
+			v.ID, v.TemplateID, v.Name, micro(v.CreatedAt))
+		return err
+	})
+}
+
+// SetActiveVersion makes versionID the template's active version.
+func (s *Store) SetActiveVersion(ctx context.Context, templateID, versionID uuid.UUID) error {
+	return opError("set active version", templateID, s.setActiveVersion(ctx, templateID, versionID))
+}
+
+func (s *Store) setActiveVersion(ctx context.Context, templateID, versionID uuid.UUID) error {
+	return s.inTx(ctx, func(tx pgx.Tx) error {
+		var deleted bool
+		err := tx.QueryRow(ctx, `SELECT deleted FROM templates WHERE id = $1 FOR UPDATE`, templateID).Scan(&deleted)
+		if err == pgx.ErrNoRows {
+			return errf(prebuilds.ErrNotFound, "template %s", templateID)
+		}
+		if err != nil {
+			return err
+		}
+		var owner uuid.UUID
+		err = tx.QueryRow(ctx, `SELECT template_id FROM template_versions WHERE id = $1`, versionID).Scan(&owner)
+		if err == pgx.ErrNoRows || (err == nil && owner != templateID) {
+			return errf(prebuilds.ErrNotFound, "version %s of template %s", versionID, templateID)
+		}
+		if err != nil {
+			return err
+		}
+		if deleted {
+			return errf(prebuilds.ErrConflict, "template %s is deleted", templateID)
+		}
+		_, err = tx.Exec(ctx, `UPDATE templates SET active_version_id = $2 WHERE id = $1`, templateID, versionID)
+		return err
+	})
+}
+
+// SetTemplateDeprecated sets or clears the deprecated flag.
+func (s *Store) SetTemplateDeprecated(ctx context.Context, templateID uuid.UUID, deprecated bool) error {
+	return opError("set template deprecated", templateID,
+		s.updateOne(ctx, "template", `UPDATE templates SET deprecated = $2 WHERE id = $1`, templateID, deprecated))
+}
+
+// DeleteTemplate marks the template deleted (idempotent).
+func (s *Store) DeleteTemplate(ctx context.Context, templateID uuid.UUID) error {
+	return opError("delete template", templateID,
+		s.updateOne(ctx, "template", `UPDATE templates SET deleted = true WHERE id = $1`, templateID))
+}
+
+// UpsertPreset validates p and inserts or updates it.
+func (s *Store) UpsertPreset(ctx context.Context, p prebuilds.Preset) error {
+	return opError("upsert preset", p.ID, s.upsertPreset(ctx, p))
+}
+
+func (s *Store) upsertPreset(ctx context.Context, p prebuilds.Preset) error {
+	if err := prebuilds.ValidatePreset(p); err != nil {
+		return err
+	}
+	return s.inTx(ctx, func(tx pgx.Tx) error {
+		if err := mustExist(ctx, tx, "template version", `SELECT EXISTS (SELECT 1 FROM template_versions WHERE id = $1)`, p.TemplateVersionID); err != nil {
+			return err
+		}
+		var (
+			existingVersion uuid.UUID
+			desiredSet      bool
+		)
+		err := tx.QueryRow(ctx, `SELECT template_version_id, desired IS NOT NULL FROM presets WHERE id = $1 FOR UPDATE`, p.ID).
+			Scan(&existingVersion, &desiredSet)
+		exists := err == nil
+		if err != nil && err != pgx.ErrNoRows {
+			return err
+		}
+		if exists && existingVersion != p.TemplateVersionID {
+			return errf(prebuilds.ErrConflict, "preset %s belongs to version %s", p.ID, existingVersion)
+		}
+		var nameTaken bool
+		err = tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM presets WHERE template_version_id = $1 AND name = $2 AND id <> $3)`,
+			p.TemplateVersionID, p.Name, p.ID).Scan(&nameTaken)
+		if err != nil {
+			return err
+		}
+		if nameTaken {
+			return errf(prebuilds.ErrConflict, "version %s already has a preset named %q", p.TemplateVersionID, p.Name)
+		}
+		if exists && desiredSet && p.Desired == nil {
+			return &prebuilds.ValidationError{Field: "desired", Reason: "cannot be unset once set"}
+		}
+		ttl := int64(p.TTL / time.Microsecond)
+		if exists {
+			_, err = tx.Exec(ctx, `
+				UPDATE presets SET name = $2, desired = $3, ttl_micros = $4, timezone = $5, parameters = $6
+				WHERE id = $1`,
+				p.ID, p.Name, p.Desired, ttl, p.Timezone, params(p.Parameters))
+		} else {
+			status := p.Status
+			if status == "" {
+				status = prebuilds.PresetHealthy
+			}
+			_, err = tx.Exec(ctx, `
+				INSERT INTO presets (id, template_version_id, name, desired, ttl_micros, invalidated_at, timezone, parameters, status, reset_at)
+				VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
+				p.ID, p.TemplateVersionID, p.Name, p.Desired, ttl, nullTime(p.InvalidatedAt), p.Timezone,
+				params(p.Parameters), string(status), nullTime(p.ResetAt))
+		}
+		if err != nil {
+			return err
+		}
+		return replaceSchedules(ctx, tx, p.ID, p.Schedules)
+	})
+}
+
+func replaceSchedules(ctx context.Context, tx pgx.Tx, presetID uuid.UUID, schedules []prebuilds.Schedule) error {
+	if _, err := tx.Exec(ctx, `DELETE FROM preset_schedules WHERE preset_id = $1`, presetID); err != nil {
+		return err
+	}
+	if len(schedules) == 0 {
+		return nil
+	}
+	positions := make([]int32, len(schedules))
+	crons := make([]string, len(schedules))
+	instances := make([]int32, len(schedules))
+	for i, sc := range schedules {
+		positions[i] = int32(i)
+		crons[i] = sc.Cron
+		instances[i] = int32(sc.Instances)
+	}
+	_, err := tx.Exec(ctx, `
+		INSERT INTO preset_schedules (preset_id, position, cron, instances)
+		SELECT $1, u.position, u.cron, u.instances
+		FROM unnest($2::integer[], $3::text[], $4::integer[]) AS u(position, cron, instances)`,
+		presetID, positions, crons, instances)
+	return err
+}
+
+// InvalidatePreset sets invalidated_at: prebuilds created before it expire.
+func (s *Store) InvalidatePreset(ctx context.Context, presetID uuid.UUID, at time.Time) error {
+	return opError("invalidate preset", presetID,
+		s.updateOne(ctx, "preset", `UPDATE presets SET invalidated_at = $2 WHERE id = $1`, presetID, nullTime(at)))
+}
+
+// ResetPreset sets the preset healthy and reset_at = at.
+func (s *Store) ResetPreset(ctx context.Context, presetID uuid.UUID, at time.Time) error {
+	return opError("reset preset", presetID,
+		s.updateOne(ctx, "preset", `UPDATE presets SET status = 'healthy', reset_at = $2 WHERE id = $1`, presetID, nullTime(at)))
+}
+
+// SetPaused sets the global pause switch.
+func (s *Store) SetPaused(ctx context.Context, paused bool) error {
+	return opError("set paused", paused,
+		s.updateOne(ctx, "settings row", `UPDATE settings SET paused = $1`, paused))
+}
+
+// CreateInstance inserts an instance and its build #1.
+func (s *Store) CreateInstance(ctx context.Context, p prebuilds.CreateInstanceParams) error {
+	return opError("create instance", p.InstanceID, s.createInstance(ctx, p))
+}
+
+func (s *Store) createInstance(ctx context.Context, p prebuilds.CreateInstanceParams) error {
+	if p.InstanceID == uuid.Nil || p.BuildID == uuid.Nil || p.OwnerID == uuid.Nil ||
+		p.TemplateID == uuid.Nil || p.TemplateVersionID == uuid.Nil {
+		return errf(prebuilds.ErrInvalidArgument, "instance, build, owner, template and version ids must not be nil")
+	}
+	if !p.Transition.Valid() {
+		return errf(prebuilds.ErrInvalidArgument, "unknown transition %q", p.Transition)
+	}
+	now := micro(p.Now)
+	return s.inTx(ctx, func(tx pgx.Tx) error {
+		if err := mustExist(ctx, tx, "template", `SELECT EXISTS (SELECT 1 FROM templates WHERE id = $1)`, p.TemplateID); err != nil {
+			return err
+		}
+		var versionOK bool
+		err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM template_versions WHERE id = $1 AND template_id = $2)`,
+			p.TemplateVersionID, p.TemplateID).Scan(&versionOK)
+		if err != nil {
+			return err
+		}
+		if !versionOK {
+			return errf(prebuilds.ErrNotFound, "version %s of template %s", p.TemplateVersionID, p.TemplateID)
+		}
+		if p.PresetID != uuid.Nil {
+			var presetVersion uuid.UUID
+			err := tx.QueryRow(ctx, `SELECT template_version_id FROM presets WHERE id = $1`, p.PresetID).Scan(&presetVersion)
+			if err == pgx.ErrNoRows {
+				return errf(prebuilds.ErrNotFound, "preset %s", p.PresetID)
+			}
+			if err != nil {
+				return err
+			}
+			if presetVersion != p.TemplateVersionID {
+				return errf(prebuilds.ErrInvalidArgument, "preset %s belongs to version %s, not %s", p.PresetID, presetVersion, p.TemplateVersionID)
+			}
+		}
+		_, err = tx.Exec(ctx, `
+			INSERT INTO instances (id, owner_id, template_id, name, created_at, created_as_prebuild)
+			VALUES ($1, $2, $3, $4, $5, $6)`,
+			p.InstanceID, p.OwnerID, p.TemplateID, p.Name, now, p.OwnerID == prebuilds.SystemOwner)
+		if err != nil {
+			return err
+		}
+		_, err = tx.Exec(ctx, `
+			INSERT INTO builds (id, instance_id, number, template_version_id, preset_id, transition, job_status, parameters, created_at)
+			VALUES ($1, $2, 1, $3, $4, $5, 'pending', $6, $7)`,
+			p.BuildID, p.InstanceID, p.TemplateVersionID, nullUUID(p.PresetID), string(p.Transition), params(p.Parameters), now)
+		return err
+	})
+}
+
+// StartBuild appends a build to a not-deleted instance whose latest job is
+// terminal.
+func (s *Store) StartBuild(ctx context.Context, p prebuilds.StartBuildParams) error {
+	return opError("start build", p.InstanceID, s.startBuild(ctx, p))
+}
+
+func (s *Store) startBuild(ctx context.Context, p prebuilds.StartBuildParams) error {
+	if p.InstanceID == uuid.Nil || p.BuildID == uuid.Nil || p.TemplateVersionID == uuid.Nil {
+		return errf(prebuilds.ErrInvalidArgument, "instance, build and version ids must not be nil")
+	}
+	if !p.Transition.Valid() {
+		return errf(prebuilds.ErrInvalidArgument, "unknown transition %q", p.Transition)
+	}
+	return s.inTx(ctx, func(tx pgx.Tx) error {
+		inst, err := lockInstance(ctx, tx, p.InstanceID)
+		if err != nil {
+			return err
+		}
+		if inst.deleted {
+			return errf(prebuilds.ErrConflict, "instance %s is deleted", p.InstanceID)
+		}
+		latest, err := latestBuild(ctx, tx, p.InstanceID)
+		if err != nil {
+			return err
+		}
+		if !latest.status.Terminal() {
+			return errf(prebuilds.ErrConflict, "instance %s: latest job %s is %s", p.InstanceID, latest.id, latest.status)
+		}
+		if err := mustExist(ctx, tx, "template version", `SELECT EXISTS (SELECT 1 FROM template_versions WHERE id = $1)`, p.TemplateVersionID); err != nil {
+			return err
+		}
+		if p.PresetID != uuid.Nil {
+			if err := mustExist(ctx, tx, "preset", `SELECT EXISTS (SELECT 1 FROM presets WHERE id = $1)`, p.PresetID); err != nil {
+				return err
+			}
+		}
+		_, err = tx.Exec(ctx, `
+			INSERT INTO builds (id, instance_id, number, template_version_id, preset_id, transition, job_status, parameters, created_at)
+			VALUES ($1, $2, $3, $4, $5, $6, 'pending', $7, $8)`,
+			p.BuildID, p.InstanceID, latest.number+1, p.TemplateVersionID, nullUUID(p.PresetID), string(p.Transition),
+			params(p.Parameters), micro(p.Now))
+		return err
+	})
+}
+
+// allowedJobTransitions lists, for each non-terminal status, the statuses it
+// may move to.
+var allowedJobTransitions = map[prebuilds.JobStatus][]prebuilds.JobStatus{
+	prebuilds.JobPending:   {prebuilds.JobRunning, prebuilds.JobSucceeded, prebuilds.JobFailed, prebuilds.JobCanceling, prebuilds.JobCanceled},
+	prebuilds.JobRunning:   {prebuilds.JobSucceeded, prebuilds.JobFailed, prebuilds.JobCanceling, prebuilds.JobCanceled},
+	prebuilds.JobCanceling: {prebuilds.JobCanceled, prebuilds.JobFailed},
+}
+
+func jobTransitionAllowed(from, to prebuilds.JobStatus) bool {
+	for _, s := range allowedJobTransitions[from] {
+		if s == to {
+			return true
+		}
+	}
+	return false
+}
+
+// UpdateJob records the provisioner's report on a build's job.
+func (s *Store) UpdateJob(ctx context.Context, p prebuilds.UpdateJobParams) (prebuilds.UpdateJobResult, error) {
+	res, err := s.updateJob(ctx, p)
+	return res, opError("update job", p.BuildID, err)
+}
+
+func (s *Store) updateJob(ctx context.Context, p prebuilds.UpdateJobParams) (prebuilds.UpdateJobResult, error) {
+	var res prebuilds.UpdateJobResult
+	if !p.Status.Valid() {
+		return res, errf(prebuilds.ErrInvalidArgument, "unknown job status %q", p.Status)
+	}
+	if p.FailureKind != prebuilds.FailureNone && p.Status != prebuilds.JobFailed {
+		return res, errf(prebuilds.ErrInvalidArgument, "failure kind %q needs status failed, got %s", p.FailureKind, p.Status)
+	}
+	switch p.FailureKind {
+	case prebuilds.FailureNone, prebuilds.FailureTransient, prebuilds.FailureValidation:
+	default:
+		return res, errf(prebuilds.ErrInvalidArgument, "unknown failure kind %q", p.FailureKind)
+	}
+	err := s.inTx(ctx, func(tx pgx.Tx) error {
+		var instanceID uuid.UUID
+		err := tx.QueryRow(ctx, `SELECT instance_id FROM builds WHERE id = $1`, p.BuildID).Scan(&instanceID)
+		if err == pgx.ErrNoRows {
+			return errf(prebuilds.ErrNotFound, "build %s", p.BuildID)
+		}
+		if err != nil {
+			return err
+		}
+		// Lock order everywhere: instance row, then its builds.
+		inst, err := lockInstance(ctx, tx, instanceID)
+		if err != nil {
+			return err
+		}
+		var (
+			status, transition string
+			presetID           *uuid.UUID
+		)
+		err = tx.QueryRow(ctx, `SELECT job_status, transition, preset_id FROM builds WHERE id = $1 FOR UPDATE`, p.BuildID).
+			Scan(&status, &transition, &presetID)
+		if err != nil {
+			return err
+		}
+		from := prebuilds.JobStatus(status)
+		if !jobTransitionAllowed(from, p.Status) {
+			return errf(prebuilds.ErrInvalidTransition, "build %s: %s → %s", p.BuildID, from, p.Status)
+		}
+		var completedAt *time.Time
+		if p.Status.Terminal() {
+			t := micro(p.Now)
+			completedAt = &t
+		}
+		var kind *string
+		if p.FailureKind != prebuilds.FailureNone {
+			k := string(p.FailureKind)
+			kind = &k
+		}
+		_, err = tx.Exec(ctx, `UPDATE builds SET job_status = $2, failure_kind = $3, completed_at = $4 WHERE id = $1`,
+			p.BuildID, string(p.Status), kind, completedAt)
+		if err != nil {
+			return err
+		}
+		tr := prebuilds.Transition(transition)
+		if p.Status == prebuilds.JobSucceeded && tr == prebuilds.TransitionDelete {
+			if _, err := tx.Exec(ctx, `UPDATE instances SET deleted = true WHERE id = $1`, instanceID); err != nil {
+				return err
+			}
+		}
+		if p.Status == prebuilds.JobFailed && p.FailureKind == prebuilds.FailureValidation &&
+			tr == prebuilds.TransitionStart && inst.owner == prebuilds.SystemOwner && presetID != nil {
+			tag, err := tx.Exec(ctx, `UPDATE presets SET status = 'validation_failed' WHERE id = $1 AND status = 'healthy'`, *presetID)
+			if err != nil {
+				return err
+			}
+			if tag.RowsAffected() == 1 {
+				res.ValidationFailedPreset = *presetID
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return prebuilds.UpdateJobResult{}, err
+	}
+	return res, nil
+}
+
+// SetReady sets the instance's ready flag.
+func (s *Store) SetReady(ctx context.Context, instanceID uuid.UUID, ready bool) error {
+	return opError("set ready", instanceID,
+		s.updateOne(ctx, "instance", `UPDATE instances SET ready = $2 WHERE id = $1`, instanceID, ready))
+}
+
+// RemoveInstance marks the instance deleted without a build (idempotent).
+func (s *Store) RemoveInstance(ctx context.Context, instanceID uuid.UUID) error {
+	return opError("remove instance", instanceID,
+		s.updateOne(ctx, "instance", `UPDATE instances SET deleted = true WHERE id = $1`, instanceID))
+}
+
+// GetPreset reads a preset back.
+func (s *Store) GetPreset(ctx context.Context, presetID uuid.UUID) (prebuilds.Preset, error) {
+	p, err := s.getPreset(ctx, presetID)
+	return p, opError("get preset", presetID, err)
+}
+
+func (s *Store) getPreset(ctx context.Context, presetID uuid.UUID) (prebuilds.Preset, error) {
+	var p prebuilds.Preset
+	err := pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
+		rows, err := tx.Query(ctx, `SELECT `+presetColumns+` FROM presets p WHERE p.id = $1`, presetID)
+		if err != nil {
+			return err
+		}
+		p, err = pgx.CollectExactlyOneRow(rows, scanPreset)
+		if err == pgx.ErrNoRows {
+			return errf(prebuilds.ErrNotFound, "preset %s", presetID)
+		}
+		if err != nil {
+			return err
+		}
+		rows, err = tx.Query(ctx, `SELECT cron, instances FROM preset_schedules WHERE preset_id = $1 ORDER BY position`, presetID)
+		if err != nil {
+			return err
+		}
+		p.Schedules, err = pgx.CollectRows(rows, func(row pgx.CollectableRow) (prebuilds.Schedule, error) {
+			var sc prebuilds.Schedule
+			err := row.Scan(&sc.Cron, &sc.Instances)
+			return sc, err
+		})
+		if len(p.Schedules) == 0 {
+			p.Schedules = nil
+		}
+		return err
+	})
+	if err != nil {
+		return prebuilds.Preset{}, err
+	}
+	return p, nil
+}
+
+const presetColumns = `p.id, p.template_version_id, p.name, p.desired, p.ttl_micros, p.invalidated_at, p.timezone,
+	p.parameters, p.status::text, p.reset_at`
+
+func scanPreset(row pgx.CollectableRow) (prebuilds.Preset, error) {
+	var (
+		p                      prebuilds.Preset
+		desired                *int32
+		ttl                    int64
+		invalidatedAt, resetAt *time.Time
+		status                 string
+		parameters             map[string]string
+	)
+	err := row.Scan(&p.ID, &p.TemplateVersionID, &p.Name, &desired, &ttl, &invalidatedAt, &p.Timezone,
+		&parameters, &status, &resetAt)
+	if err != nil {
+		return p, err
+	}
+	if desired != nil {
+		d := int(*desired)
+		p.Desired = &d
+	}
+	p.TTL = time.Duration(ttl) * time.Microsecond
+	p.InvalidatedAt = timeOf(invalidatedAt)
+	p.Parameters = paramsOf(parameters)
+	p.Status = prebuilds.PresetStatus(status)
+	p.ResetAt = timeOf(resetAt)
+	return p, nil
+}
+
+// GetInstance reads an instance back.
+func (s *Store) GetInstance(ctx context.Context, instanceID uuid.UUID) (prebuilds.Instance, error) {
+	rows, err := s.pool.Query(ctx, `SELECT `+instanceColumns+` FROM instances WHERE id = $1`, instanceID)
+	if err != nil {
+		return prebuilds.Instance{}, opError("get instance", instanceID, err)
+	}
+	inst, err := pgx.CollectExactlyOneRow(rows, scanInstance)
+	if err == pgx.ErrNoRows {
+		err = errf(prebuilds.ErrNotFound, "instance %s", instanceID)
+	}
+	return inst, opError("get instance", instanceID, err)
+}
+
+const instanceColumns = `id, owner_id, template_id, name, created_at, ready, deleted, claimed_at`
+
+func scanInstance(row pgx.CollectableRow) (prebuilds.Instance, error) {
+	var (
+		i         prebuilds.Instance
+		claimedAt *time.Time
+	)
+	err := row.Scan(&i.ID, &i.OwnerID, &i.TemplateID, &i.Name, &i.CreatedAt, &i.Ready, &i.Deleted, &claimedAt)
+	i.CreatedAt = i.CreatedAt.UTC()
+	i.ClaimedAt = timeOf(claimedAt)
+	return i, err
+}
+
+// ListBuilds returns an instance's builds by ascending number.
+func (s *Store) ListBuilds(ctx context.Context, instanceID uuid.UUID) ([]prebuilds.Build, error) {
+	var builds []prebuilds.Build
+	err := pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
+		if err := mustExist(ctx, tx, "instance", `SELECT EXISTS (SELECT 1 FROM instances WHERE id = $1)`, instanceID); err != nil {
+			return err
+		}
+		rows, err := tx.Query(ctx, `
+			SELECT id, instance_id, number, template_version_id, preset_id, transition::text, job_status::text,
+			       failure_kind::text, parameters, created_at, completed_at
+			FROM builds WHERE instance_id = $1 ORDER BY number`, instanceID)
+		if err != nil {
+			return err
+		}
+		builds, err = pgx.CollectRows(rows, scanBuild)
+		return err
+	})
+	if err != nil {
+		return nil, opError("list builds", instanceID, err)
+	}
+	return builds, nil
+}
+
+func scanBuild(row pgx.CollectableRow) (prebuilds.Build, error) {
+	var (
+		b                  prebuilds.Build
+		number             int32
+		presetID           *uuid.UUID
+		transition, status string
+		kind               *string
+		parameters         map[string]string
+		createdAt          time.Time
+		completedAt        *time.Time
+	)
+	err := row.Scan(&b.ID, &b.InstanceID, &number, &b.TemplateVersionID, &presetID, &transition, &status,
+		&kind, &parameters, &createdAt, &completedAt)
+	if err != nil {
+		return b, err
+	}
+	b.Number = int(number)
+	b.PresetID = uuidOf(presetID)
+	b.Transition = prebuilds.Transition(transition)
+	b.JobStatus = prebuilds.JobStatus(status)
+	if kind != nil {
+		b.FailureKind = prebuilds.FailureKind(*kind)
+	}
+	b.Parameters = paramsOf(parameters)
+	b.CreatedAt = createdAt.UTC()
+	b.CompletedAt = timeOf(completedAt)
+	return b, nil
+}
+
+// querier is what the helpers below need: a pool or a transaction.
+type querier interface {
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+// mustExist runs an EXISTS query and returns ErrNotFound naming what when
+// it is false.
+func mustExist(ctx context.Context, q querier, what, sql string, id uuid.UUID) error {
+	var ok bool
+	if err := q.QueryRow(ctx, sql, id).Scan(&ok); err != nil {
+		return err
+	}
+	if !ok {
+		return errf(prebuilds.ErrNotFound, "%s %s", what, id)
+	}
+	return nil
+}
+
+// updateOne runs an UPDATE keyed by its first argument and returns
+// ErrNotFound when it touched no row.
+func (s *Store) updateOne(ctx context.Context, what, sql string, args ...any) error {
+	tag, err := s.pool.Exec(ctx, sql, args...)
+	if err != nil {
+		return err
+	}
+	if tag.RowsAffected() == 0 {
+		return errf(prebuilds.ErrNotFound, "%s %v", what, args[0])
+	}
+	return nil
+}
+
+type lockedInstance struct {
+	owner   uuid.UUID
+	deleted bool
+}
+
+// lockInstance takes the instance row lock that serialises every write to
+// an instance and its builds (claim, delete, start, job updates).
+func lockInstance(ctx context.Context, tx pgx.Tx, id uuid.UUID) (lockedInstance, error) {
+	var li lockedInstance
+	err := tx.QueryRow(ctx, `SELECT owner_id, deleted FROM instances WHERE id = $1 FOR UPDATE`, id).Scan(&li.owner, &li.deleted)
+	if err == pgx.ErrNoRows {
+		return li, errf(prebuilds.ErrNotFound, "instance %s", id)
+	}
+	return li, err
+}
+
+type buildHead struct {
+	id         uuid.UUID
+	number     int
+	transition prebuilds.Transition
+	status     prebuilds.JobStatus
+	versionID  uuid.UUID
+}
+
+// latestBuild reads the instance's highest-numbered build. Called after
+// lockInstance, in a new statement, so it sees every build committed before
+// the lock was granted.
+func latestBuild(ctx context.Context, tx pgx.Tx, instanceID uuid.UUID) (buildHead, error) {
+	var (
+		h                  buildHead
+		number             int32
+		transition, status string
+	)
+	err := tx.QueryRow(ctx, `
+		SELECT id, number, transition::text, job_status::text, template_version_id
+		FROM builds WHERE instance_id = $1 ORDER BY number DESC LIMIT 1`, instanceID).
+		Scan(&h.id, &number, &transition, &status, &h.versionID)
+	if err == pgx.ErrNoRows {
+		return h, errf(prebuilds.ErrConflict, "instance %s has no build", instanceID)
+	}
+	h.number = int(number)
+	h.transition = prebuilds.Transition(transition)
+	h.status = prebuilds.JobStatus(status)
+	return h, err
+}

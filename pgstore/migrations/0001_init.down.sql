@@ -1,0 +1,12 @@
+DROP TABLE settings;
+DROP TABLE builds;
+DROP TABLE instances;
+DROP TABLE preset_schedules;
+DROP TABLE presets;
+ALTER TABLE templates DROP CONSTRAINT templates_active_version_fk;
+DROP TABLE template_versions;
+DROP TABLE templates;
+DROP TYPE preset_status;
+DROP TYPE failure_kind;
+DROP TYPE job_status;
+DROP TYPE build_transition;

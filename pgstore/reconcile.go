@@ -1,0 +1,261 @@
+package pgstore
+
+import (
+	"context"
+	"slices"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/prebuildkit/prebuildkit/prebuilds"
+)
+
+// CreatePrebuilds inserts, in one transaction and two multi-row INSERTs,
+// one SystemOwner instance and its build #1 per entry.
+func (s *Store) CreatePrebuilds(ctx context.Context, p prebuilds.CreatePrebuildsParams) ([]prebuilds.Job, error) {
+	jobs, err := s.createPrebuilds(ctx, p)
+	if err != nil {
+		return nil, opError("create prebuilds", "preset "+p.PresetID.String(), err)
+	}
+	return jobs, nil
+}
+
+func (s *Store) createPrebuilds(ctx context.Context, p prebuilds.CreatePrebuildsParams) ([]prebuilds.Job, error) {
+	if len(p.Instances) == 0 {
+		return nil, nil
+	}
+	if p.PresetID == uuid.Nil || p.TemplateVersionID == uuid.Nil {
+		return nil, errf(prebuilds.ErrInvalidArgument, "preset and version ids must not be nil")
+	}
+	instanceIDs := make([]uuid.UUID, len(p.Instances))
+	buildIDs := make([]uuid.UUID, len(p.Instances))
+	names := make([]string, len(p.Instances))
+	for i, n := range p.Instances {
+		if n.InstanceID == uuid.Nil || n.BuildID == uuid.Nil {
+			return nil, errf(prebuilds.ErrInvalidArgument, "entry %d: instance and build ids must not be nil", i)
+		}
+		instanceIDs[i], buildIDs[i], names[i] = n.InstanceID, n.BuildID, n.Name
+	}
+	now := micro(p.Now)
+	var presetParams map[string]string
+	err := s.inTx(ctx, func(tx pgx.Tx) error {
+		var versionID, templateID uuid.UUID
+		err := tx.QueryRow(ctx, `
+			SELECT p.template_version_id, v.template_id, p.parameters
+			FROM presets p JOIN template_versions v ON v.id = p.template_version_id
+			WHERE p.id = $1`, p.PresetID).Scan(&versionID, &templateID, &presetParams)
+		if err == pgx.ErrNoRows {
+			return errf(prebuilds.ErrNotFound, "preset %s", p.PresetID)
+		}
+		if err != nil {
+			return err
+		}
+		if versionID != p.TemplateVersionID {
+			return errf(prebuilds.ErrConflict, "preset %s belongs to version %s, not %s", p.PresetID, versionID, p.TemplateVersionID)
+		}
+		if dup, ok := firstRepeat(instanceIDs); ok {
+			return errf(prebuilds.ErrConflict, "instance id %s repeats", dup)
+		}
+		if dup, ok := firstRepeat(buildIDs); ok {
+			return errf(prebuilds.ErrConflict, "build id %s repeats", dup)
+		}
+		_, err = tx.Exec(ctx, `
+			INSERT INTO instances (id, owner_id, template_id, name, created_at, created_as_prebuild)
+			SELECT u.id, $2, $3, u.name, $4, true
+			FROM unnest($1::uuid[], $5::text[]) AS u(id, name)`,
+			instanceIDs, prebuilds.SystemOwner, templateID, now, names)
+		if err != nil {
+			return err
+		}
+		_, err = tx.Exec(ctx, `
+			INSERT INTO builds (id, instance_id, number, template_version_id, preset_id, transition, job_status, parameters, created_at)
+			SELECT u.build_id, u.instance_id, 1, $3, $4, 'start', 'pending', $5, $6
+			FROM unnest($1::uuid[], $2::uuid[]) AS u(build_id, instance_id)`,
+			buildIDs, instanceIDs, p.TemplateVersionID, p.PresetID, params(presetParams), now)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	jobs := make([]prebuilds.Job, len(p.Instances))
+	for i, n := range p.Instances {
+		jobs[i] = prebuilds.Job{
+			BuildID:           n.BuildID,
+			InstanceID:        n.InstanceID,
+			PresetID:          p.PresetID,
+			TemplateVersionID: p.TemplateVersionID,
+			Transition:        prebuilds.TransitionStart,
+			Parameters:        copyParams(presetParams),
+		}
+	}
+	return jobs, nil
+}
+
+func firstRepeat(ids []uuid.UUID) (uuid.UUID, bool) {
+	seen := make(map[uuid.UUID]struct{}, len(ids))
+	for _, id := range ids {
+		if _, ok := seen[id]; ok {
+			return id, true
+		}
+		seen[id] = struct{}{}
+	}
+	return uuid.Nil, false
+}
+
+// DeletePrebuild inserts a delete build under the instance row lock, only if
+// the instance is still a running prebuild. Claim takes the same lock, so a
+// claimed instance is never deleted.
+func (s *Store) DeletePrebuild(ctx context.Context, p prebuilds.DeletePrebuildParams) (prebuilds.Job, error) {
+	job, err := s.deletePrebuild(ctx, p)
+	if err != nil {
+		return prebuilds.Job{}, opError("delete prebuild", p.InstanceID, err)
+	}
+	return job, nil
+}
+
+func (s *Store) deletePrebuild(ctx context.Context, p prebuilds.DeletePrebuildParams) (prebuilds.Job, error) {
+	if p.InstanceID == uuid.Nil || p.BuildID == uuid.Nil {
+		return prebuilds.Job{}, errf(prebuilds.ErrInvalidArgument, "instance and build ids must not be nil")
+	}
+	var job prebuilds.Job
+	err := s.inTx(ctx, func(tx pgx.Tx) error {
+		inst, err := lockInstance(ctx, tx, p.InstanceID)
+		if err != nil {
+			return err
+		}
+		if inst.owner != prebuilds.SystemOwner {
+			return errf(prebuilds.ErrConflict, "instance %s is owned by %s", p.InstanceID, inst.owner)
+		}
+		if inst.deleted {
+			return errf(prebuilds.ErrConflict, "instance %s is deleted", p.InstanceID)
+		}
+		latest, err := latestBuild(ctx, tx, p.InstanceID)
+		if err != nil {
+			return err
+		}
+		if latest.transition != prebuilds.TransitionStart || latest.status != prebuilds.JobSucceeded {
+			return errf(prebuilds.ErrConflict, "instance %s: latest build is %s+%s", p.InstanceID, latest.transition, latest.status)
+		}
+		_, err = tx.Exec(ctx, `
+			INSERT INTO builds (id, instance_id, number, template_version_id, preset_id, transition, job_status, parameters, created_at)
+			VALUES ($1, $2, $3, $4, NULL, 'delete', 'pending', '{}', $5)`,
+			p.BuildID, p.InstanceID, latest.number+1, latest.versionID, micro(p.Now))
+		if err != nil {
+			return err
+		}
+		job = prebuilds.Job{
+			BuildID:           p.BuildID,
+			InstanceID:        p.InstanceID,
+			TemplateVersionID: latest.versionID,
+			Transition:        prebuilds.TransitionDelete,
+		}
+		return nil
+	})
+	return job, err
+}
+
+// activeSQL is true when preset p is active; it expects p (presets) and t
+// (templates) in scope. A template without an active version has no active
+// preset.
+const activeSQL = `(t.active_version_id IS NOT DISTINCT FROM p.template_version_id AND NOT t.deprecated AND NOT t.deleted)`
+
+// CancelPending cancels the queued first builds of an inactive preset.
+func (s *Store) CancelPending(ctx context.Context, p prebuilds.CancelPendingParams) ([]uuid.UUID, error) {
+	ids, err := s.cancelPending(ctx, p)
+	if err != nil {
+		return nil, opError("cancel pending", "preset "+p.PresetID.String(), err)
+	}
+	return ids, nil
+}
+
+func (s *Store) cancelPending(ctx context.Context, p prebuilds.CancelPendingParams) ([]uuid.UUID, error) {
+	var ids []uuid.UUID
+	err := s.inTx(ctx, func(tx pgx.Tx) error {
+		// FOR SHARE on the template holds off SetActiveVersion and friends
+		// until the cancellation commits.
+		var active bool
+		err := tx.QueryRow(ctx, `
+			SELECT `+activeSQL+`
+			FROM presets p
+			JOIN template_versions v ON v.id = p.template_version_id
+			JOIN templates t ON t.id = v.template_id
+			WHERE p.id = $1
+			FOR SHARE OF t`, p.PresetID).Scan(&active)
+		if err == pgx.ErrNoRows {
+			return errf(prebuilds.ErrNotFound, "preset %s", p.PresetID)
+		}
+		if err != nil || active {
+			return err
+		}
+		// Lock the candidate instances, then re-check the criteria in a
+		// new statement, which sees every build committed before the locks
+		// were granted.
+		rows, err := tx.Query(ctx, `
+			SELECT i.id FROM instances i
+			WHERE i.owner_id = $1 AND NOT i.deleted
+			  AND i.id IN (SELECT b.instance_id FROM builds b
+			               WHERE b.preset_id = $2 AND b.transition = 'start' AND b.number = 1 AND b.job_status = 'pending')
+			ORDER BY i.id
+			FOR UPDATE OF i`, prebuilds.SystemOwner, p.PresetID)
+		if err != nil {
+			return err
+		}
+		locked, err := pgx.CollectRows(rows, pgx.RowTo[uuid.UUID])
+		if err != nil || len(locked) == 0 {
+			return err
+		}
+		rows, err = tx.Query(ctx, `
+			UPDATE builds b SET job_status = 'canceled', completed_at = $4
+			FROM instances i
+			WHERE i.id = b.instance_id AND i.id = ANY($3::uuid[])
+			  AND i.owner_id = $1 AND NOT i.deleted
+			  AND b.number = 1 AND b.preset_id = $2 AND b.transition = 'start' AND b.job_status = 'pending'
+			  AND NOT EXISTS (SELECT 1 FROM builds later WHERE later.instance_id = i.id AND later.number > 1)
+			RETURNING b.instance_id`, prebuilds.SystemOwner, p.PresetID, locked, micro(p.Now))
+		if err != nil {
+			return err
+		}
+		ids, err = pgx.CollectRows(rows, pgx.RowTo[uuid.UUID])
+		if err != nil || len(ids) == 0 {
+			return err
+		}
+		_, err = tx.Exec(ctx, `UPDATE instances SET deleted = true WHERE id = ANY($1::uuid[])`, ids)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	if ids == nil {
+		ids = []uuid.UUID{} // empty, not nil, when nothing was canceled
+	}
+	slices.SortFunc(ids, prebuilds.CompareUUID)
+	return ids, nil
+}
+
+// SetPresetStatus is a compare-and-set of the preset's status in one
+// statement.
+func (s *Store) SetPresetStatus(ctx context.Context, presetID uuid.UUID, from, to prebuilds.PresetStatus) (bool, error) {
+	changed, err := s.setPresetStatus(ctx, presetID, from, to)
+	return changed, opError("set preset status", presetID, err)
+}
+
+func (s *Store) setPresetStatus(ctx context.Context, presetID uuid.UUID, from, to prebuilds.PresetStatus) (bool, error) {
+	if !from.Valid() || !to.Valid() {
+		return false, errf(prebuilds.ErrInvalidArgument, "preset status %q → %q", from, to)
+	}
+	var exists, changed bool
+	err := s.pool.QueryRow(ctx, `
+		WITH updated AS (
+		    UPDATE presets SET status = $3::preset_status WHERE id = $1 AND status = $2::preset_status RETURNING 1
+		)
+		SELECT EXISTS (SELECT 1 FROM updated) OR EXISTS (SELECT 1 FROM presets WHERE id = $1),
+		       EXISTS (SELECT 1 FROM updated)`,
+		presetID, string(from), string(to)).Scan(&exists, &changed)
+	if err != nil {
+		return false, err
+	}
+	if !exists {
+		return false, errf(prebuilds.ErrNotFound, "preset %s", presetID)
+	}
+	return changed, nil
+}

@@ -1,0 +1,330 @@
+package pgstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/prebuildkit/prebuildkit/prebuilds"
+)
+
+// WithReconciliationLock tries the cluster-wide reconciliation lock without
+// blocking and, when it gets it, calls fn with a reader whose Snapshot runs
+// in one REPEATABLE READ READ ONLY transaction.
+//
+// The lock is a session-level advisory lock (pg_try_advisory_lock) on a
+// dedicated pooled connection, and the snapshot transaction is begun on
+// that connection only after the lock is granted. A transaction-level lock
+// taken by the snapshot transaction's own first statement would not do: a
+// REPEATABLE READ snapshot is fixed when that statement starts, before the
+// lock is granted, so it could miss writes the previous holder committed
+// just before releasing the lock. Writes fn makes go through the Store's
+// pool (other connections) and commit while the lock is held. The lock is
+// released when fn returns; if the release cannot be confirmed the
+// connection is closed, which releases it on the server.
+func (s *Store) WithReconciliationLock(ctx context.Context, fn func(ctx context.Context, r prebuilds.SnapshotReader) error) (acquired bool, err error) {
+	pc, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return false, opError("reconciliation lock", s.lockKey, err)
+	}
+	var got bool
+	if err := pc.QueryRow(ctx, `SELECT pg_try_advisory_lock($1)`, s.lockKey).Scan(&got); err != nil {
+		pc.Release()
+		return false, opError("reconciliation lock", s.lockKey, err)
+	}
+	if !got {
+		pc.Release()
+		return false, nil
+	}
+	defer func() {
+		if uerr := releaseSessionLock(ctx, pc, s.lockKey); uerr != nil && err == nil {
+			err = opError("reconciliation lock", s.lockKey, uerr)
+		}
+	}()
+	tx, err := pc.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+	if err != nil {
+		return true, opError("reconciliation lock", s.lockKey, err)
+	}
+	r := &snapshotReader{tx: tx}
+	ferr := fn(ctx, r)
+	r.close()
+	// The transaction only read; ending it with a rollback cannot lose
+	// anything and works even when fn's context was canceled.
+	_ = tx.Rollback(context.WithoutCancel(ctx))
+	return true, ferr
+}
+
+// errReaderClosed is returned by a SnapshotReader used after its lock was
+// released.
+var errReaderClosed = errors.New("pgstore: snapshot reader used after WithReconciliationLock returned")
+
+// snapshotReader reads snapshots on the lock's transaction. A pgx.Tx must
+// not be used by two goroutines at once, so reads are serialised.
+type snapshotReader struct {
+	mu     sync.Mutex
+	tx     pgx.Tx
+	closed bool
+}
+
+func (r *snapshotReader) close() {
+	r.mu.Lock()
+	r.closed = true
+	r.mu.Unlock()
+}
+
+// Snapshot reads the DESIGN §3 snapshot with a handful of set-based
+// queries sent in one batch on the lock's REPEATABLE READ transaction.
+func (r *snapshotReader) Snapshot(ctx context.Context, p prebuilds.SnapshotParams) (*prebuilds.GlobalSnapshot, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return nil, errReaderClosed
+	}
+	snap, err := readSnapshot(ctx, r.tx, p)
+	return snap, opError("snapshot", prebuilds.Micro(p.Now).Format(time.RFC3339Nano), err)
+}
+
+// stateCTE yields one row per live prebuild (SystemOwner, not deleted)
+// whose current preset has a desired count: the instance, its latest build
+// (highest number) and its current preset (preset of the most recent start
+// build that has one). $1 is SystemOwner.
+const stateCTE = `
+WITH live_builds AS (
+    SELECT b.instance_id, b.id, b.number, b.transition, b.job_status, b.created_at, b.preset_id,
+           row_number() OVER (PARTITION BY b.instance_id ORDER BY b.number DESC) AS recency,
+           row_number() OVER (PARTITION BY b.instance_id
+                              ORDER BY (b.transition = 'start' AND b.preset_id IS NOT NULL) DESC, b.number DESC) AS preset_recency
+    FROM builds b
+    JOIN instances i ON i.id = b.instance_id
+    WHERE i.owner_id = $1 AND NOT i.deleted
+), latest AS (
+    SELECT instance_id, id AS build_id, number, transition, job_status, created_at AS build_created_at
+    FROM live_builds WHERE recency = 1
+), current_preset AS (
+    SELECT instance_id, preset_id
+    FROM live_builds
+    WHERE preset_recency = 1 AND transition = 'start' AND preset_id IS NOT NULL
+), state AS (
+    SELECT i.id, i.created_at, i.ready,
+           l.build_id, l.number, l.transition, l.job_status, l.build_created_at,
+           c.preset_id
+    FROM instances i
+    JOIN latest l ON l.instance_id = i.id
+    JOIN current_preset c ON c.instance_id = i.id
+    JOIN presets p ON p.id = c.preset_id
+    WHERE i.owner_id = $1 AND NOT i.deleted AND p.desired IS NOT NULL
+)`
+
+const (
+	snapshotPausedSQL = `SELECT paused FROM settings`
+
+	snapshotPresetsSQL = `
+SELECT ` + presetColumns + `,
+       t.id, t.name, t.organization_id, t.organization_name, t.active_version_id, t.deprecated, t.deleted
+FROM presets p
+JOIN template_versions v ON v.id = p.template_version_id
+JOIN templates t ON t.id = v.template_id
+WHERE p.desired IS NOT NULL`
+
+	snapshotSchedulesSQL = `
+SELECT s.preset_id, s.cron, s.instances
+FROM preset_schedules s
+JOIN presets p ON p.id = s.preset_id
+WHERE p.desired IS NOT NULL
+ORDER BY s.preset_id, s.position`
+
+	// running(P): latest build start+succeeded.
+	snapshotRunningSQL = stateCTE + `
+SELECT s.id, s.preset_id, s.created_at, s.ready
+FROM state s
+WHERE s.transition = 'start' AND s.job_status = 'succeeded'`
+
+	// in_progress(P, transition) and pending_inactive(P) in one pass; kind
+	// 'pending_inactive' rows have a NULL transition.
+	snapshotCountsSQL = stateCTE + `
+SELECT s.preset_id, s.transition::text, count(*)
+FROM state s
+WHERE s.job_status IN ('pending', 'running')
+GROUP BY s.preset_id, s.transition
+UNION ALL
+SELECT s.preset_id, NULL, count(*)
+FROM state s
+JOIN presets p ON p.id = s.preset_id
+JOIN template_versions v ON v.id = p.template_version_id
+JOIN templates t ON t.id = v.template_id
+WHERE s.number = 1 AND s.transition = 'start' AND s.job_status = 'pending' AND NOT ` + activeSQL + `
+GROUP BY s.preset_id`
+
+	// backoff(P) and hard_limited(P) over C(P): latest start builds of live
+	// prebuilds whose current preset's version is active and template not
+	// deleted, created at or after reset_at; ranked newest first.
+	// $2 = lookback (rounded up to the microsecond), $3 = K.
+	snapshotFailuresSQL = stateCTE + `,
+candidates AS (
+    SELECT s.preset_id, p.desired, s.job_status, s.build_created_at,
+           row_number() OVER (PARTITION BY s.preset_id ORDER BY s.build_created_at DESC, s.build_id DESC) AS rank
+    FROM state s
+    JOIN presets p ON p.id = s.preset_id
+    JOIN template_versions v ON v.id = p.template_version_id
+    JOIN templates t ON t.id = v.template_id
+    WHERE s.transition = 'start'
+      AND t.active_version_id = p.template_version_id AND NOT t.deleted
+      AND (p.reset_at IS NULL OR s.build_created_at >= p.reset_at)
+), per_preset AS (
+    SELECT preset_id,
+           count(*) FILTER (WHERE job_status = 'failed' AND build_created_at >= $2) AS num_failed,
+           count(*) FILTER (WHERE job_status = 'failed' AND build_created_at >= $2 AND rank <= desired) AS ranked_failed,
+           max(build_created_at) FILTER (WHERE job_status = 'failed' AND build_created_at >= $2 AND rank <= desired) AS last_build_at,
+           $3::integer > 0 AND count(*) >= $3::integer
+               AND count(*) FILTER (WHERE rank <= $3::integer AND job_status = 'failed') = $3::integer AS hard_limited
+    FROM candidates
+    GROUP BY preset_id
+)
+SELECT preset_id, ranked_failed > 0, num_failed, last_build_at, hard_limited
+FROM per_preset
+WHERE ranked_failed > 0 OR hard_limited`
+
+	// Cumulative counters over instances created as prebuilds, by the
+	// preset of build #1, deleted instances included.
+	snapshotCountersSQL = `
+SELECT b.preset_id, count(*),
+       count(*) FILTER (WHERE b.job_status = 'failed'),
+       count(*) FILTER (WHERE i.claimed_at IS NOT NULL)
+FROM instances i
+JOIN builds b ON b.instance_id = i.id AND b.number = 1
+JOIN presets p ON p.id = b.preset_id
+WHERE i.created_as_prebuild AND p.desired IS NOT NULL
+GROUP BY b.preset_id`
+)
+
+func readSnapshot(ctx context.Context, tx pgx.Tx, p prebuilds.SnapshotParams) (*prebuilds.GlobalSnapshot, error) {
+	snap := &prebuilds.GlobalSnapshot{Now: p.Now}
+	hardLimit := int32(min(max(p.HardLimit, 0), math.MaxInt32)) // ≤ 0 turns the hard limit off
+	lookback := ceilMicro(p.Lookback)
+	schedules := map[uuid.UUID][]prebuilds.Schedule{}
+
+	batch := &pgx.Batch{}
+	batch.Queue(snapshotPausedSQL).QueryRow(func(row pgx.Row) error {
+		return row.Scan(&snap.Paused)
+	})
+	batch.Queue(snapshotPresetsSQL).Query(func(rows pgx.Rows) error {
+		var err error
+		snap.Presets, err = pgx.CollectRows(rows, scanPresetRow)
+		return err
+	})
+	batch.Queue(snapshotSchedulesSQL).Query(func(rows pgx.Rows) error {
+		var (
+			presetID  uuid.UUID
+			cron      string
+			instances int32
+		)
+		_, err := pgx.ForEachRow(rows, []any{&presetID, &cron, &instances}, func() error {
+			schedules[presetID] = append(schedules[presetID], prebuilds.Schedule{Cron: cron, Instances: int(instances)})
+			return nil
+		})
+		return err
+	})
+	batch.Queue(snapshotRunningSQL, prebuilds.SystemOwner).Query(func(rows pgx.Rows) error {
+		var err error
+		snap.Running, err = pgx.CollectRows(rows, func(row pgx.CollectableRow) (prebuilds.RunningPrebuild, error) {
+			var r prebuilds.RunningPrebuild
+			err := row.Scan(&r.InstanceID, &r.PresetID, &r.CreatedAt, &r.Ready)
+			r.CreatedAt = r.CreatedAt.UTC()
+			return r, err
+		})
+		return err
+	})
+	batch.Queue(snapshotCountsSQL, prebuilds.SystemOwner).Query(func(rows pgx.Rows) error {
+		var (
+			presetID   uuid.UUID
+			transition *string
+			count      int64
+		)
+		_, err := pgx.ForEachRow(rows, []any{&presetID, &transition, &count}, func() error {
+			if transition == nil {
+				snap.PendingInactive = append(snap.PendingInactive, prebuilds.PendingInactiveCount{PresetID: presetID, Count: int(count)})
+			} else {
+				snap.InProgress = append(snap.InProgress, prebuilds.InProgressCount{
+					PresetID: presetID, Transition: prebuilds.Transition(*transition), Count: int(count),
+				})
+			}
+			return nil
+		})
+		return err
+	})
+	batch.Queue(snapshotFailuresSQL, prebuilds.SystemOwner, lookback, hardLimit).Query(func(rows pgx.Rows) error {
+		var (
+			presetID      uuid.UUID
+			backoff, hard bool
+			numFailed     int64
+			lastBuildAt   *time.Time
+		)
+		_, err := pgx.ForEachRow(rows, []any{&presetID, &backoff, &numFailed, &lastBuildAt, &hard}, func() error {
+			if backoff {
+				snap.Backoffs = append(snap.Backoffs, prebuilds.BackoffRow{
+					PresetID: presetID, NumFailed: int(numFailed), LastBuildAt: timeOf(lastBuildAt),
+				})
+			}
+			if hard {
+				snap.HardLimited = append(snap.HardLimited, presetID)
+			}
+			return nil
+		})
+		return err
+	})
+	batch.Queue(snapshotCountersSQL).Query(func(rows pgx.Rows) error {
+		var err error
+		snap.Counters, err = pgx.CollectRows(rows, func(row pgx.CollectableRow) (prebuilds.PresetCounters, error) {
+			var (
+				c                        prebuilds.PresetCounters
+				created, failed, claimed int64
+			)
+			err := row.Scan(&c.PresetID, &created, &failed, &claimed)
+			c.Created, c.Failed, c.Claimed = int(created), int(failed), int(claimed)
+			return c, err
+		})
+		return err
+	})
+	if err := tx.SendBatch(ctx, batch).Close(); err != nil {
+		return nil, fmt.Errorf("read snapshot: %w", err)
+	}
+	for i := range snap.Presets {
+		snap.Presets[i].Schedules = schedules[snap.Presets[i].ID]
+	}
+	return snap, nil
+}
+
+func scanPresetRow(row pgx.CollectableRow) (prebuilds.PresetRow, error) {
+	var (
+		r                      prebuilds.PresetRow
+		desired                *int32
+		ttl                    int64
+		invalidatedAt, resetAt *time.Time
+		status                 string
+		parameters             map[string]string
+		activeVersion          *uuid.UUID
+	)
+	err := row.Scan(&r.ID, &r.TemplateVersionID, &r.Name, &desired, &ttl, &invalidatedAt, &r.Timezone,
+		&parameters, &status, &resetAt,
+		&r.TemplateID, &r.TemplateName, &r.OrganizationID, &r.OrganizationName, &activeVersion, &r.Deprecated, &r.Deleted)
+	if err != nil {
+		return r, err
+	}
+	if desired != nil {
+		d := int(*desired)
+		r.Desired = &d
+	}
+	r.TTL = time.Duration(ttl) * time.Microsecond
+	r.InvalidatedAt = timeOf(invalidatedAt)
+	r.Parameters = paramsOf(parameters)
+	r.Status = prebuilds.PresetStatus(status)
+	r.ResetAt = timeOf(resetAt)
+	r.ActiveVersionID = uuidOf(activeVersion)
+	return r, nil
+}
