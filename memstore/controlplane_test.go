@@ -386,7 +386,7 @@ func TestUpdateJobErrors(t *testing.T) {
 	allowed := map[[2]prebuilds.JobStatus]bool{
 		{prebuilds.JobPending, prebuilds.JobRunning}: true, {prebuilds.JobPending, prebuilds.JobSucceeded}: true,
 		{prebuilds.JobPending, prebuilds.JobFailed}: true, {prebuilds.JobPending, prebuilds.JobCanceling}: true,
-		{prebuilds.JobPending, prebuilds.JobCanceled}: true,
+		{prebuilds.JobPending, prebuilds.JobCanceled}:  true,
 		{prebuilds.JobRunning, prebuilds.JobSucceeded}: true, {prebuilds.JobRunning, prebuilds.JobFailed}: true,
 		{prebuilds.JobRunning, prebuilds.JobCanceling}: true, {prebuilds.JobRunning, prebuilds.JobCanceled}: true,
 		{prebuilds.JobCanceling, prebuilds.JobCanceled}: true, {prebuilds.JobCanceling, prebuilds.JobFailed}: true,

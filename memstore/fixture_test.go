@@ -29,6 +29,8 @@ type fixture struct {
 	tmpl  uuid.UUID
 	ver   uuid.UUID
 	users uuid.UUID
+	// seeded lets table tests hand instances from setup to their cases.
+	seeded []uuid.UUID
 }
 
 func newFixture(t testing.TB) *fixture {

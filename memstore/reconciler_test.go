@@ -224,10 +224,11 @@ func TestCancelPending(t *testing.T) {
 			t.Parallel()
 			f := newFixture(t)
 			p, other := f.preset(ptr(1)), f.preset(ptr(1))
-			id := ids(2)
+			id := ids(6)
 			// Victims, created in reverse ID order.
-			f.instance(inst{id: id[1], preset: p})
-			f.instance(inst{id: id[0], preset: p})
+			for i := len(id) - 1; i >= 0; i-- {
+				f.instance(inst{id: id[i], preset: p})
+			}
 			// Not victims.
 			notVictims := []uuid.UUID{
 				first(f.instance(inst{preset: p, status: prebuilds.JobRunning})),
