@@ -107,9 +107,15 @@ func startLocal(ctx context.Context, bin string) (*adminServer, error) {
 	if err != nil {
 		return nil, err
 	}
-	dir, err := os.MkdirTemp(tempBase(cred), "pgtest-cluster-")
+	base := tempBase(cred)
+	sweepStaleClusters(base)
+	dir, err := os.MkdirTemp(base, clusterDirPrefix)
 	if err != nil {
 		return nil, fmt.Errorf("local cluster: create temp dir: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, ownerFile), []byte(strconv.Itoa(os.Getpid())), 0o644); err != nil {
+		_ = os.RemoveAll(dir)
+		return nil, fmt.Errorf("local cluster: write owner: %w", err)
 	}
 	c := &localCluster{dir: dir, cred: cred}
 	if cred != nil {
@@ -153,6 +159,32 @@ func startLocal(ctx context.Context, bin string) (*adminServer, error) {
 	}
 	_ = os.RemoveAll(dir)
 	return nil, lastErr
+}
+
+const (
+	clusterDirPrefix = "pgtest-cluster-"
+	// ownerFile in a cluster dir holds the pid of the test binary that made it.
+	ownerFile = "owner.pid"
+)
+
+// sweepStaleClusters removes cluster dirs left by test binaries that died
+// without tear-down (their server died with them: see Pdeathsig in run).
+// Failures are ignored: a leftover dir is only litter.
+func sweepStaleClusters(base string) {
+	dirs, _ := filepath.Glob(filepath.Join(base, clusterDirPrefix+"*"))
+	for _, d := range dirs {
+		b, err := os.ReadFile(filepath.Join(d, ownerFile))
+		if err != nil {
+			continue // being created, or not ours
+		}
+		pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+		if err != nil || pid <= 0 {
+			continue
+		}
+		if err := syscall.Kill(pid, 0); errors.Is(err, syscall.ESRCH) {
+			_ = os.RemoveAll(d)
+		}
+	}
 }
 
 // unprivilegedCredential returns the postgres user's credential when running
