@@ -1,0 +1,169 @@
+package pgstore_test
+
+import (
+	"context"
+	"database/sql"
+	"io/fs"
+	"sync"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/peterldowns/pgtestdb"
+	"github.com/stretchr/testify/require"
+
+	"github.com/prebuildkit/prebuildkit/internal/pgtest"
+	"github.com/prebuildkit/prebuildkit/pgstore"
+	"github.com/prebuildkit/prebuildkit/pgstore/pgstoretest"
+	"github.com/prebuildkit/prebuildkit/prebuilds"
+)
+
+// emptyMigrator makes databases without any schema.
+type emptyMigrator struct{}
+
+func (emptyMigrator) Hash() (string, error) { return "pgstore-empty-v1", nil }
+func (emptyMigrator) Migrate(context.Context, *sql.DB, pgtestdb.Config) error {
+	return nil
+}
+
+func emptyPool(t *testing.T) *pgxpool.Pool {
+	t.Helper()
+	dsn := pgtest.NewDatabase(t, emptyMigrator{})
+	pool, err := pgxpool.New(context.Background(), dsn)
+	require.NoError(t, err)
+	t.Cleanup(pool.Close)
+	return pool
+}
+
+// schemaFingerprint lists every column, constraint, index and enum label of
+// the public schema, so two schemas can be compared.
+func schemaFingerprint(t *testing.T, pool *pgxpool.Pool) []string {
+	t.Helper()
+	rows, err := pool.Query(context.Background(), `
+		SELECT 'column ' || table_name || '.' || column_name || ' ' || data_type || ' ' || is_nullable || ' ' || coalesce(column_default, '')
+		FROM information_schema.columns WHERE table_schema = 'public'
+		UNION ALL
+		SELECT 'constraint ' || conrelid::regclass || ' ' || pg_get_constraintdef(oid)
+		FROM pg_constraint WHERE connamespace = 'public'::regnamespace
+		UNION ALL
+		SELECT 'index ' || indexdef FROM pg_indexes WHERE schemaname = 'public'
+		UNION ALL
+		SELECT 'enum ' || t.typname || ' ' || e.enumlabel || ' ' || e.enumsortorder
+		FROM pg_enum e JOIN pg_type t ON t.oid = e.enumtypid
+		ORDER BY 1`)
+	require.NoError(t, err)
+	fp, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	require.NoError(t, err)
+	return fp
+}
+
+func tableExists(t *testing.T, pool *pgxpool.Pool, name string) bool {
+	t.Helper()
+	var ok bool
+	require.NoError(t, pool.QueryRow(context.Background(), `SELECT to_regclass($1) IS NOT NULL`, name).Scan(&ok))
+	return ok
+}
+
+func TestMigrateUpDownUp(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool := emptyPool(t)
+
+	res, err := pgstore.Migrate(ctx, pool)
+	require.NoError(t, err)
+	require.Equal(t, "up", res.Direction)
+	require.Len(t, res.Ran, pgstore.LatestVersion())
+	require.Equal(t, 1, res.Ran[0].Version)
+	require.Equal(t, "init", res.Ran[0].Name)
+	require.Equal(t, pgstore.LatestVersion(), res.Version)
+	first := schemaFingerprint(t, pool)
+	require.NotEmpty(t, first)
+	for _, table := range []string{"templates", "template_versions", "presets", "preset_schedules", "instances", "builds", "settings"} {
+		require.True(t, tableExists(t, pool, table), table)
+	}
+
+	// Idempotent.
+	res, err = pgstore.Migrate(ctx, pool)
+	require.NoError(t, err)
+	require.Empty(t, res.Ran)
+	require.Equal(t, pgstore.LatestVersion(), res.Version)
+
+	res, err = pgstore.MigrateDown(ctx, pool, 0)
+	require.NoError(t, err)
+	require.Equal(t, "down", res.Direction)
+	require.Len(t, res.Ran, pgstore.LatestVersion())
+	require.Equal(t, 0, res.Version)
+	for _, table := range []string{"templates", "presets", "instances", "builds", "settings"} {
+		require.False(t, tableExists(t, pool, table), table)
+	}
+	var enums int
+	require.NoError(t, pool.QueryRow(ctx, `SELECT count(*) FROM pg_type WHERE typtype = 'e' AND typnamespace = 'public'::regnamespace`).Scan(&enums))
+	require.Zero(t, enums)
+
+	// Down again does nothing.
+	res, err = pgstore.MigrateDown(ctx, pool, 0)
+	require.NoError(t, err)
+	require.Empty(t, res.Ran)
+
+	res, err = pgstore.Migrate(ctx, pool)
+	require.NoError(t, err)
+	require.Len(t, res.Ran, pgstore.LatestVersion())
+	require.Equal(t, first, schemaFingerprint(t, pool), "up → down → up must give the same schema")
+
+	// The store works on the re-created schema (a fresh pool: cached
+	// statements of the old one name dropped types).
+	fresh := openPool(t, pool)
+	s := pgstore.New(fresh)
+	acquired, err := s.WithReconciliationLock(ctx, func(context.Context, prebuilds.SnapshotReader) error { return nil })
+	require.NoError(t, err)
+	require.True(t, acquired)
+}
+
+func TestMigrateDownNegative(t *testing.T) {
+	t.Parallel()
+	_, err := pgstore.MigrateDown(context.Background(), emptyPool(t), -1)
+	require.ErrorContains(t, err, "negative")
+}
+
+func TestMigrateConcurrent(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool := emptyPool(t)
+	const callers = 4
+	results := make([]pgstore.MigrateResult, callers)
+	errs := make([]error, callers)
+	var wg sync.WaitGroup
+	for i := range callers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			results[i], errs[i] = pgstore.Migrate(ctx, pool)
+		}()
+	}
+	wg.Wait()
+	ran := 0
+	for i := range callers {
+		require.NoError(t, errs[i])
+		require.Equal(t, pgstore.LatestVersion(), results[i].Version)
+		ran += len(results[i].Ran)
+	}
+	require.Equal(t, pgstore.LatestVersion(), ran, "each migration runs exactly once")
+	var rows int
+	require.NoError(t, pool.QueryRow(ctx, `SELECT count(*) FROM prebuildkit_migrations`).Scan(&rows))
+	require.Equal(t, pgstore.LatestVersion(), rows)
+}
+
+func TestMigrationsFS(t *testing.T) {
+	t.Parallel()
+	fsys := pgstore.Migrations()
+	up, err := fs.ReadFile(fsys, "0001_init.up.sql")
+	require.NoError(t, err)
+	require.Contains(t, string(up), "CREATE TABLE builds")
+	down, err := fs.ReadFile(fsys, "0001_init.down.sql")
+	require.NoError(t, err)
+	require.Contains(t, string(down), "DROP TABLE builds")
+
+	hash, err := pgstoretest.New().Hash()
+	require.NoError(t, err)
+	require.Regexp(t, `^pgstore-[0-9a-f]{16}$`, hash)
+}
