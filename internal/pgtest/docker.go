@@ -2,15 +2,21 @@ package pgtest
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/go-connections/nat"
 	"github.com/testcontainers/testcontainers-go"
 	tcpostgres "github.com/testcontainers/testcontainers-go/modules/postgres"
 )
@@ -21,10 +27,17 @@ const (
 	// localImage is built by scripts/testcontainers.sh; used when the default
 	// image is absent and the variable is unset.
 	localImage = "prebuildkit/postgres:15-local"
-	// dockerProbeTimeout bounds every request of the Docker probe.
+	// dockerProbeTimeout bounds every request this package sends to the engine.
 	dockerProbeTimeout = 2 * time.Second
 	// containerStartTimeout bounds starting the container and waiting for it.
 	containerStartTimeout = 2 * time.Minute
+)
+
+// Labels put on containers this package starts, so that a later test binary
+// can remove the containers of one that died without tear-down.
+const (
+	labelPID  = "prebuildkit.pgtest.pid"
+	labelHost = "prebuildkit.pgtest.host"
 )
 
 // dockerSocket returns the unix socket of the local engine, or why Docker
@@ -40,6 +53,44 @@ func dockerSocket() (string, string) {
 	return "", fmt.Sprintf("DOCKER_HOST=%s is not a local unix socket", host)
 }
 
+// dockerAPI talks to the engine over its local unix socket only.
+type dockerAPI struct {
+	client *http.Client
+}
+
+func newDockerAPI(sock string) *dockerAPI {
+	return &dockerAPI{client: &http.Client{
+		Timeout: dockerProbeTimeout,
+		Transport: &http.Transport{
+			DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+				var d net.Dialer
+				return d.DialContext(ctx, "unix", sock)
+			},
+			DisableKeepAlives: true,
+		},
+	}}
+}
+
+func (d *dockerAPI) close() { d.client.CloseIdleConnections() }
+
+// do sends a request and returns the status code and body.
+func (d *dockerAPI) do(ctx context.Context, method, path string) (int, []byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, dockerProbeTimeout)
+	defer cancel()
+	// The host part is ignored: the transport dials the unix socket.
+	req, err := http.NewRequestWithContext(ctx, method, "http://docker"+path, nil)
+	if err != nil {
+		return 0, nil, err
+	}
+	resp, err := d.client.Do(req)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
+	return resp.StatusCode, body, err
+}
+
 // probeDocker reports the image to run, or why Docker is unavailable. Docker
 // counts as available only when the engine answers /_ping on its local unix
 // socket and the image is already present: this package never pulls.
@@ -51,19 +102,10 @@ func probeDocker(ctx context.Context) (image, why string) {
 	if _, err := os.Stat(sock); err != nil {
 		return "", fmt.Sprintf("no Docker socket at %s", sock)
 	}
-	client := &http.Client{
-		Timeout: dockerProbeTimeout,
-		Transport: &http.Transport{
-			DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-				var d net.Dialer
-				return d.DialContext(ctx, "unix", sock)
-			},
-			DisableKeepAlives: true,
-		},
-	}
-	defer client.CloseIdleConnections()
+	api := newDockerAPI(sock)
+	defer api.close()
 
-	if code, err := dockerGet(ctx, client, "/_ping"); err != nil || code != http.StatusOK {
+	if code, _, err := api.do(ctx, http.MethodGet, "/_ping"); err != nil || code != http.StatusOK {
 		return "", fmt.Sprintf("Docker at %s does not answer: %s", sock, describe(code, err))
 	}
 
@@ -72,7 +114,7 @@ func probeDocker(ctx context.Context) (image, why string) {
 		candidates = []string{img}
 	}
 	for _, img := range candidates {
-		code, err := dockerGet(ctx, client, "/images/"+url.PathEscape(img)+"/json")
+		code, _, err := api.do(ctx, http.MethodGet, "/images/"+url.PathEscape(img)+"/json")
 		if err != nil {
 			return "", fmt.Sprintf("Docker at %s: inspect image %s: %v", sock, img, err)
 		}
@@ -84,29 +126,44 @@ func probeDocker(ctx context.Context) (image, why string) {
 		strings.Join(candidates, " or "))
 }
 
-// dockerGet issues GET path to the engine and returns the status code.
-func dockerGet(ctx context.Context, client *http.Client, path string) (int, error) {
-	ctx, cancel := context.WithTimeout(ctx, dockerProbeTimeout)
-	defer cancel()
-	// The host part is ignored: the transport dials the unix socket.
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://docker"+path, nil)
-	if err != nil {
-		return 0, err
-	}
-	resp, err := client.Do(req)
-	if err != nil {
-		return 0, err
-	}
-	defer resp.Body.Close()
-	_, _ = io.Copy(io.Discard, resp.Body)
-	return resp.StatusCode, nil
-}
-
 func describe(code int, err error) string {
 	if err != nil {
 		return err.Error()
 	}
 	return fmt.Sprintf("HTTP %d", code)
+}
+
+// sweepStaleContainers removes containers labelled by a test binary of this
+// host that no longer runs. Failures are ignored: a leftover container is
+// only litter.
+func sweepStaleContainers(ctx context.Context, sock, host string) {
+	api := newDockerAPI(sock)
+	defer api.close()
+	filters := url.QueryEscape(`{"label":["` + labelPID + `"]}`)
+	code, body, err := api.do(ctx, http.MethodGet, "/containers/json?all=1&filters="+filters)
+	if err != nil || code != http.StatusOK {
+		return
+	}
+	var list []struct {
+		ID     string            `json:"Id"`
+		Labels map[string]string `json:"Labels"`
+	}
+	if json.Unmarshal(body, &list) != nil {
+		return
+	}
+	for _, c := range list {
+		if c.Labels[labelHost] != host {
+			continue
+		}
+		pid, err := strconv.Atoi(c.Labels[labelPID])
+		if err != nil || pid <= 0 || !errors.Is(syscall.Kill(pid, 0), syscall.ESRCH) {
+			continue
+		}
+		code, _, err := api.do(ctx, http.MethodDelete, "/containers/"+url.PathEscape(c.ID)+"?force=1&v=1")
+		if err == nil && code < 300 {
+			fmt.Fprintf(os.Stderr, "pgtest: removed container %.12s left by dead test binary pid %d\n", c.ID, pid)
+		}
+	}
 }
 
 // configureTestcontainers pins testcontainers-go to the local engine and to
@@ -132,6 +189,8 @@ func startContainer(ctx context.Context, image string) (*adminServer, error) {
 		return nil, fmt.Errorf("docker: %s", why)
 	}
 	configureTestcontainers(sock)
+	host, _ := os.Hostname()
+	sweepStaleContainers(ctx, sock, host)
 
 	ctx, cancel := context.WithTimeout(ctx, containerStartTimeout)
 	defer cancel()
@@ -141,6 +200,14 @@ func startContainer(ctx context.Context, image string) (*adminServer, error) {
 		tcpostgres.WithPassword("postgres"),
 		tcpostgres.WithSQLDriver(driverName),
 		tcpostgres.BasicWaitStrategies(),
+		testcontainers.WithLabels(map[string]string{
+			labelPID:  strconv.Itoa(os.Getpid()),
+			labelHost: host,
+		}),
+		// Publish on loopback only, not on every interface of the host.
+		testcontainers.WithHostConfigModifier(func(hc *container.HostConfig) {
+			hc.PortBindings = nat.PortMap{"5432/tcp": {{HostIP: "127.0.0.1"}}}
+		}),
 		testcontainers.WithCmdArgs(
 			"-c", "synchronous_commit=off",
 			"-c", "full_page_writes=off",
