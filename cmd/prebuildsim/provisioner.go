@@ -1,0 +1,244 @@
+package main
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/prebuildkit/prebuildkit/prebuilds"
+)
+
+// jobTable wraps a Store and keeps every job its reconciler writes
+// committed, in commit order: the queue a real provisioner polls.
+// prebuilds.ControlPlane has no "list pending jobs", so this is where the
+// simulated provisioner finds the hand-offs the JobSink dropped.
+type jobTable struct {
+	prebuilds.Store
+
+	mu   sync.Mutex
+	jobs []prebuilds.Job
+}
+
+func (t *jobTable) CreatePrebuilds(ctx context.Context, p prebuilds.CreatePrebuildsParams) ([]prebuilds.Job, error) {
+	jobs, err := t.Store.CreatePrebuilds(ctx, p)
+	if err == nil {
+		t.mu.Lock()
+		t.jobs = append(t.jobs, jobs...)
+		t.mu.Unlock()
+	}
+	return jobs, err
+}
+
+func (t *jobTable) DeletePrebuild(ctx context.Context, p prebuilds.DeletePrebuildParams) (prebuilds.Job, error) {
+	job, err := t.Store.DeletePrebuild(ctx, p)
+	if err == nil {
+		t.mu.Lock()
+		t.jobs = append(t.jobs, job)
+		t.mu.Unlock()
+	}
+	return job, err
+}
+
+// since returns the jobs committed after the first n, and the new count.
+func (t *jobTable) since(n int) ([]prebuilds.Job, int) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return slices.Clone(t.jobs[n:]), len(t.jobs)
+}
+
+// outcome is how a build ends.
+type outcome int
+
+const (
+	succeed outcome = iota
+	failTransient
+	failValidationKind
+)
+
+// work is a job the provisioner is running.
+type work struct {
+	job    prebuilds.Job
+	preset *presetState
+	due    time.Time
+	seq    uint64
+	result outcome
+}
+
+// provisioner is the simulated provisioner's state.
+type provisioner struct {
+	seen     map[uuid.UUID]bool // build IDs taken
+	inflight []*work
+	seq      uint64
+	cursor   int // jobs of the table already polled
+	nextPoll time.Time
+	// instancePreset attributes instances to presets for delete jobs, which
+	// carry no preset.
+	instancePreset map[uuid.UUID]uuid.UUID
+
+	handedOff, polled, canceled int
+	builds, deletes             int
+}
+
+// takeHandOffs takes every job waiting in the JobSink.
+func (s *sim) takeHandOffs(ctx context.Context, now time.Time) error {
+	for {
+		select {
+		case job := <-s.sink:
+			s.prov.handedOff++
+			if err := s.accept(ctx, job, now); err != nil {
+				return err
+			}
+		default:
+			return nil
+		}
+	}
+}
+
+// pollStore takes, every -poll, the committed jobs the provisioner has not
+// seen: the hand-offs the full JobSink dropped.
+func (s *sim) pollStore(ctx context.Context, now time.Time) error {
+	if now.Before(s.prov.nextPoll) {
+		return nil
+	}
+	s.prov.nextPoll = now.Add(s.opts.poll)
+	jobs, n := s.table.since(s.prov.cursor)
+	s.prov.cursor = n
+	for _, job := range jobs {
+		if s.prov.seen[job.BuildID] {
+			continue
+		}
+		s.prov.polled++
+		if err := s.accept(ctx, job, now); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// accept starts a job: it reports it running and decides its duration and
+// outcome. A job canceled while queued (CancelPending) is skipped.
+func (s *sim) accept(ctx context.Context, job prebuilds.Job, now time.Time) error {
+	if s.prov.seen[job.BuildID] {
+		return nil
+	}
+	s.prov.seen[job.BuildID] = true
+	_, err := s.rec.ReportJob(ctx, s.store, prebuilds.UpdateJobParams{BuildID: job.BuildID, Status: prebuilds.JobRunning, Now: now})
+	if errors.Is(err, prebuilds.ErrInvalidTransition) {
+		s.prov.canceled++ // canceled before a worker took it
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("provisioner: start job %s: %w", job.BuildID, err)
+	}
+	presetID := job.PresetID
+	if job.Transition == prebuilds.TransitionStart {
+		s.prov.instancePreset[job.InstanceID] = presetID
+	} else {
+		presetID = s.prov.instancePreset[job.InstanceID]
+	}
+	ps := s.presets[presetID]
+	if ps == nil {
+		return fmt.Errorf("provisioner: job %s: instance %s has no known preset", job.BuildID, job.InstanceID)
+	}
+	median := s.opts.buildTime
+	w := &work{job: job, preset: ps, seq: s.prov.seq}
+	s.prov.seq++
+	if job.Transition == prebuilds.TransitionStart {
+		s.prov.builds++
+		w.result = s.drawOutcome(ps.group.spec.failure)
+	} else {
+		s.prov.deletes++
+		median /= 3
+	}
+	w.due = now.Add(s.drawDuration(median))
+	s.prov.inflight = append(s.prov.inflight, w)
+	return nil
+}
+
+// drawOutcome decides whether a start build of a group fails.
+func (s *sim) drawOutcome(mode failureMode) outcome {
+	u := s.provRand.Float64() // drawn for every build so streams stay aligned
+	switch mode {
+	case failAlways:
+		return failTransient
+	case failValidation:
+		return failValidationKind
+	case failHalf:
+		if u < 0.5 {
+			return failTransient
+		}
+	default:
+		if u < s.opts.failureRate {
+			return failTransient
+		}
+	}
+	return succeed
+}
+
+// buildSpread is the σ of the lognormal build-time distribution: about two
+// thirds of builds take between 0.7× and 1.4× the median.
+const buildSpread = 0.35
+
+// drawDuration draws a lognormal duration with the given median, at least
+// one second, at microsecond precision.
+func (s *sim) drawDuration(median time.Duration) time.Duration {
+	f := math.Exp(buildSpread * s.provRand.NormFloat64())
+	d := time.Duration(float64(median) * f).Truncate(time.Microsecond)
+	return max(d, time.Second)
+}
+
+// completeDue finishes every running job due by now, in due order.
+func (s *sim) completeDue(ctx context.Context, now time.Time) error {
+	slices.SortFunc(s.prov.inflight, func(a, b *work) int {
+		if c := a.due.Compare(b.due); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.seq, b.seq)
+	})
+	n := 0
+	for _, w := range s.prov.inflight {
+		if w.due.After(now) {
+			break
+		}
+		n++
+		if err := s.complete(ctx, w, now); err != nil {
+			return err
+		}
+	}
+	s.prov.inflight = slices.Delete(s.prov.inflight, 0, n)
+	return nil
+}
+
+func (s *sim) complete(ctx context.Context, w *work, now time.Time) error {
+	p := prebuilds.UpdateJobParams{BuildID: w.job.BuildID, Status: prebuilds.JobSucceeded, Now: now}
+	switch w.result {
+	case failTransient:
+		p.Status, p.FailureKind = prebuilds.JobFailed, prebuilds.FailureTransient
+	case failValidationKind:
+		p.Status, p.FailureKind = prebuilds.JobFailed, prebuilds.FailureValidation
+	}
+	if _, err := s.rec.ReportJob(ctx, s.store, p); err != nil {
+		return fmt.Errorf("provisioner: report job %s %s: %w", w.job.BuildID, p.Status, err)
+	}
+	if w.job.Transition != prebuilds.TransitionStart {
+		return nil
+	}
+	g := w.preset.group
+	if p.Status == prebuilds.JobFailed {
+		g.failed++
+		w.preset.failedInstances = append(w.preset.failedInstances, w.job.InstanceID)
+		return nil
+	}
+	g.succeeded++
+	if err := s.store.SetReady(ctx, w.job.InstanceID, true); err != nil {
+		return fmt.Errorf("provisioner: mark instance %s ready: %w", w.job.InstanceID, err)
+	}
+	return nil
+}

@@ -1,0 +1,148 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/prebuildkit/prebuildkit/prebuilds"
+)
+
+// poolState is the state of some presets' pools at one instant.
+type poolState struct {
+	desired, running, eligible, starting, deleting int
+	created                                        int
+	hardLimited, validationFailed                  int
+	statuses                                       map[prebuilds.PresetStatus]int
+}
+
+func (p *poolState) add(v prebuilds.PresetSnapshot, now time.Time) {
+	if p.statuses == nil {
+		p.statuses = map[prebuilds.PresetStatus]int{}
+	}
+	active := v.Preset.Active()
+	if active {
+		d, _ := prebuilds.DesiredAt(v.Preset.Preset, now)
+		p.desired += d
+		p.statuses[v.Preset.Status]++
+	}
+	p.running += len(v.Running)
+	for _, r := range v.Running {
+		if active && r.Ready && !prebuilds.Expired(v.Preset.Preset, r.CreatedAt, now) {
+			p.eligible++
+		}
+	}
+	p.starting += v.Starting
+	p.deleting += v.Deleting
+	p.created += v.Counters.Created
+	switch v.Preset.Status {
+	case prebuilds.PresetHardLimited:
+		p.hardLimited++
+	case prebuilds.PresetValidationFailed:
+		p.validationFailed++
+	}
+}
+
+// fleetState sums the pools of every preset.
+func (s *sim) fleetState(views []prebuilds.PresetSnapshot, now time.Time) poolState {
+	var f poolState
+	for _, v := range views {
+		f.add(v, now)
+	}
+	return f
+}
+
+// status summarises the statuses of a group's active presets: the status
+// when they agree, else counts per status.
+func (p poolState) status() string {
+	if len(p.statuses) == 1 {
+		for st := range p.statuses {
+			return string(st)
+		}
+	}
+	keys := make([]string, 0, len(p.statuses))
+	for st, n := range p.statuses {
+		keys = append(keys, fmt.Sprintf("%d×%s", n, st))
+	}
+	sort.Strings(keys)
+	return strings.Join(keys, ",")
+}
+
+// summary prints the final table per group and the timeline.
+func (s *sim) summary(ctx context.Context) error {
+	now := s.clock.Now()
+	views, err := s.snapshot(ctx, now)
+	if err != nil {
+		return err
+	}
+	pools := map[*group]*poolState{}
+	for _, g := range s.groups {
+		pools[g] = &poolState{}
+	}
+	for _, v := range views {
+		pools[s.presets[v.Preset.ID].group].add(v, now)
+	}
+
+	fmt.Fprintf(s.out, "\nsummary after %s (seed %d): %d passes, %d start builds, %d delete builds, %d hand-offs dropped (%d jobs found by polling), %d queued builds canceled, %d plan errors, %d clamped creates\n",
+		shortDuration(s.opts.duration), s.opts.seed, s.passes, s.prov.builds, s.prov.deletes, s.jobsDropped, s.prov.polled, s.prov.canceled, s.presetErrors, s.clamped)
+	tw := tabwriter.NewWriter(s.out, 0, 0, 2, ' ', tabwriter.AlignRight)
+	nameWidth := len("group")
+	for _, g := range s.groups {
+		nameWidth = max(nameWidth, len(g.spec.name))
+	}
+	fmt.Fprintf(tw, "%-*s\t", nameWidth, "group")
+	fmt.Fprintln(tw, "desired\trunning\teligible\tcreated\tfailed\tserved\tmissed\tbackoff\tblocked\thard_limited\trecovered\tvalidation_failed\t  status")
+	var total poolState
+	var served, missed, failed int
+	for _, g := range s.groups {
+		p := pools[g]
+		fmt.Fprintf(tw, "%-*s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t%s\t%d\t%d\t%d\t  %s\n",
+			nameWidth, g.spec.name, p.desired, p.running, p.eligible, p.created, g.failed, g.served, g.missed,
+			shortDuration(g.backoffTime), shortDuration(g.blockedTime),
+			g.events[prebuilds.EventHardLimited], g.events[prebuilds.EventRecovered], g.events[prebuilds.EventValidationFailed],
+			p.status())
+		total.desired += p.desired
+		total.running += p.running
+		total.eligible += p.eligible
+		total.created += p.created
+		served += g.served
+		missed += g.missed
+		failed += g.failed
+	}
+	fmt.Fprintf(tw, "%-*s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t\n",
+		nameWidth, "total", total.desired, total.running, total.eligible, total.created, failed, served, missed)
+	if err := tw.Flush(); err != nil {
+		return fmt.Errorf("write summary: %w", err)
+	}
+
+	fmt.Fprint(s.out, "\n"+legend)
+	fmt.Fprintln(s.out, "\ntimeline:")
+	for _, e := range s.timeline {
+		fmt.Fprintf(s.out, "  t=%-9s %-15s %s\n", offset(e.at, s.opts.start), e.group, e.text)
+	}
+	return nil
+}
+
+const legend = `desired/running/eligible: now (eligible = ready, valid, active); created: prebuilds ever
+created; failed: failed start builds; served/missed: claims; backoff, blocked: time creation was
+held back by backoff, or blocked by the hard limit or validation_failed; hard_limited,
+recovered, validation_failed: events received; status: of the active presets now.
+`
+
+// shortDuration prints whole minutes and seconds: 0s, 45s, 12m30s, 1h05m.
+func shortDuration(d time.Duration) string {
+	d = d.Truncate(time.Second)
+	switch {
+	case d == 0:
+		return "0s"
+	case d < time.Minute:
+		return fmt.Sprintf("%ds", int(d/time.Second))
+	case d < time.Hour:
+		return fmt.Sprintf("%dm%02ds", int(d/time.Minute), int(d%time.Minute/time.Second))
+	default:
+		return fmt.Sprintf("%dh%02dm", int(d/time.Hour), int(d%time.Hour/time.Minute))
+	}
+}

@@ -1,0 +1,409 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/prebuildkit/prebuildkit/memstore"
+	"github.com/prebuildkit/prebuildkit/prebuilds"
+)
+
+// sim is one simulation run. Everything happens on the goroutine that calls
+// simulate, apart from the Reconciler's plan executions, which it runs one
+// at a time (MaxConcurrency 1) while simulate waits for ReconcileAll.
+type sim struct {
+	opts  options
+	out   io.Writer
+	clock *simClock
+	log   *slog.Logger
+	store *memstore.Store
+	table *jobTable
+	rec   *prebuilds.Reconciler
+	sink  chan prebuilds.Job
+
+	groups  []*group
+	presets map[uuid.UUID]*presetState
+
+	provRand  *rand.Rand
+	claimRand *rand.Rand
+	prov      provisioner
+	nextClaim time.Time
+
+	// mu guards the fields the Notifier writes: events may come from any
+	// goroutine the Reconciler uses.
+	mu       sync.Mutex
+	timeline []timelineEntry
+
+	passes       int
+	jobsDropped  int
+	presetErrors int
+	clamped      int
+}
+
+// timelineEntry is one notable moment of the run.
+type timelineEntry struct {
+	at    time.Time
+	group string
+	text  string
+}
+
+// Seed-stream selectors, so each actor draws from its own generator.
+const (
+	streamUUID uint64 = iota + 1
+	streamProvisioner
+	streamClaims
+)
+
+func newRand(seed, stream uint64) *rand.Rand { return rand.New(rand.NewPCG(seed, stream)) }
+
+// chachaSeed derives a ChaCha8 seed for a stream.
+func chachaSeed(seed, stream uint64) [32]byte {
+	var b [32]byte
+	r := newRand(seed, stream)
+	for i := 0; i < len(b); i += 8 {
+		v := r.Uint64()
+		for j := range 8 {
+			b[i+j] = byte(v >> (8 * j))
+		}
+	}
+	return b
+}
+
+// simulate runs one simulation and writes its report to out.
+func simulate(ctx context.Context, opts options, out, stderr io.Writer) (err error) {
+	// The Reconciler names instances with uuid.New; seeding the package's
+	// generator makes IDs, and so every tie broken by ID, repeatable.
+	uuid.SetRand(rand.NewChaCha8(chachaSeed(opts.seed, streamUUID)))
+	defer uuid.SetRand(nil)
+
+	start := prebuilds.Micro(opts.start)
+	s := &sim{
+		opts:      opts,
+		out:       out,
+		clock:     newSimClock(start),
+		store:     memstore.New(),
+		sink:      make(chan prebuilds.Job, opts.sinkBuffer),
+		presets:   map[uuid.UUID]*presetState{},
+		provRand:  newRand(opts.seed, streamProvisioner),
+		claimRand: newRand(opts.seed, streamClaims),
+		prov: provisioner{
+			seen: map[uuid.UUID]bool{}, instancePreset: map[uuid.UUID]uuid.UUID{},
+		},
+	}
+	s.log = newLogger(stderr, opts.verbose, s.clock, start)
+	s.table = &jobTable{Store: s.store}
+	hardLimit := opts.hardLimit
+	if hardLimit == 0 {
+		hardLimit = prebuilds.NoHardLimit
+	}
+	s.rec = prebuilds.NewReconciler(s.table, prebuilds.Config{
+		Interval:         opts.interval,
+		BackoffInterval:  opts.backoff,
+		FailureHardLimit: hardLimit,
+		MaxConcurrency:   1, // one plan at a time: uuid.New calls come in a fixed order
+		Clock:            s.clock,
+		Logger:           s.log,
+		Notifier:         prebuilds.NotifierFunc(s.notify),
+		JobSink:          s.sink,
+	})
+	if err := s.setUpFleet(ctx); err != nil {
+		return fmt.Errorf("set up fleet: %w", err)
+	}
+	s.scheduleClaim(start)
+	if err := s.loop(ctx, start); err != nil {
+		return err
+	}
+	return s.summary(ctx)
+}
+
+// loop advances simulated time tick by tick from start to start+duration.
+// At each instant: builds due complete, users claim, and, on interval
+// boundaries, the operator acts and the Reconciler runs one pass; then the
+// provisioner takes the jobs handed off and polls the store.
+func (s *sim) loop(ctx context.Context, start time.Time) error {
+	end := start.Add(s.opts.duration)
+	activateAt := start.Add(s.opts.duration / 2)
+	activated := false
+	nextPass := start
+	for now := start; ; now = s.clock.Advance(s.opts.tick) {
+		if err := s.completeDue(ctx, now); err != nil {
+			return err
+		}
+		if err := s.claims(ctx, now); err != nil {
+			return err
+		}
+		if !activated && !now.Before(activateAt) {
+			activated = true
+			if err := s.activateNewVersions(ctx, now); err != nil {
+				return err
+			}
+		}
+		if !now.Before(nextPass) {
+			nextPass = nextPass.Add(s.opts.interval)
+			if err := s.operator(ctx, now); err != nil {
+				return err
+			}
+			if err := s.pass(ctx, now); err != nil {
+				return err
+			}
+		}
+		if err := s.takeHandOffs(ctx, now); err != nil {
+			return err
+		}
+		if err := s.pollStore(ctx, now); err != nil {
+			return err
+		}
+		if !now.Before(end) {
+			return nil
+		}
+	}
+}
+
+// activateNewVersions activates a new version of every group configured to
+// get one mid-run.
+func (s *sim) activateNewVersions(ctx context.Context, now time.Time) error {
+	for _, g := range s.groups {
+		if !g.spec.newVersionMidRun {
+			continue
+		}
+		if err := s.newVersion(ctx, g); err != nil {
+			return err
+		}
+		s.note(now, g.spec.name, fmt.Sprintf("template version v%d activated: v%d prebuilds are outdated", g.version, g.version-1))
+	}
+	return nil
+}
+
+// pass runs one reconciliation pass and prints its progress line. Before
+// the pass it plans the same snapshot itself to learn, per preset, what the
+// aggregate Stats do not say (backoff, blocked, schedule changes).
+func (s *sim) pass(ctx context.Context, now time.Time) error {
+	views, err := s.snapshot(ctx, now)
+	if err != nil {
+		return err
+	}
+	for _, v := range views {
+		s.observe(v, prebuilds.PlanPreset(v, now, s.rec.PlanConfig()), now)
+	}
+	stats, err := s.rec.ReconcileAll(ctx)
+	if err != nil {
+		return fmt.Errorf("reconcile at %s: %w", offset(now, s.opts.start), err)
+	}
+	if !stats.Acquired {
+		return errors.New("reconcile: lock held elsewhere, but the simulation is the only reconciler")
+	}
+	s.passes++
+	s.jobsDropped += stats.JobsDropped
+	s.presetErrors += stats.PresetErrors
+	s.clamped += stats.Clamped
+	if s.opts.quiet {
+		return nil
+	}
+	after, err := s.snapshot(ctx, now)
+	if err != nil {
+		return err
+	}
+	f := s.fleetState(after, now)
+	fmt.Fprintf(s.out, "t=%s running=%d/%d eligible=%d creating=%d deleting=%d backoff=%d hard_limited=%d val_failed=%d claims=%d/%d dropped=%d\n",
+		offset(now, s.opts.start), f.running, f.desired, f.eligible, f.starting, f.deleting,
+		stats.Backoff, f.hardLimited, f.validationFailed, s.served(), s.served()+s.missed(), s.jobsDropped)
+	return nil
+}
+
+// observe records what the plan of one preset says before the pass.
+func (s *sim) observe(v prebuilds.PresetSnapshot, plan prebuilds.Plan, now time.Time) {
+	ps := s.presets[v.Preset.ID]
+	g := ps.group
+	backoff := false
+	for _, a := range plan.Actions {
+		switch a.Kind {
+		case prebuilds.ActionBackoff:
+			backoff = true
+			g.backoffTime += s.opts.interval
+			if !ps.inBackoff && v.Backoff != nil {
+				s.note(now, ps.name, fmt.Sprintf("backoff until %s (num_failed=%d)", offset(a.Until, s.opts.start), v.Backoff.NumFailed))
+			}
+		case prebuilds.ActionBlocked:
+			g.blockedTime += s.opts.interval
+		}
+	}
+	ps.inBackoff = backoff
+	if !v.Preset.Active() {
+		return
+	}
+	if ps.seenDesired && plan.Desired != ps.lastDesired {
+		s.note(now, ps.name, fmt.Sprintf("desired %d → %d (schedule)", ps.lastDesired, plan.Desired))
+	}
+	ps.seenDesired, ps.lastDesired = true, plan.Desired
+}
+
+// snapshot reads the store the way the Reconciler does and indexes it.
+func (s *sim) snapshot(ctx context.Context, now time.Time) ([]prebuilds.PresetSnapshot, error) {
+	var snap *prebuilds.GlobalSnapshot
+	acquired, err := s.store.WithReconciliationLock(ctx, func(ctx context.Context, r prebuilds.SnapshotReader) error {
+		var err error
+		snap, err = r.Snapshot(ctx, s.rec.SnapshotParams(now))
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("snapshot: %w", err)
+	}
+	if !acquired {
+		return nil, errors.New("snapshot: reconciliation lock held elsewhere")
+	}
+	return snap.Index(), nil
+}
+
+// operator removes the failed prebuilds of presets hard-limited for at
+// least -operator-delay, the admin action that clears the hard limit.
+func (s *sim) operator(ctx context.Context, now time.Time) error {
+	if s.opts.operatorDelay == 0 {
+		return nil
+	}
+	for _, g := range s.groups {
+		for _, id := range g.presets {
+			ps := s.presets[id]
+			if ps.hardLimitedAt.IsZero() || now.Sub(ps.hardLimitedAt) < s.opts.operatorDelay {
+				continue
+			}
+			for _, inst := range ps.failedInstances {
+				if err := s.store.RemoveInstance(ctx, inst); err != nil {
+					return fmt.Errorf("operator: remove failed prebuild %s of %s: %w", inst, ps.name, err)
+				}
+			}
+			s.note(now, ps.name, fmt.Sprintf("operator removed %d failed prebuilds", len(ps.failedInstances)))
+			g.operatorRemovals += len(ps.failedInstances)
+			ps.failedInstances = nil
+			ps.hardLimitedAt = time.Time{}
+		}
+	}
+	return nil
+}
+
+// scheduleClaim draws the next claim arrival after t (exponential gaps).
+func (s *sim) scheduleClaim(t time.Time) {
+	if s.opts.claimRate == 0 {
+		s.nextClaim = time.Time{}
+		return
+	}
+	gap := time.Duration(s.claimRand.ExpFloat64() / s.opts.claimRate * float64(time.Minute))
+	s.nextClaim = t.Add(gap)
+}
+
+// claims makes every claim that arrived by now. Each picks a group in
+// proportion to its static desired count, then one of its active presets.
+func (s *sim) claims(ctx context.Context, now time.Time) error {
+	if s.nextClaim.IsZero() {
+		return nil
+	}
+	total := 0
+	for _, g := range s.groups {
+		total += g.spec.desired
+	}
+	for !s.nextClaim.After(now) {
+		arrival := s.nextClaim
+		s.scheduleClaim(arrival)
+		k := s.claimRand.IntN(total)
+		var g *group
+		for _, g = range s.groups {
+			if k < g.spec.desired {
+				break
+			}
+			k -= g.spec.desired
+		}
+		presetID := g.active[s.claimRand.IntN(len(g.active))]
+		_, err := s.store.Claim(ctx, prebuilds.ClaimParams{PresetID: presetID, Owner: uuid.New(), Now: now})
+		switch {
+		case errors.Is(err, prebuilds.ErrNoClaimablePrebuild):
+			g.missed++
+		case err != nil:
+			return fmt.Errorf("claim from %s: %w", s.presets[presetID].name, err)
+		default:
+			g.served++
+		}
+	}
+	return nil
+}
+
+// notify is the Reconciler's Notifier: it tallies events per group and
+// records them on the timeline.
+func (s *sim) notify(_ context.Context, e prebuilds.Event) {
+	ps := s.presets[e.PresetID]
+	if ps == nil {
+		return
+	}
+	s.mu.Lock()
+	ps.group.events[e.Kind]++
+	s.mu.Unlock()
+	switch e.Kind {
+	case prebuilds.EventHardLimited:
+		ps.hardLimitedAt = e.At
+	case prebuilds.EventRecovered:
+		ps.hardLimitedAt = time.Time{}
+	}
+	s.note(e.At, ps.name, "event "+string(e.Kind))
+}
+
+func (s *sim) note(at time.Time, who, text string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.timeline = append(s.timeline, timelineEntry{at: at, group: who, text: text})
+}
+
+func (s *sim) served() int {
+	n := 0
+	for _, g := range s.groups {
+		n += g.served
+	}
+	return n
+}
+
+func (s *sim) missed() int {
+	n := 0
+	for _, g := range s.groups {
+		n += g.missed
+	}
+	return n
+}
+
+// offset formats t as a signed offset from the start, e.g. +05m00s or
+// +1h02m30s.
+func offset(t, start time.Time) string {
+	d := t.Sub(start)
+	sign := "+"
+	if d < 0 {
+		sign, d = "-", -d
+	}
+	d = d.Truncate(time.Second)
+	h, m, sec := int(d/time.Hour), int(d%time.Hour/time.Minute), int(d%time.Minute/time.Second)
+	if h > 0 {
+		return fmt.Sprintf("%s%dh%02dm%02ds", sign, h, m, sec)
+	}
+	return fmt.Sprintf("%s%02dm%02ds", sign, m, sec)
+}
+
+// newLogger returns the slog logger for the run: debug and up with -v,
+// errors only otherwise, stamped with simulated time instead of wall time.
+func newLogger(w io.Writer, verbose bool, clock *simClock, start time.Time) *slog.Logger {
+	level := slog.LevelError
+	if verbose {
+		level = slog.LevelDebug
+	}
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{
+		Level: level,
+		ReplaceAttr: func(groups []string, a slog.Attr) slog.Attr {
+			if len(groups) == 0 && a.Key == slog.TimeKey {
+				return slog.String("sim_time", offset(clock.Now(), start))
+			}
+			return a
+		},
+	}))
+}
