@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -179,6 +180,7 @@ func TestLockContenders(t *testing.T) {
 						}
 					}
 					acquisitions.Add(1)
+					runtime.Gosched() // invite the others to overlap
 					_, err := r.Snapshot(ctx, prebuilds.SnapshotParams{Now: t0})
 					return err
 				})

@@ -109,6 +109,9 @@ func (s *Store) UpsertPreset(_ context.Context, p prebuilds.Preset) error {
 			&prebuilds.ValidationError{Field: "desired", Reason: "cannot be unset once set (set 0 to drain the pool)"})
 	}
 	c := clonePreset(p)
+	if c.Desired != nil && (!exists || existing.Desired == nil) {
+		s.configured++
+	}
 	if exists {
 		existing.Name = c.Name
 		existing.Desired = c.Desired

@@ -35,7 +35,12 @@ func (r *reader) Snapshot(_ context.Context, p prebuilds.SnapshotParams) (*prebu
 func (s *Store) snapshot(p prebuilds.SnapshotParams) *prebuilds.GlobalSnapshot {
 	now := prebuilds.Micro(p.Now)
 	lookback := prebuilds.Micro(p.Lookback)
-	snap := &prebuilds.GlobalSnapshot{Now: now, Paused: s.paused}
+	snap := &prebuilds.GlobalSnapshot{
+		Now:     now,
+		Paused:  s.paused,
+		Presets: make([]prebuilds.PresetRow, 0, s.configured),
+		Running: make([]prebuilds.RunningPrebuild, 0, s.liveCount),
+	}
 	var candidates []*prebuilds.Build // C(P), reused across presets
 	for _, preset := range s.presetOrder {
 		if preset.Desired == nil {
@@ -126,6 +131,13 @@ func (s *Store) snapshot(p prebuilds.SnapshotParams) *prebuilds.GlobalSnapshot {
 		if c := s.counters[preset.ID]; c != nil && c.Created > 0 {
 			snap.Counters = append(snap.Counters, *c)
 		}
+	}
+	// Empty row lists are nil, whatever capacity was reserved.
+	if len(snap.Presets) == 0 {
+		snap.Presets = nil
+	}
+	if len(snap.Running) == 0 {
+		snap.Running = nil
 	}
 	return snap
 }

@@ -44,7 +44,11 @@ type Store struct {
 	// live indexes SystemOwner-owned, not-deleted instances that have a
 	// current preset, by that preset. Every snapshot row but the counters
 	// is computed from it alone.
-	live map[uuid.UUID]map[uuid.UUID]*instance
+	live map[uuid.UUID][]*instance
+	// liveCount is the number of instances in live and configured the
+	// number of presets with a desired count: they size snapshot slices.
+	liveCount  int
+	configured int
 	// counters are the cumulative per-preset totals, maintained on write.
 	counters map[uuid.UUID]*prebuilds.PresetCounters
 }
@@ -60,8 +64,9 @@ type instance struct {
 	// preset when the instance was created with owner SystemOwner.
 	counted uuid.UUID
 	// filed is the key under which the instance sits in Store.live, or
-	// uuid.Nil when it is not there.
+	// uuid.Nil when it is not there; pos is its index in that bucket.
 	filed uuid.UUID
+	pos   int
 }
 
 func (in *instance) latest() *prebuilds.Build { return in.builds[len(in.builds)-1] }
@@ -75,7 +80,7 @@ func New() *Store {
 		presetsByVersion: make(map[uuid.UUID][]*prebuilds.Preset),
 		instances:        make(map[uuid.UUID]*instance),
 		builds:           make(map[uuid.UUID]*prebuilds.Build),
-		live:             make(map[uuid.UUID]map[uuid.UUID]*instance),
+		live:             make(map[uuid.UUID][]*instance),
 		counters:         make(map[uuid.UUID]*prebuilds.PresetCounters),
 	}
 }
@@ -91,19 +96,23 @@ func (s *Store) refile(in *instance) {
 		return
 	}
 	if in.filed != uuid.Nil {
+		// Swap-remove from the old bucket.
 		bucket := s.live[in.filed]
-		delete(bucket, in.ID)
-		if len(bucket) == 0 {
+		last := len(bucket) - 1
+		bucket[in.pos] = bucket[last]
+		bucket[in.pos].pos = in.pos
+		bucket[last] = nil
+		if last == 0 {
 			delete(s.live, in.filed)
+		} else {
+			s.live[in.filed] = bucket[:last]
 		}
+		s.liveCount--
 	}
 	if want != uuid.Nil {
-		bucket := s.live[want]
-		if bucket == nil {
-			bucket = make(map[uuid.UUID]*instance)
-			s.live[want] = bucket
-		}
-		bucket[in.ID] = in
+		in.pos = len(s.live[want])
+		s.live[want] = append(s.live[want], in)
+		s.liveCount++
 	}
 	in.filed = want
 }
