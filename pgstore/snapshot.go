@@ -294,6 +294,10 @@ func readSnapshot(ctx context.Context, tx pgx.Tx, p prebuilds.SnapshotParams) (*
 	if err := tx.SendBatch(ctx, batch).Close(); err != nil {
 		return nil, fmt.Errorf("read snapshot: %w", err)
 	}
+	// Empty row sets are nil, as in the reference model.
+	snap.Presets = nilIfEmpty(snap.Presets)
+	snap.Running = nilIfEmpty(snap.Running)
+	snap.Counters = nilIfEmpty(snap.Counters)
 	for i := range snap.Presets {
 		snap.Presets[i].Schedules = schedules[snap.Presets[i].ID]
 	}
@@ -327,4 +331,11 @@ func scanPresetRow(row pgx.CollectableRow) (prebuilds.PresetRow, error) {
 	r.ResetAt = timeOf(resetAt)
 	r.ActiveVersionID = uuidOf(activeVersion)
 	return r, nil
+}
+
+func nilIfEmpty[T any](s []T) []T {
+	if len(s) == 0 {
+		return nil
+	}
+	return s
 }
