@@ -19,8 +19,9 @@
 // Nothing returned aliases the store: presets, builds, jobs and snapshots
 // are deep copies (an empty parameter map or schedule list comes back nil).
 // Every stored timestamp is prebuilds.Micro of the input (UTC, microsecond
-// precision), including SnapshotParams.Now and Lookback; the store never
-// reads a clock.
+// precision); Claim judges expiry at Micro(Now). A snapshot echoes
+// SnapshotParams.Now as given and compares created_at with Lookback as
+// given (no rounding). The store never reads a clock.
 //
 // # Reconciliation lock
 //

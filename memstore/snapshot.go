@@ -33,8 +33,9 @@ func (r *reader) Snapshot(_ context.Context, p prebuilds.SnapshotParams) (*prebu
 // preset with a desired count, one pass over the live prebuilds attributed
 // to it (Store.live). Callers hold s.mu.
 func (s *Store) snapshot(p prebuilds.SnapshotParams) *prebuilds.GlobalSnapshot {
-	now := prebuilds.Micro(p.Now)
-	lookback := prebuilds.Micro(p.Lookback)
+	// Now is echoed as given. Lookback is compared as given: created_at is
+	// microsecond-precise, so "created_at ≥ lookback" needs no rounding.
+	now, lookback := p.Now, p.Lookback
 	snap := &prebuilds.GlobalSnapshot{
 		Now:     now,
 		Paused:  s.paused,

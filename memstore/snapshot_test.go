@@ -40,7 +40,7 @@ func TestSnapshotPresets(t *testing.T) {
 	now := t0.Add(90*time.Second + 1500*time.Nanosecond)
 	snap := f.snapshotAt(prebuilds.SnapshotParams{Now: now, Lookback: now.Add(-time.Hour), HardLimit: 1})
 	require.Equal(t, &prebuilds.GlobalSnapshot{
-		Now:    prebuilds.Micro(now),
+		Now:    now,
 		Paused: true,
 		Presets: []prebuilds.PresetRow{{
 			Preset: p, TemplateID: tmpl, TemplateName: "gone", OrganizationID: org, OrganizationName: "acme",
@@ -441,4 +441,22 @@ func TestSnapshotNoAliasing(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, "1", builds[1].Parameters["x"])
 	require.Equal(t, prebuilds.JobFailed, builds[0].JobStatus)
+}
+
+func TestSnapshotLookbackPrecision(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	p := f.preset(ptr(1))
+	f.attempt(p, prebuilds.JobFailed) // created at t0, a whole microsecond
+	for _, tc := range []struct {
+		lookback time.Time
+		want     int
+	}{
+		{t0, 1},
+		{t0.Add(-time.Nanosecond), 1},
+		{t0.Add(500 * time.Nanosecond), 0}, // t0 < lookback even though they share a microsecond
+	} {
+		snap := f.snapshotAt(prebuilds.SnapshotParams{Now: t0.Add(time.Second), Lookback: tc.lookback})
+		require.Len(t, snap.Backoffs, tc.want, "lookback %s", tc.lookback.Format(time.RFC3339Nano))
+	}
 }
