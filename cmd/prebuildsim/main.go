@@ -84,11 +84,9 @@ Usage:
 Flags:
 `
 
-// parseFlags parses and validates args. Errors are reported on stderr; the
-// returned error is flag.ErrHelp for -h, non-nil for any other problem.
-func parseFlags(args []string, stderr io.Writer) (options, error) {
-	var o options
-	var start string
+// newFlagSet defines every flag of the command on a new FlagSet that
+// writes to stderr and stores into o and start.
+func newFlagSet(o *options, start *string, stderr io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet("prebuildsim", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
@@ -108,10 +106,19 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&o.presets, "presets", 1, fmt.Sprintf("scale factor: presets per group, each with the group's desired count (1-%d)", maxPresets))
 	fs.IntVar(&o.sinkBuffer, "sink-buffer", 16, "capacity of the JobSink channel; hand-offs beyond it are dropped and found by polling")
 	fs.Uint64Var(&o.seed, "seed", 1, "seed of every random draw")
-	fs.StringVar(&start, "start", defaultStart, "simulated start instant (RFC 3339); the default is a Monday 08:40 in New York")
+	fs.StringVar(start, "start", defaultStart, "simulated start instant (RFC 3339); the default is a Monday 08:40 in New York")
 	fs.BoolVar(&o.verbose, "v", false, "verbose: Reconciler and simulation logs (slog, simulated time) to stderr")
 	fs.BoolVar(&o.quiet, "quiet", false, "print only the final summary, not the per-interval progress lines")
 
+	return fs
+}
+
+// parseFlags parses and validates args. Errors are reported on stderr; the
+// returned error is flag.ErrHelp for -h, non-nil for any other problem.
+func parseFlags(args []string, stderr io.Writer) (options, error) {
+	var o options
+	var start string
+	fs := newFlagSet(&o, &start, stderr)
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math"
 	"slices"
 	"sync"
@@ -132,6 +133,7 @@ func (s *sim) accept(ctx context.Context, job prebuilds.Job, now time.Time) erro
 	_, err := s.rec.ReportJob(ctx, s.store, prebuilds.UpdateJobParams{BuildID: job.BuildID, Status: prebuilds.JobRunning, Now: now})
 	if errors.Is(err, prebuilds.ErrInvalidTransition) {
 		s.prov.canceled++ // canceled before a worker took it
+		s.log.DebugContext(ctx, "sim: job canceled before it started", slog.String("build_id", job.BuildID.String()))
 		return nil
 	}
 	if err != nil {
@@ -227,6 +229,9 @@ func (s *sim) complete(ctx context.Context, w *work, now time.Time) error {
 	if _, err := s.rec.ReportJob(ctx, s.store, p); err != nil {
 		return fmt.Errorf("provisioner: report job %s %s: %w", w.job.BuildID, p.Status, err)
 	}
+	s.log.DebugContext(ctx, "sim: job finished", slog.String("preset_name", w.preset.name),
+		slog.String("transition", string(w.job.Transition)), slog.String("status", string(p.Status)),
+		slog.String("failure_kind", string(p.FailureKind)), slog.String("instance_id", w.job.InstanceID.String()))
 	if w.job.Transition != prebuilds.TransitionStart {
 		return nil
 	}

@@ -14,7 +14,7 @@ import (
 // poolState is the state of some presets' pools at one instant.
 type poolState struct {
 	desired, running, eligible, starting, deleting int
-	created                                        int
+	created, failedCounter                         int
 	hardLimited, validationFailed                  int
 	statuses                                       map[prebuilds.PresetStatus]int
 }
@@ -38,6 +38,7 @@ func (p *poolState) add(v prebuilds.PresetSnapshot, now time.Time) {
 	p.starting += v.Starting
 	p.deleting += v.Deleting
 	p.created += v.Counters.Created
+	p.failedCounter += v.Counters.Failed
 	switch v.Preset.Status {
 	case prebuilds.PresetHardLimited:
 		p.hardLimited++
@@ -71,12 +72,12 @@ func (p poolState) status() string {
 	return strings.Join(keys, ",")
 }
 
-// summary prints the final table per group and the timeline.
-func (s *sim) summary(ctx context.Context) error {
+// pools reads the state of every group's pools now.
+func (s *sim) pools(ctx context.Context) (map[*group]*poolState, error) {
 	now := s.clock.Now()
 	views, err := s.snapshot(ctx, now)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	pools := map[*group]*poolState{}
 	for _, g := range s.groups {
@@ -84,6 +85,15 @@ func (s *sim) summary(ctx context.Context) error {
 	}
 	for _, v := range views {
 		pools[s.presets[v.Preset.ID].group].add(v, now)
+	}
+	return pools, nil
+}
+
+// summary prints the final table per group and the timeline.
+func (s *sim) summary(ctx context.Context) error {
+	pools, err := s.pools(ctx)
+	if err != nil {
+		return err
 	}
 
 	fmt.Fprintf(s.out, "\nsummary after %s (seed %d): %d passes, %d start builds, %d delete builds, %d hand-offs dropped (%d jobs found by polling), %d queued builds canceled, %d plan errors, %d clamped creates\n",
@@ -126,10 +136,10 @@ func (s *sim) summary(ctx context.Context) error {
 	return nil
 }
 
-const legend = `desired/running/eligible: now (eligible = ready, valid, active); created: prebuilds ever
-created; failed: failed start builds; served/missed: claims; backoff, blocked: time creation was
-held back by backoff, or blocked by the hard limit or validation_failed; hard_limited,
-recovered, validation_failed: events received; status: of the active presets now.
+const legend = `columns: desired, running, eligible (ready, valid, active) now; created: prebuilds ever
+created; failed: failed start builds; served/missed: claims; backoff/blocked: time creation was
+held back by backoff / blocked by the hard limit or validation_failed, summed over the group's
+presets; hard_limited, recovered, validation_failed: events; status: of the active presets now.
 `
 
 // shortDuration prints whole minutes and seconds: 0s, 45s, 12m30s, 1h05m.

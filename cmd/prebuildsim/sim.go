@@ -78,13 +78,18 @@ func chachaSeed(seed, stream uint64) [32]byte {
 }
 
 // simulate runs one simulation and writes its report to out.
-func simulate(ctx context.Context, opts options, out, stderr io.Writer) (err error) {
-	// The Reconciler names instances with uuid.New; seeding the package's
-	// generator makes IDs, and so every tie broken by ID, repeatable.
-	uuid.SetRand(rand.NewChaCha8(chachaSeed(opts.seed, streamUUID)))
-	defer uuid.SetRand(nil)
+func simulate(ctx context.Context, opts options, out, stderr io.Writer) error {
+	s := newSim(opts, out, stderr)
+	if err := s.run(ctx); err != nil {
+		return err
+	}
+	return s.summary(ctx)
+}
 
+// newSim wires a simulation: clock, store, job table, Reconciler.
+func newSim(opts options, out, stderr io.Writer) *sim {
 	start := prebuilds.Micro(opts.start)
+	opts.start = start
 	s := &sim{
 		opts:      opts,
 		out:       out,
@@ -114,14 +119,23 @@ func simulate(ctx context.Context, opts options, out, stderr io.Writer) (err err
 		Notifier:         prebuilds.NotifierFunc(s.notify),
 		JobSink:          s.sink,
 	})
+	return s
+}
+
+// run sets up the fleet and simulates -duration. It is not safe to run two
+// simulations at once in one process: it seeds the uuid package's global
+// generator for its duration.
+func (s *sim) run(ctx context.Context) error {
+	// The Reconciler names instances with uuid.New; seeding the package's
+	// generator makes IDs, and so every tie broken by ID, repeatable.
+	uuid.SetRand(rand.NewChaCha8(chachaSeed(s.opts.seed, streamUUID)))
+	defer uuid.SetRand(nil)
 	if err := s.setUpFleet(ctx); err != nil {
 		return fmt.Errorf("set up fleet: %w", err)
 	}
-	s.scheduleClaim(start)
-	if err := s.loop(ctx, start); err != nil {
-		return err
-	}
-	return s.summary(ctx)
+	s.scheduleClaim(s.opts.start)
+	s.prov.nextPoll = s.opts.start.Add(s.opts.poll)
+	return s.loop(ctx, s.opts.start)
 }
 
 // loop advances simulated time tick by tick from start to start+duration.
@@ -324,10 +338,12 @@ func (s *sim) claims(ctx context.Context, now time.Time) error {
 		switch {
 		case errors.Is(err, prebuilds.ErrNoClaimablePrebuild):
 			g.missed++
+			s.log.DebugContext(ctx, "sim: claim missed", slog.String("preset_name", s.presets[presetID].name))
 		case err != nil:
 			return fmt.Errorf("claim from %s: %w", s.presets[presetID].name, err)
 		default:
 			g.served++
+			s.log.DebugContext(ctx, "sim: claim served", slog.String("preset_name", s.presets[presetID].name))
 		}
 	}
 	return nil
@@ -353,6 +369,7 @@ func (s *sim) notify(_ context.Context, e prebuilds.Event) {
 }
 
 func (s *sim) note(at time.Time, who, text string) {
+	s.log.Info("sim: "+text, slog.String("preset_name", who))
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.timeline = append(s.timeline, timelineEntry{at: at, group: who, text: text})
