@@ -138,7 +138,7 @@ func TestSimulationShortRun(t *testing.T) {
 	// Backoff comes first, then the hard limit.
 	var firstBackoff, hardLimited time.Time
 	for _, e := range s.timeline {
-		if e.group != "broken" {
+		if e.who != "broken" {
 			continue
 		}
 		if strings.HasPrefix(e.text, "backoff") && firstBackoff.IsZero() {
@@ -274,4 +274,13 @@ func TestOffset(t *testing.T) {
 	} {
 		require.Equal(t, want, offset(start.Add(d), start), "%s", d)
 	}
+}
+
+func TestSimulationStopsOnCanceledContext(t *testing.T) {
+	opts, err := parseFlags([]string{"-quiet"}, io.Discard)
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	err = newSim(opts, io.Discard, io.Discard).run(ctx)
+	require.ErrorIs(t, err, context.Canceled)
 }

@@ -130,11 +130,18 @@ func (s *sim) summary(ctx context.Context) error {
 
 	fmt.Fprint(s.out, "\n"+legend)
 	fmt.Fprintln(s.out, "\ntimeline:")
-	for _, e := range s.timeline {
-		fmt.Fprintf(s.out, "  t=%-9s %-15s %s\n", offset(e.at, s.opts.start), e.group, e.text)
+	for i, e := range s.timeline {
+		if i == maxTimeline {
+			fmt.Fprintf(s.out, "  … %d more entries (-v logs every one)\n", len(s.timeline)-maxTimeline)
+			break
+		}
+		fmt.Fprintf(s.out, "  t=%-9s %-15s %s\n", offset(e.at, s.opts.start), e.who, e.text)
 	}
 	return nil
 }
+
+// maxTimeline bounds the timeline printed in the summary.
+const maxTimeline = 100
 
 const legend = `columns: desired, running, eligible (ready, valid, active) now; created: prebuilds ever
 created; failed: failed start builds; served/missed: claims; backoff/blocked: time creation was

@@ -37,8 +37,9 @@ type sim struct {
 	prov      provisioner
 	nextClaim time.Time
 
-	// mu guards the fields the Notifier writes: events may come from any
-	// goroutine the Reconciler uses.
+	// mu guards what the Notifier writes: the timeline, event tallies and
+	// presetState.hardLimitedAt. The simulation goroutine reads them
+	// without it only between Reconciler calls.
 	mu       sync.Mutex
 	timeline []timelineEntry
 
@@ -50,9 +51,9 @@ type sim struct {
 
 // timelineEntry is one notable moment of the run.
 type timelineEntry struct {
-	at    time.Time
-	group string
-	text  string
+	at   time.Time
+	who  string // preset or group name
+	text string
 }
 
 // Seed-stream selectors, so each actor draws from its own generator.
@@ -148,6 +149,9 @@ func (s *sim) loop(ctx context.Context, start time.Time) error {
 	activated := false
 	nextPass := start
 	for now := start; ; now = s.clock.Advance(s.opts.tick) {
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("simulation interrupted at %s: %w", offset(now, start), err)
+		}
 		if err := s.completeDue(ctx, now); err != nil {
 			return err
 		}
@@ -350,29 +354,36 @@ func (s *sim) claims(ctx context.Context, now time.Time) error {
 }
 
 // notify is the Reconciler's Notifier: it tallies events per group and
-// records them on the timeline.
+// records them on the timeline. The Reconciler calls it on the goroutine of
+// ReconcileAll or ReportJob, both the simulation's own, but nothing in the
+// Notifier contract promises that, so it takes s.mu.
 func (s *sim) notify(_ context.Context, e prebuilds.Event) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	ps := s.presets[e.PresetID]
 	if ps == nil {
 		return
 	}
-	s.mu.Lock()
 	ps.group.events[e.Kind]++
-	s.mu.Unlock()
 	switch e.Kind {
 	case prebuilds.EventHardLimited:
 		ps.hardLimitedAt = e.At
 	case prebuilds.EventRecovered:
 		ps.hardLimitedAt = time.Time{}
 	}
-	s.note(e.At, ps.name, "event "+string(e.Kind))
+	s.noteLocked(e.At, ps.name, "event "+string(e.Kind))
 }
 
+// note records a timeline entry and logs it.
 func (s *sim) note(at time.Time, who, text string) {
-	s.log.Info("sim: "+text, slog.String("preset_name", who))
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.timeline = append(s.timeline, timelineEntry{at: at, group: who, text: text})
+	s.noteLocked(at, who, text)
+}
+
+func (s *sim) noteLocked(at time.Time, who, text string) {
+	s.log.Info("sim: "+text, slog.String("preset_name", who))
+	s.timeline = append(s.timeline, timelineEntry{at: at, who: who, text: text})
 }
 
 func (s *sim) served() int {
