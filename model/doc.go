@@ -26,6 +26,11 @@
 //     CreatePrebuilds gave it owner SystemOwner; the model remembers that
 //     and whether it was claimed (Instance.CreatedAsPrebuild, Claimed).
 //
+//   - Schedules are tried in order and the first match wins, so a stored
+//     cron expression that cannot be parsed is only reported (ScheduleInvalid,
+//     static desired) when no earlier schedule matched, as in prebuilds.DesiredAt.
+//   - Snapshot rows come back in prebuilds.SortSnapshot's canonical order.
+//
 // World is a value type: Clone gives an independent copy, so a state machine
-// can keep one model per step.
+// can keep one model per step. A World is not safe for concurrent use.
 package model
