@@ -19,21 +19,16 @@
 // Decisions the contract leaves open:
 //
 //   - Times passed to operations are stored as prebuilds.Micro(t).
-//
 //   - Plan for a preset that does not exist, or whose desired count is nil,
 //     is an empty plan naming the preset (such presets are not planned).
-//
 //   - Plan takes the planning instant as now; of its SnapshotParams only
 //     Lookback and HardLimit are read.
-//
 //   - An instance counts as "created as a prebuild" when CreateInstance or
 //     CreatePrebuilds gave it owner SystemOwner; the model remembers that
 //     and whether it was claimed (Instance.CreatedAsPrebuild, Claimed).
-//
 //   - Schedules are tried in order and the first match wins, so a stored
 //     cron expression that cannot be parsed is only reported (ScheduleInvalid,
 //     static desired) when no earlier schedule matched, as in prebuilds.DesiredAt.
-//
 //   - Snapshot rows come back in prebuilds.SortSnapshot's canonical order.
 //
 // World is a value type: Clone gives an independent copy, so a state machine
