@@ -1,0 +1,143 @@
+package conformance
+
+import (
+	"context"
+	"slices"
+	"sync"
+
+	"github.com/google/uuid"
+
+	"github.com/prebuildkit/prebuildkit/prebuilds"
+)
+
+// WriteKind names a Store write.
+type WriteKind string
+
+// Write kinds, one per writing method of prebuilds.Store.
+const (
+	WriteCreatePrebuilds WriteKind = "create_prebuilds"
+	WriteDeletePrebuild  WriteKind = "delete_prebuild"
+	WriteCancelPending   WriteKind = "cancel_pending"
+	WriteSetPresetStatus WriteKind = "set_preset_status"
+)
+
+// Write is one call of a writing Store method, with its inputs and results.
+// Only the fields of its Kind are set.
+type Write struct {
+	Kind WriteKind
+	// Create, Jobs: CreatePrebuilds' params and returned jobs.
+	Create prebuilds.CreatePrebuildsParams
+	// Delete, Job: DeletePrebuild's params and returned job.
+	Delete prebuilds.DeletePrebuildParams
+	// Cancel, Canceled: CancelPending's params and returned instance IDs.
+	Cancel   prebuilds.CancelPendingParams
+	Canceled []uuid.UUID
+	// PresetID, From, To, Changed: SetPresetStatus' params and result.
+	PresetID uuid.UUID
+	From, To prebuilds.PresetStatus
+	Changed  bool
+
+	Jobs []prebuilds.Job
+	Job  prebuilds.Job
+	Err  error
+}
+
+// Recorder is a prebuilds.Store that passes every call to an inner store and
+// records the writes (CreatePrebuilds, DeletePrebuild, CancelPending,
+// SetPresetStatus) with their results, and the events sent to its
+// Notifier. Hand it to prebuilds.NewReconciler to see exactly what a pass
+// wrote. It is safe for concurrent use.
+type Recorder struct {
+	inner prebuilds.Store
+	// newID, when set, replaces the IDs the Reconciler generated for new
+	// instances and builds, so that a replay writes the same rows.
+	newID func() uuid.UUID
+
+	mu     sync.Mutex
+	writes []Write
+	events []prebuilds.Event
+}
+
+var _ prebuilds.Store = (*Recorder)(nil)
+
+// NewRecorder returns a Recorder over inner.
+func NewRecorder(inner prebuilds.Store) *Recorder { return &Recorder{inner: inner} }
+
+// Notifier returns a prebuilds.Notifier that records events on r.
+func (r *Recorder) Notifier() prebuilds.Notifier {
+	return prebuilds.NotifierFunc(func(_ context.Context, e prebuilds.Event) {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		e.Resources = slices.Clone(e.Resources)
+		r.events = append(r.events, e)
+	})
+}
+
+// Writes returns the writes recorded so far, in call order.
+func (r *Recorder) Writes() []Write {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.writes)
+}
+
+// Events returns the events recorded so far, in notification order.
+func (r *Recorder) Events() []prebuilds.Event {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.events)
+}
+
+// Reset forgets every recorded write and event.
+func (r *Recorder) Reset() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.writes, r.events = nil, nil
+}
+
+func (r *Recorder) record(w Write) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.writes = append(r.writes, w)
+}
+
+// WithReconciliationLock implements prebuilds.Store by passing through.
+func (r *Recorder) WithReconciliationLock(ctx context.Context, fn func(ctx context.Context, sr prebuilds.SnapshotReader) error) (bool, error) {
+	return r.inner.WithReconciliationLock(ctx, fn)
+}
+
+// CreatePrebuilds implements prebuilds.Store and records the call.
+func (r *Recorder) CreatePrebuilds(ctx context.Context, p prebuilds.CreatePrebuildsParams) ([]prebuilds.Job, error) {
+	p.Instances = slices.Clone(p.Instances)
+	if r.newID != nil {
+		for i := range p.Instances {
+			p.Instances[i].InstanceID, p.Instances[i].BuildID = r.newID(), r.newID()
+		}
+	}
+	jobs, err := r.inner.CreatePrebuilds(ctx, p)
+	r.record(Write{Kind: WriteCreatePrebuilds, Create: p, PresetID: p.PresetID, Jobs: slices.Clone(jobs), Err: err})
+	return jobs, err
+}
+
+// DeletePrebuild implements prebuilds.Store and records the call.
+func (r *Recorder) DeletePrebuild(ctx context.Context, p prebuilds.DeletePrebuildParams) (prebuilds.Job, error) {
+	if r.newID != nil {
+		p.BuildID = r.newID()
+	}
+	job, err := r.inner.DeletePrebuild(ctx, p)
+	r.record(Write{Kind: WriteDeletePrebuild, Delete: p, Job: job, Err: err})
+	return job, err
+}
+
+// CancelPending implements prebuilds.Store and records the call.
+func (r *Recorder) CancelPending(ctx context.Context, p prebuilds.CancelPendingParams) ([]uuid.UUID, error) {
+	ids, err := r.inner.CancelPending(ctx, p)
+	r.record(Write{Kind: WriteCancelPending, Cancel: p, PresetID: p.PresetID, Canceled: slices.Clone(ids), Err: err})
+	return ids, err
+}
+
+// SetPresetStatus implements prebuilds.Store and records the call.
+func (r *Recorder) SetPresetStatus(ctx context.Context, presetID uuid.UUID, from, to prebuilds.PresetStatus) (bool, error) {
+	changed, err := r.inner.SetPresetStatus(ctx, presetID, from, to)
+	r.record(Write{Kind: WriteSetPresetStatus, PresetID: presetID, From: from, To: to, Changed: changed, Err: err})
+	return changed, err
+}
