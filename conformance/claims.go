@@ -127,9 +127,10 @@ func (s *suite) claimExclusivity(t *testing.T, n, m int) {
 	}
 }
 
-// claimVsDelete races Claim against DeletePrebuild on the only claimable
-// prebuild, many times: exactly one of them wins, and the loser sees
-// ErrNoClaimablePrebuild (claim) or ErrConflict (delete).
+// claimVsDelete makes Claim and DeletePrebuild compete for the only
+// claimable prebuild, many times, in both serial orders and concurrently:
+// exactly one of them wins, and the loser sees ErrNoClaimablePrebuild
+// (claim) or ErrConflict (delete). A claimed prebuild is never deleted.
 func (s *suite) claimVsDelete(t *testing.T) {
 	const iterations = 40
 	e := s.claimFixture(t)
@@ -148,20 +149,36 @@ func (s *suite) claimVsDelete(t *testing.T) {
 			claimErr error
 			delErr   error
 		)
-		start := make(chan struct{})
-		wg.Add(2)
-		go func() {
-			defer wg.Done()
-			<-start
+		doClaim := func() {
 			claimed, claimErr = e.store.Claim(e.ctx, prebuilds.ClaimParams{PresetID: ID("p1"), Owner: owner, Now: at})
-		}()
-		go func() {
-			defer wg.Done()
-			<-start
+		}
+		doDelete := func() {
 			_, delErr = e.store.DeletePrebuild(e.ctx, prebuilds.DeletePrebuildParams{InstanceID: ID(key), BuildID: deleteBuild, Now: at})
-		}()
-		close(start)
-		wg.Wait()
+		}
+		switch i % 4 {
+		case 0: // the two serial orders first: claim, then delete ...
+			doClaim()
+			doDelete()
+		case 1: // ... and delete, then claim
+			doDelete()
+			doClaim()
+		default: // then truly concurrent, launched in alternating order
+			first, second := doClaim, doDelete
+			if i%4 == 3 {
+				first, second = second, first
+			}
+			start := make(chan struct{})
+			wg.Add(2)
+			for _, f := range []func(){first, second} {
+				go func() {
+					defer wg.Done()
+					<-start
+					f()
+				}()
+			}
+			close(start)
+			wg.Wait()
+		}
 
 		inst, err := e.store.GetInstance(e.ctx, ID(key))
 		if err != nil {

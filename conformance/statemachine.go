@@ -158,6 +158,12 @@ func (m *machine) actions(withReconcile bool) map[string]func(*rapid.T) {
 		"Advance":        m.advance,
 		"Advance2":       m.advance,
 		"Inspect":        m.inspect,
+		// Store writes made directly, as a racing replica would after its
+		// snapshot went stale: the stores' re-checks must match the model.
+		"DirectCreate":    m.directCreate,
+		"DirectDelete":    m.directDelete,
+		"DirectCancel":    m.directCancel,
+		"DirectSetStatus": m.directSetStatus,
 	}
 	if withReconcile {
 		a["Reconcile"] = m.reconcile
@@ -532,6 +538,95 @@ func (m *machine) inspect(t *rapid.T) {
 		if diff := cmp.Diff(wantB, gotB, cmpopts.EquateEmpty()); diff != "" {
 			t.Fatalf("ListBuilds(%s) (-model +store):\n%s", want.Name, diff)
 		}
+	}
+}
+
+func (m *machine) pickPreset(t *rapid.T) prebuilds.Preset {
+	if len(m.world.Presets) == 0 {
+		t.Skip("no preset yet")
+	}
+	return m.world.Presets[rapid.IntRange(0, len(m.world.Presets)-1).Draw(t, "preset_index")]
+}
+
+func (m *machine) directCreate(t *rapid.T) {
+	pr := m.pickPreset(t)
+	p := prebuilds.CreatePrebuildsParams{PresetID: pr.ID, TemplateVersionID: pr.TemplateVersionID, Now: m.now()}
+	if len(m.versions) > 0 && rapid.IntRange(0, 3).Draw(t, "other_version") == 0 {
+		p.TemplateVersionID = ID(rapid.SampledFrom(m.versions).Draw(t, "version"))
+	}
+	for range rapid.IntRange(0, 2).Draw(t, "count") {
+		key := m.fresh("d")
+		p.Instances = append(p.Instances, prebuilds.NewPrebuild{InstanceID: ID(key), BuildID: ID(BuildKey(key, 1)), Name: key})
+	}
+	if len(p.Instances) > 0 && len(m.world.Instances) > 0 && rapid.IntRange(0, 5).Draw(t, "existing_id") == 0 {
+		p.Instances[0].InstanceID = m.pickInstance(t)
+	}
+	var got, want []prebuilds.Job
+	m.both(t, "CreatePrebuilds", func(s Store) error {
+		jobs, err := s.CreatePrebuilds(m.ctx, p)
+		if s == Store(m.mod) {
+			want = jobs
+		} else {
+			got = jobs
+		}
+		return err
+	})
+	if diff := cmp.Diff(want, got, cmpopts.EquateEmpty()); diff != "" {
+		t.Fatalf("CreatePrebuilds: jobs (-model +store):\n%s", diff)
+	}
+}
+
+func (m *machine) directDelete(t *rapid.T) {
+	p := prebuilds.DeletePrebuildParams{InstanceID: m.pickInstance(t), BuildID: ID(m.fresh("x")), Now: m.now()}
+	var got, want prebuilds.Job
+	m.both(t, "DeletePrebuild", func(s Store) error {
+		job, err := s.DeletePrebuild(m.ctx, p)
+		if s == Store(m.mod) {
+			want = job
+		} else {
+			got = job
+		}
+		return err
+	})
+	if diff := cmp.Diff(want, got, cmpopts.EquateEmpty()); diff != "" {
+		t.Fatalf("DeletePrebuild: job (-model +store):\n%s", diff)
+	}
+}
+
+func (m *machine) directCancel(t *rapid.T) {
+	p := prebuilds.CancelPendingParams{PresetID: m.pickPreset(t).ID, Now: m.now()}
+	var got, want []uuid.UUID
+	m.both(t, "CancelPending", func(s Store) error {
+		ids, err := s.CancelPending(m.ctx, p)
+		if s == Store(m.mod) {
+			want = ids
+		} else {
+			got = ids
+		}
+		return err
+	})
+	if diff := cmp.Diff(want, got, cmpopts.EquateEmpty()); diff != "" {
+		t.Fatalf("CancelPending: canceled (-model +store):\n%s", diff)
+	}
+}
+
+var statuses = []prebuilds.PresetStatus{prebuilds.PresetHealthy, prebuilds.PresetHardLimited, prebuilds.PresetValidationFailed}
+
+func (m *machine) directSetStatus(t *rapid.T) {
+	id := m.pickPreset(t).ID
+	from, to := rapid.SampledFrom(statuses).Draw(t, "from"), rapid.SampledFrom(statuses).Draw(t, "to")
+	var got, want bool
+	m.both(t, "SetPresetStatus", func(s Store) error {
+		changed, err := s.SetPresetStatus(m.ctx, id, from, to)
+		if s == Store(m.mod) {
+			want = changed
+		} else {
+			got = changed
+		}
+		return err
+	})
+	if got != want {
+		t.Fatalf("SetPresetStatus(%s→%s): store changed=%v, model changed=%v", from, to, got, want)
 	}
 }
 
