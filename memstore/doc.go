@@ -45,7 +45,9 @@
 // instances therefore cost nothing in a snapshot. Ranking a preset's
 // candidate builds for backoff sorts only that preset's builds. Claim scans
 // the live prebuilds of one preset; other operations are O(1) apart from
-// the name check of UpsertPreset (presets of one version).
+// the name check of UpsertPreset (presets of one version). BenchmarkSnapshot
+// measures it at 1,000 and 10,000 presets (ns/preset and allocs scale
+// linearly).
 //
 // # Decisions where the contract is silent
 //
