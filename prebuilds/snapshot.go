@@ -77,7 +77,7 @@ type PresetCounters struct {
 	PresetID uuid.UUID
 	// Created counts prebuild instances ever created for the preset.
 	Created int
-	// Failed counts failed start builds of prebuild instances of the preset.
+	// Failed counts prebuild instances of the preset whose build #1 failed.
 	Failed int
 	// Claimed counts prebuilds of the preset handed to users.
 	Claimed int
