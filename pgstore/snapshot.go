@@ -92,34 +92,46 @@ func (r *snapshotReader) Snapshot(ctx context.Context, p prebuilds.SnapshotParam
 
 // stateCTE yields one row per live prebuild (SystemOwner, not deleted)
 // whose current preset has a desired count: the instance, its latest build
-// (highest number) and its current preset (preset of the most recent start
-// build that has one). $1 is SystemOwner.
+// (highest number), its current preset (the preset of its most recent
+// start build that has one) and what the snapshot needs of that preset and
+// its template. $1 is SystemOwner.
+//
+// Both per-instance picks are DISTINCT ON (instance_id) in
+// (instance_id, number DESC) order, which stream from
+// builds_instance_number_key and builds_current_preset_idx without a sort
+// and merge-join on instance_id.
 const stateCTE = `
-WITH live_builds AS (
-    SELECT b.instance_id, b.id, b.number, b.transition, b.job_status, b.created_at, b.preset_id,
-           row_number() OVER (PARTITION BY b.instance_id ORDER BY b.number DESC) AS recency,
-           row_number() OVER (PARTITION BY b.instance_id
-                              ORDER BY (b.transition = 'start' AND b.preset_id IS NOT NULL) DESC, b.number DESC) AS preset_recency
+WITH latest AS (
+    SELECT DISTINCT ON (b.instance_id)
+           b.instance_id, b.id AS build_id, b.number, b.transition, b.job_status, b.created_at AS build_created_at
     FROM builds b
-    JOIN instances i ON i.id = b.instance_id
-    WHERE i.owner_id = $1 AND NOT i.deleted
-), latest AS (
-    SELECT instance_id, id AS build_id, number, transition, job_status, created_at AS build_created_at
-    FROM live_builds WHERE recency = 1
+    ORDER BY b.instance_id, b.number DESC
 ), current_preset AS (
-    SELECT instance_id, preset_id
-    FROM live_builds
-    WHERE preset_recency = 1 AND transition = 'start' AND preset_id IS NOT NULL
-), state AS (
+    SELECT DISTINCT ON (b.instance_id) b.instance_id, b.preset_id
+    FROM builds b
+    WHERE b.transition = 'start' AND b.preset_id IS NOT NULL
+    ORDER BY b.instance_id, b.number DESC
+), state AS MATERIALIZED (
     SELECT i.id, i.created_at, i.ready,
            l.build_id, l.number, l.transition, l.job_status, l.build_created_at,
-           c.preset_id
+           p.id AS preset_id, p.desired, p.reset_at, p.template_version_id,
+           t.active_version_id, t.deprecated, t.deleted
     FROM instances i
     JOIN latest l ON l.instance_id = i.id
     JOIN current_preset c ON c.instance_id = i.id
     JOIN presets p ON p.id = c.preset_id
+    JOIN template_versions v ON v.id = p.template_version_id
+    JOIN templates t ON t.id = v.template_id
     WHERE i.owner_id = $1 AND NOT i.deleted AND p.desired IS NOT NULL
 )`
+
+// Row kinds of snapshotFactsSQL.
+const (
+	factRunning         = "running"
+	factInProgress      = "in_progress"
+	factPendingInactive = "pending_inactive"
+	factFailures        = "failures"
+)
 
 const (
 	snapshotPausedSQL = `SELECT paused FROM settings`
@@ -139,44 +151,31 @@ JOIN presets p ON p.id = s.preset_id
 WHERE p.desired IS NOT NULL
 ORDER BY s.preset_id, s.position`
 
-	// running(P): latest build start+succeeded.
-	snapshotRunningSQL = stateCTE + `
-SELECT s.id, s.preset_id, s.created_at, s.ready
-FROM state s
-WHERE s.transition = 'start' AND s.job_status = 'succeeded'`
-
-	// in_progress(P, transition) and pending_inactive(P) in one pass; kind
-	// 'pending_inactive' rows have a NULL transition.
-	snapshotCountsSQL = stateCTE + `
-SELECT s.preset_id, s.transition::text, count(*)
-FROM state s
-WHERE s.job_status IN ('pending', 'running')
-GROUP BY s.preset_id, s.transition
-UNION ALL
-SELECT s.preset_id, NULL, count(*)
-FROM state s
-JOIN presets p ON p.id = s.preset_id
-JOIN template_versions v ON v.id = p.template_version_id
-JOIN templates t ON t.id = v.template_id
-WHERE s.number = 1 AND s.transition = 'start' AND s.job_status = 'pending' AND NOT ` + activeSQL + `
-GROUP BY s.preset_id`
-
-	// backoff(P) and hard_limited(P) over C(P): latest start builds of live
-	// prebuilds whose current preset's version is active and template not
-	// deleted, created at or after reset_at; ranked newest first.
-	// $2 = lookback (rounded up to the microsecond), $3 = K.
-	snapshotFailuresSQL = stateCTE + `,
+	// snapshotFactsSQL computes the per-instance state once and derives
+	// every instance-based row of the snapshot from it, one UNION ALL
+	// branch per kind. Columns: kind, preset_id, instance_id, transition,
+	// n, at, ready, backoff, hard_limited.
+	//
+	//   running          instance_id, at = instance created_at, ready
+	//   in_progress      transition, n = count
+	//   pending_inactive n = count
+	//   failures         n = num_failed, at = last_build_at, backoff (a
+	//                    backoff row exists), hard_limited
+	//
+	// C(P) (candidates) are the latest start builds of live prebuilds whose
+	// current preset's version is active and template not deleted, created
+	// at or after reset_at, ranked newest first (created_at desc, build ID
+	// desc; uuid order is byte order, as prebuilds.CompareUUID). $2 is the
+	// lookback rounded up to the microsecond, $3 is K (0 = off).
+	snapshotFactsSQL = stateCTE + `,
 candidates AS (
-    SELECT s.preset_id, p.desired, s.job_status, s.build_created_at,
+    SELECT s.preset_id, s.desired, s.job_status, s.build_created_at,
            row_number() OVER (PARTITION BY s.preset_id ORDER BY s.build_created_at DESC, s.build_id DESC) AS rank
     FROM state s
-    JOIN presets p ON p.id = s.preset_id
-    JOIN template_versions v ON v.id = p.template_version_id
-    JOIN templates t ON t.id = v.template_id
     WHERE s.transition = 'start'
-      AND t.active_version_id = p.template_version_id AND NOT t.deleted
-      AND (p.reset_at IS NULL OR s.build_created_at >= p.reset_at)
-), per_preset AS (
+      AND s.active_version_id = s.template_version_id AND NOT s.deleted
+      AND (s.reset_at IS NULL OR s.build_created_at >= s.reset_at)
+), failures AS (
     SELECT preset_id,
            count(*) FILTER (WHERE job_status = 'failed' AND build_created_at >= $2) AS num_failed,
            count(*) FILTER (WHERE job_status = 'failed' AND build_created_at >= $2 AND rank <= desired) AS ranked_failed,
@@ -186,9 +185,24 @@ candidates AS (
     FROM candidates
     GROUP BY preset_id
 )
-SELECT preset_id, ranked_failed > 0, num_failed, last_build_at, hard_limited
-FROM per_preset
-WHERE ranked_failed > 0 OR hard_limited`
+SELECT '` + factRunning + `', s.preset_id, s.id, NULL::text, 0::bigint, s.created_at, s.ready, false, false
+FROM state s
+WHERE s.transition = 'start' AND s.job_status = 'succeeded'
+UNION ALL
+SELECT '` + factInProgress + `', s.preset_id, NULL, s.transition::text, count(*), NULL, false, false, false
+FROM state s
+WHERE s.job_status IN ('pending', 'running')
+GROUP BY s.preset_id, s.transition
+UNION ALL
+SELECT '` + factPendingInactive + `', s.preset_id, NULL, NULL, count(*), NULL, false, false, false
+FROM state s
+WHERE s.number = 1 AND s.transition = 'start' AND s.job_status = 'pending'
+  AND NOT (s.active_version_id IS NOT DISTINCT FROM s.template_version_id AND NOT s.deprecated AND NOT s.deleted)
+GROUP BY s.preset_id
+UNION ALL
+SELECT '` + factFailures + `', f.preset_id, NULL, NULL, f.num_failed, f.last_build_at, false, f.ranked_failed > 0, f.hard_limited
+FROM failures f
+WHERE f.ranked_failed > 0 OR f.hard_limited`
 
 	// Cumulative counters over instances created as prebuilds, by the
 	// preset of build #1, deleted instances included.
@@ -230,49 +244,37 @@ func readSnapshot(ctx context.Context, tx pgx.Tx, p prebuilds.SnapshotParams) (*
 		})
 		return err
 	})
-	batch.Queue(snapshotRunningSQL, prebuilds.SystemOwner).Query(func(rows pgx.Rows) error {
-		var err error
-		snap.Running, err = pgx.CollectRows(rows, func(row pgx.CollectableRow) (prebuilds.RunningPrebuild, error) {
-			var r prebuilds.RunningPrebuild
-			err := row.Scan(&r.InstanceID, &r.PresetID, &r.CreatedAt, &r.Ready)
-			r.CreatedAt = r.CreatedAt.UTC()
-			return r, err
-		})
-		return err
-	})
-	batch.Queue(snapshotCountsSQL, prebuilds.SystemOwner).Query(func(rows pgx.Rows) error {
+	batch.Queue(snapshotFactsSQL, prebuilds.SystemOwner, lookback, hardLimit).Query(func(rows pgx.Rows) error {
 		var (
-			presetID   uuid.UUID
-			transition *string
-			count      int64
+			kind                 string
+			presetID             uuid.UUID
+			instanceID           *uuid.UUID
+			transition           *string
+			n                    int64
+			at                   *time.Time
+			ready, backoff, hard bool
 		)
-		_, err := pgx.ForEachRow(rows, []any{&presetID, &transition, &count}, func() error {
-			if transition == nil {
-				snap.PendingInactive = append(snap.PendingInactive, prebuilds.PendingInactiveCount{PresetID: presetID, Count: int(count)})
-			} else {
+		_, err := pgx.ForEachRow(rows, []any{&kind, &presetID, &instanceID, &transition, &n, &at, &ready, &backoff, &hard}, func() error {
+			switch kind {
+			case factRunning:
+				snap.Running = append(snap.Running, prebuilds.RunningPrebuild{
+					InstanceID: uuidOf(instanceID), PresetID: presetID, CreatedAt: timeOf(at), Ready: ready,
+				})
+			case factInProgress:
 				snap.InProgress = append(snap.InProgress, prebuilds.InProgressCount{
-					PresetID: presetID, Transition: prebuilds.Transition(*transition), Count: int(count),
+					PresetID: presetID, Transition: prebuilds.Transition(*transition), Count: int(n),
 				})
-			}
-			return nil
-		})
-		return err
-	})
-	batch.Queue(snapshotFailuresSQL, prebuilds.SystemOwner, lookback, hardLimit).Query(func(rows pgx.Rows) error {
-		var (
-			presetID      uuid.UUID
-			backoff, hard bool
-			numFailed     int64
-			lastBuildAt   *time.Time
-		)
-		_, err := pgx.ForEachRow(rows, []any{&presetID, &backoff, &numFailed, &lastBuildAt, &hard}, func() error {
-			if backoff {
-				snap.Backoffs = append(snap.Backoffs, prebuilds.BackoffRow{
-					PresetID: presetID, NumFailed: int(numFailed), LastBuildAt: timeOf(lastBuildAt),
-				})
-			}
-			if hard {
-				snap.HardLimited = append(snap.HardLimited, presetID)
+			case factPendingInactive:
+				snap.PendingInactive = append(snap.PendingInactive, prebuilds.PendingInactiveCount{PresetID: presetID, Count: int(n)})
+			case factFailures:
+				if backoff {
+					snap.Backoffs = append(snap.Backoffs, prebuilds.BackoffRow{PresetID: presetID, NumFailed: int(n), LastBuildAt: timeOf(at)})
+				}
+				if hard {
+					snap.HardLimited = append(snap.HardLimited, presetID)
+				}
+			default:
+				return fmt.Errorf("unknown snapshot row kind %q", kind)
 			}
 			return nil
 		})

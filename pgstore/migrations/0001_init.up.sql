@@ -94,11 +94,14 @@ CREATE TABLE builds (
     parameters          jsonb            NOT NULL DEFAULT '{}' CHECK (jsonb_typeof(parameters) = 'object'),
     created_at          timestamptz      NOT NULL,
     completed_at        timestamptz,
-    -- Latest build = highest number; served by this index read backwards.
-    CONSTRAINT builds_instance_number_key UNIQUE (instance_id, number),
     CHECK (failure_kind IS NULL OR job_status = 'failed'),
     CHECK ((completed_at IS NOT NULL) = (job_status IN ('succeeded', 'failed', 'canceled')))
 );
+
+-- One build per (instance, number). Newest first, so that the snapshot's
+-- latest build per instance (DISTINCT ON (instance_id) ... ORDER BY
+-- instance_id, number DESC) streams from this index without a sort.
+CREATE UNIQUE INDEX builds_instance_number_key ON builds (instance_id, number DESC);
 
 -- Current preset = preset of the most recent start build that has one.
 CREATE INDEX builds_current_preset_idx ON builds (instance_id, number DESC) INCLUDE (preset_id)

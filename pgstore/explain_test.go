@@ -1,0 +1,92 @@
+package pgstore_test
+
+import (
+	"context"
+	_ "embed"
+	"os"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/stretchr/testify/require"
+
+	"github.com/prebuildkit/prebuildkit/pgstore"
+	"github.com/prebuildkit/prebuildkit/prebuilds"
+)
+
+//go:embed testdata/seed_fleet.sql
+var seedFleetSQL string
+
+// TestExplainSnapshot seeds 10,000 presets and 50,000 instances and logs
+// EXPLAIN (ANALYZE, BUFFERS) of every snapshot query, the snapshot's wall
+// time and a plain scan of the same tables. It runs only with
+// PGSTORE_EXPLAIN=1 (go test -run ExplainSnapshot -v ./pgstore/).
+func TestExplainSnapshot(t *testing.T) {
+	if os.Getenv("PGSTORE_EXPLAIN") == "" {
+		t.Skip("set PGSTORE_EXPLAIN=1 to seed a 10,000-preset fleet and EXPLAIN the snapshot")
+	}
+	f := newFixture(t)
+	ctx := context.Background()
+	_, err := f.pool.Exec(ctx, seedFleetSQL)
+	require.NoError(t, err)
+	// Steady state: autovacuum has set the visibility map, so index-only
+	// scans need no heap fetches.
+	_, err = f.pool.Exec(ctx, "VACUUM ANALYZE")
+	require.NoError(t, err)
+
+	now := time.Date(2026, 3, 2, 10, 1, 0, 0, time.UTC)
+	args := []any{prebuilds.SystemOwner, now.Add(-time.Hour), int32(3)}
+	for _, q := range pgstore.SnapshotQueries {
+		err := pgx.BeginTxFunc(ctx, f.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
+			rows, err := tx.Query(ctx, "EXPLAIN (ANALYZE, BUFFERS) "+q.SQL, args[:q.Params]...)
+			if err != nil {
+				return err
+			}
+			lines, err := pgx.CollectRows(rows, pgx.RowTo[string])
+			if err != nil {
+				return err
+			}
+			t.Logf("EXPLAIN %s:\n%s", q.Name, strings.Join(lines, "\n"))
+			return nil
+		})
+		require.NoError(t, err, q.Name)
+	}
+
+	// Wall time of the whole snapshot through the Store, against a plain
+	// scan that fetches both big tables.
+	var snapTimes, scanTimes []time.Duration
+	var snap *prebuilds.GlobalSnapshot
+	for range 5 {
+		start := time.Now()
+		acquired, err := f.s.WithReconciliationLock(ctx, func(ctx context.Context, r prebuilds.SnapshotReader) error {
+			var err error
+			snap, err = r.Snapshot(ctx, prebuilds.SnapshotParams{Now: now, Lookback: now.Add(-time.Hour), HardLimit: 3})
+			return err
+		})
+		require.NoError(t, err)
+		require.True(t, acquired)
+		snapTimes = append(snapTimes, time.Since(start))
+
+		start = time.Now()
+		for _, table := range []string{"instances", "builds"} {
+			rows, err := f.pool.Query(ctx, "SELECT * FROM "+table)
+			require.NoError(t, err)
+			for rows.Next() {
+			}
+			require.NoError(t, rows.Err())
+		}
+		scanTimes = append(scanTimes, time.Since(start))
+	}
+	require.Len(t, snap.Presets, 10_000)
+	t.Logf("snapshot: presets=%d running=%d in_progress=%d pending_inactive=%d backoffs=%d hard_limited=%d counters=%d",
+		len(snap.Presets), len(snap.Running), len(snap.InProgress), len(snap.PendingInactive), len(snap.Backoffs), len(snap.HardLimited), len(snap.Counters))
+	t.Logf("snapshot wall time (median of 5): %v; plain scan of instances+builds: %v", median(snapTimes), median(scanTimes))
+}
+
+func median(ds []time.Duration) time.Duration {
+	s := append([]time.Duration(nil), ds...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	return s[len(s)/2]
+}
