@@ -455,29 +455,40 @@ const presetColumns = `p.id, p.template_version_id, p.name, p.desired, p.ttl_mic
 	p.parameters, p.status::text, p.reset_at`
 
 func scanPreset(row pgx.CollectableRow) (prebuilds.Preset, error) {
-	var (
-		p                      prebuilds.Preset
-		desired                *int32
-		ttl                    int64
-		invalidatedAt, resetAt *time.Time
-		status                 string
-		parameters             map[string]string
-	)
-	err := row.Scan(&p.ID, &p.TemplateVersionID, &p.Name, &desired, &ttl, &invalidatedAt, &p.Timezone,
-		&parameters, &status, &resetAt)
-	if err != nil {
-		return p, err
+	var pf presetFields
+	if err := row.Scan(pf.dest()...); err != nil {
+		return prebuilds.Preset{}, err
 	}
-	if desired != nil {
-		d := int(*desired)
+	return pf.preset(), nil
+}
+
+// presetFields receives the presetColumns of one row.
+type presetFields struct {
+	p                      prebuilds.Preset
+	desired                *int32
+	ttl                    int64
+	invalidatedAt, resetAt *time.Time
+	status                 string
+	parameters             map[string]string
+}
+
+func (f *presetFields) dest() []any {
+	return []any{&f.p.ID, &f.p.TemplateVersionID, &f.p.Name, &f.desired, &f.ttl, &f.invalidatedAt, &f.p.Timezone,
+		&f.parameters, &f.status, &f.resetAt}
+}
+
+func (f *presetFields) preset() prebuilds.Preset {
+	p := f.p
+	if f.desired != nil {
+		d := int(*f.desired)
 		p.Desired = &d
 	}
-	p.TTL = time.Duration(ttl) * time.Microsecond
-	p.InvalidatedAt = timeOf(invalidatedAt)
-	p.Parameters = paramsOf(parameters)
-	p.Status = prebuilds.PresetStatus(status)
-	p.ResetAt = timeOf(resetAt)
-	return p, nil
+	p.TTL = time.Duration(f.ttl) * time.Microsecond
+	p.InvalidatedAt = timeOf(f.invalidatedAt)
+	p.Parameters = paramsOf(f.parameters)
+	p.Status = prebuilds.PresetStatus(f.status)
+	p.ResetAt = timeOf(f.resetAt)
+	return p
 }
 
 // GetInstance reads an instance back.

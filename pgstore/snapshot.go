@@ -308,29 +308,16 @@ func readSnapshot(ctx context.Context, tx pgx.Tx, p prebuilds.SnapshotParams) (*
 
 func scanPresetRow(row pgx.CollectableRow) (prebuilds.PresetRow, error) {
 	var (
-		r                      prebuilds.PresetRow
-		desired                *int32
-		ttl                    int64
-		invalidatedAt, resetAt *time.Time
-		status                 string
-		parameters             map[string]string
-		activeVersion          *uuid.UUID
+		pf            presetFields
+		r             prebuilds.PresetRow
+		activeVersion *uuid.UUID
 	)
-	err := row.Scan(&r.ID, &r.TemplateVersionID, &r.Name, &desired, &ttl, &invalidatedAt, &r.Timezone,
-		&parameters, &status, &resetAt,
-		&r.TemplateID, &r.TemplateName, &r.OrganizationID, &r.OrganizationName, &activeVersion, &r.Deprecated, &r.Deleted)
-	if err != nil {
+	dest := append(pf.dest(), &r.TemplateID, &r.TemplateName, &r.OrganizationID, &r.OrganizationName,
+		&activeVersion, &r.Deprecated, &r.Deleted)
+	if err := row.Scan(dest...); err != nil {
 		return r, err
 	}
-	if desired != nil {
-		d := int(*desired)
-		r.Desired = &d
-	}
-	r.TTL = time.Duration(ttl) * time.Microsecond
-	r.InvalidatedAt = timeOf(invalidatedAt)
-	r.Parameters = paramsOf(parameters)
-	r.Status = prebuilds.PresetStatus(status)
-	r.ResetAt = timeOf(resetAt)
+	r.Preset = pf.preset()
 	r.ActiveVersionID = uuidOf(activeVersion)
 	return r, nil
 }

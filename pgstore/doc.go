@@ -1,0 +1,63 @@
+// Package pgstore is a PostgreSQL implementation of prebuilds.Store and
+// prebuilds.ControlPlane on pgx/v5, for running several reconciler
+// replicas against one database.
+//
+// # Usage
+//
+//	pool, err := pgxpool.New(ctx, "postgres://app@db/prebuilds")
+//	if err != nil { ... }
+//	if _, err := pgstore.Migrate(ctx, pool); err != nil { ... }
+//	store := pgstore.New(pool)
+//	rec := prebuilds.NewReconciler(store, cfg) // or use store as a ControlPlane
+//
+// Migrate applies the embedded, numbered SQL migrations that have not run
+// yet, each in its own transaction, under a session advisory lock (so
+// replicas starting together migrate once), and records them in the
+// prebuildkit_migrations table; MigrateDown reverts them. Teams that run
+// their own migration tool take the same files from Migrations()
+// (NNNN_name.up.sql / NNNN_name.down.sql) instead. The tables (templates,
+// template_versions, presets, preset_schedules, instances, builds,
+// settings) and enum types are created in the connection's current schema:
+// give pgstore its own database or set search_path in the pool's
+// configuration.
+//
+// # Semantics
+//
+// Every operation behaves as docs/store-semantics.md says; errors match the
+// sentinels of package prebuilds (driver errors are translated once, at the
+// package boundary: no rows → ErrNotFound, unique violation → ErrConflict,
+// foreign-key violation → ErrNotFound, check violation → ErrInvalidArgument)
+// and name the operation and key. Timestamps are written as
+// prebuilds.Micro(t) into timestamptz columns and read back in UTC; no query
+// calls now() for a decision: now, the backoff lookback and the hard limit
+// are parameters.
+//
+// WithReconciliationLock takes a session-level advisory lock
+// (pg_try_advisory_lock, key DefaultLockKey or WithLockKey) on one pooled
+// connection without blocking, then begins a REPEATABLE READ READ ONLY
+// transaction on that connection for the snapshot. The snapshot
+// transaction starts only after the lock is granted, so it sees every write
+// the previous holder committed; a transaction-level lock taken by the
+// snapshot transaction's own first statement could not promise that (the
+// snapshot would be fixed before the lock was granted). Writes made under
+// the lock use other connections of the pool, which must therefore allow at
+// least two connections. The lock is released when fn returns; a connection
+// whose unlock cannot be confirmed is closed, which releases it on the
+// server, and a connection that dies releases it too.
+//
+// The snapshot is five set-based queries sent in one batch: the pause
+// switch, the configured presets with their templates, their schedules, one
+// "facts" query that computes every live prebuild's latest build and current
+// preset once (DISTINCT ON streams from the builds indexes) and derives
+// running, in-progress, pending-inactive, backoff and hard-limit rows from
+// it (C(P) ranked with row_number() over (partition by preset order by
+// created_at desc, id desc)), and the cumulative counters. Its cost grows
+// with the number of rows, never with one query per preset.
+//
+// Claim locks the oldest candidate with FOR UPDATE SKIP LOCKED, then checks
+// the criteria again in a new statement before transferring it: a delete
+// build committed between the statement's snapshot and the lock would
+// otherwise go unseen. DeletePrebuild, StartBuild, UpdateJob and
+// CancelPending lock the instance row first too, so a claimed instance is
+// never deleted and exactly one of a racing claim and delete wins.
+package pgstore
