@@ -61,7 +61,8 @@ type Harness struct {
 //     with the expected plan; Sequence reconciles at every check on one
 //     store and compares with the model, applying the same writes to it.
 //   - Snapshot/RandomWorlds: random worlds compared with the model at
-//     random snapshot parameters.
+//     random snapshot parameters; Snapshot/RankTieBreak: backoff ranking of
+//     builds created in the same microsecond.
 //   - Claim/...: exclusivity, claim versus delete, never-claimable states,
 //     oldest first.
 //   - Lock/...: one holder at a time, non-blocking; racing Reconcilers make
@@ -86,6 +87,7 @@ func Run(t *testing.T, h Harness) {
 		})
 	}
 	t.Run("Snapshot/RandomWorlds", func(t *testing.T) { s.parallel(t); s.randomWorlds(t) })
+	s.ties(t)
 	t.Run("Claim", func(t *testing.T) { s.parallel(t); s.claims(t) })
 	t.Run("Lock", func(t *testing.T) { s.parallel(t); s.lock(t) })
 	t.Run("Pause/WritesNothing", func(t *testing.T) { s.parallel(t); s.pause(t) })
