@@ -690,6 +690,7 @@ func (s *suite) rapidCheck(t *testing.T, prop func(*rapid.T)) {
 	if testing.Short() {
 		per = max(per/5, 1)
 	}
+	t.Logf("conformance: %d randomised checks (Harness.StateMachineChecks), run as up to %d per rapid.Check; rapid counts the rest as passed no-ops", n, per)
 	for done := 0; done < n && !t.Failed(); {
 		quota := min(per, n-done)
 		started, failing := 0, false
