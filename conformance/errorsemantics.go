@@ -143,6 +143,14 @@ func errorCases() []errorCase {
 			return err
 		}
 	}
+	instance := func(mut func(*prebuilds.CreateInstanceParams)) func(context.Context, Store, time.Time) error {
+		return func(ctx context.Context, s Store, now time.Time) error {
+			p := prebuilds.CreateInstanceParams{InstanceID: ID("n1"), OwnerID: prebuilds.SystemOwner, TemplateID: ID("t1"), Name: "n1",
+				BuildID: ID(BuildKey("n1", 1)), TemplateVersionID: ID("v1"), PresetID: ID("p1"), Transition: prebuilds.TransitionStart, Now: now}
+			mut(&p)
+			return s.CreateInstance(ctx, p)
+		}
+	}
 	op := func(o Op) func(context.Context, Store, time.Time) error {
 		return func(ctx context.Context, s Store, now time.Time) error { return o.ApplyStore(ctx, s, now) }
 	}
@@ -238,6 +246,57 @@ func errorCases() []errorCase {
 			_, err := s.SetPresetStatus(ctx, ID("p1"), prebuilds.PresetHealthy, "sleepy")
 			return err
 		}, want: prebuilds.ErrInvalidArgument},
+		{name: "InvalidArgument/CreateVersionNilTemplate", call: func(ctx context.Context, s Store, now time.Time) error {
+			return s.CreateTemplateVersion(ctx, prebuilds.TemplateVersion{ID: ID("v9"), Name: "v9", CreatedAt: now})
+		}, want: prebuilds.ErrInvalidArgument},
+		{name: "InvalidArgument/CreateInstanceNilOwner", call: instance(func(p *prebuilds.CreateInstanceParams) { p.OwnerID = uuid.Nil }), want: prebuilds.ErrInvalidArgument},
+		{name: "InvalidArgument/CreateInstancePresetOfOtherVersion", setup: []Op{AddVersion{"v2", "t1"}},
+			call: instance(func(p *prebuilds.CreateInstanceParams) { p.TemplateVersionID = ID("v2") }), want: prebuilds.ErrInvalidArgument},
+		{name: "NotFound/CreateInstanceMissingTemplate", call: instance(func(p *prebuilds.CreateInstanceParams) { p.TemplateID = ID("t9") }), want: prebuilds.ErrNotFound},
+		{name: "NotFound/CreateInstanceVersionOfOtherTemplate", setup: otherTemplate,
+			call: instance(func(p *prebuilds.CreateInstanceParams) { p.TemplateVersionID, p.PresetID = ID("v2"), uuid.Nil }), want: prebuilds.ErrNotFound},
+		{name: "Conflict/CreateInstanceExistingBuildID", setup: running("i1"),
+			call: instance(func(p *prebuilds.CreateInstanceParams) { p.BuildID = ID(BuildKey("i1", 1)) }), want: prebuilds.ErrConflict},
+		// The first failing check decides: the template is looked up before
+		// the instance ID.
+		{name: "Order/CreateInstanceMissingTemplateBeforeDuplicateID", setup: running("n1"),
+			call: instance(func(p *prebuilds.CreateInstanceParams) { p.TemplateID = ID("t9") }), want: prebuilds.ErrNotFound},
+		{name: "NotFound/StartBuildMissingVersion", setup: running("i1"),
+			call: op(StartBuild{Instance: "i1", Number: 2, Version: "v9", Transition: prebuilds.TransitionStop}), want: prebuilds.ErrNotFound},
+		{name: "NotFound/StartBuildMissingPreset", setup: running("i1"),
+			call: op(StartBuild{Instance: "i1", Number: 2, Version: "v1", Preset: "p9", Transition: prebuilds.TransitionStart}), want: prebuilds.ErrNotFound},
+		{name: "Conflict/StartBuildExistingBuildID", setup: running("i1"), call: func(ctx context.Context, s Store, now time.Time) error {
+			return s.StartBuild(ctx, prebuilds.StartBuildParams{InstanceID: ID("i1"), BuildID: ID(BuildKey("i1", 1)),
+				TemplateVersionID: ID("v1"), Transition: prebuilds.TransitionStop, Now: now})
+		}, want: prebuilds.ErrConflict},
+		{name: "Order/StartBuildDeletedBeforeMissingVersion", setup: append(running("i1"), RemoveInstance{"i1"}),
+			call: op(StartBuild{Instance: "i1", Number: 2, Version: "v9", Transition: prebuilds.TransitionStop}), want: prebuilds.ErrConflict},
+		{name: "InvalidArgument/UnknownFailureKind", setup: []Op{prebuildOp("i1")}, call: job("i1", 1, prebuilds.JobFailed, "cosmic"), want: prebuilds.ErrInvalidArgument},
+		{name: "Order/UpdateJobArgumentBeforeMissingBuild", call: job("i9", 1, "done", ""), want: prebuilds.ErrInvalidArgument},
+		{name: "InvalidArgument/CreatePrebuildsNilPreset", call: func(ctx context.Context, s Store, now time.Time) error {
+			_, err := s.CreatePrebuilds(ctx, prebuilds.CreatePrebuildsParams{TemplateVersionID: ID("v1"),
+				Instances: []prebuilds.NewPrebuild{{InstanceID: ID("n1"), BuildID: ID(BuildKey("n1", 1))}}, Now: now})
+			return err
+		}, want: prebuilds.ErrInvalidArgument},
+		{name: "Conflict/CreatePrebuildsExistingBuildID", setup: running("i1"), call: func(ctx context.Context, s Store, now time.Time) error {
+			_, err := s.CreatePrebuilds(ctx, prebuilds.CreatePrebuildsParams{PresetID: ID("p1"), TemplateVersionID: ID("v1"),
+				Instances: []prebuilds.NewPrebuild{{InstanceID: ID("n1"), BuildID: ID(BuildKey("i1", 1))}}, Now: now})
+			return err
+		}, want: prebuilds.ErrConflict},
+		{name: "Conflict/CreatePrebuildsRepeatedBuildID", call: func(ctx context.Context, s Store, now time.Time) error {
+			_, err := s.CreatePrebuilds(ctx, prebuilds.CreatePrebuildsParams{PresetID: ID("p1"), TemplateVersionID: ID("v1"),
+				Instances: []prebuilds.NewPrebuild{{InstanceID: ID("n1"), BuildID: ID("b")}, {InstanceID: ID("n2"), BuildID: ID("b")}}, Now: now})
+			return err
+		}, want: prebuilds.ErrConflict},
+		{name: "Order/CreatePrebuildsMissingPresetBeforeDuplicateID", setup: running("i1"), call: create("p9", "v1", "i1"), want: prebuilds.ErrNotFound},
+		{name: "InvalidArgument/DeletePrebuildNilBuildID", setup: running("i1"), call: func(ctx context.Context, s Store, now time.Time) error {
+			_, err := s.DeletePrebuild(ctx, prebuilds.DeletePrebuildParams{InstanceID: ID("i1"), Now: now})
+			return err
+		}, want: prebuilds.ErrInvalidArgument},
+		{name: "Conflict/DeletePrebuildExistingBuildID", setup: running("i1"), call: func(ctx context.Context, s Store, now time.Time) error {
+			_, err := s.DeletePrebuild(ctx, prebuilds.DeletePrebuildParams{InstanceID: ID("i1"), BuildID: ID(BuildKey("i1", 1)), Now: now})
+			return err
+		}, want: prebuilds.ErrConflict},
 		{name: "InvalidArgument/CreatePrebuildsNilID", call: func(ctx context.Context, s Store, now time.Time) error {
 			_, err := s.CreatePrebuilds(ctx, prebuilds.CreatePrebuildsParams{PresetID: ID("p1"), TemplateVersionID: ID("v1"),
 				Instances: []prebuilds.NewPrebuild{{InstanceID: ID("n1")}}, Now: now})
