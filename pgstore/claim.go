@@ -2,6 +2,7 @@ package pgstore
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/google/uuid"
@@ -59,7 +60,7 @@ func (s *Store) claim(ctx context.Context, p prebuilds.ClaimParams) (prebuilds.I
 			JOIN template_versions v ON v.id = p.template_version_id
 			JOIN templates t ON t.id = v.template_id
 			WHERE p.id = $1`, p.PresetID).Scan(&active, &ttlMicros, &invalidatedAt)
-		if err == pgx.ErrNoRows {
+		if errors.Is(err, pgx.ErrNoRows) {
 			return errf(prebuilds.ErrNotFound, "preset %s", p.PresetID)
 		}
 		if err != nil {
@@ -88,7 +89,7 @@ func (s *Store) claim(ctx context.Context, p prebuilds.ClaimParams) (prebuilds.I
 				LIMIT 1
 				FOR UPDATE OF i SKIP LOCKED`,
 				prebuilds.SystemOwner, p.PresetID, invalidatedAt, ttlCutoff, passed).Scan(&id)
-			if err == pgx.ErrNoRows {
+			if errors.Is(err, pgx.ErrNoRows) {
 				return errf(prebuilds.ErrNoClaimablePrebuild, "preset %s", p.PresetID)
 			}
 			if err != nil {
@@ -103,7 +104,7 @@ func (s *Store) claim(ctx context.Context, p prebuilds.ClaimParams) (prebuilds.I
 				return err
 			}
 			inst, err = pgx.CollectExactlyOneRow(rows, scanInstance)
-			if err == pgx.ErrNoRows {
+			if errors.Is(err, pgx.ErrNoRows) {
 				passed = append(passed, id)
 				continue
 			}

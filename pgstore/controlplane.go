@@ -2,6 +2,7 @@ package pgstore
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/google/uuid"
@@ -60,7 +61,7 @@ func (s *Store) setActiveVersion(ctx context.Context, templateID, versionID uuid
 	return s.inTx(ctx, func(tx pgx.Tx) error {
 		var deleted bool
 		err := tx.QueryRow(ctx, `SELECT deleted FROM templates WHERE id = $1 FOR UPDATE`, templateID).Scan(&deleted)
-		if err == pgx.ErrNoRows {
+		if errors.Is(err, pgx.ErrNoRows) {
 			return errf(prebuilds.ErrNotFound, "template %s", templateID)
 		}
 		if err != nil {
@@ -68,7 +69,7 @@ func (s *Store) setActiveVersion(ctx context.Context, templateID, versionID uuid
 		}
 		var owner uuid.UUID
 		err = tx.QueryRow(ctx, `SELECT template_id FROM template_versions WHERE id = $1`, versionID).Scan(&owner)
-		if err == pgx.ErrNoRows || (err == nil && owner != templateID) {
+		if errors.Is(err, pgx.ErrNoRows) || (err == nil && owner != templateID) {
 			return errf(prebuilds.ErrNotFound, "version %s of template %s", versionID, templateID)
 		}
 		if err != nil {
@@ -114,7 +115,7 @@ func (s *Store) upsertPreset(ctx context.Context, p prebuilds.Preset) error {
 		err := tx.QueryRow(ctx, `SELECT template_version_id, desired IS NOT NULL FROM presets WHERE id = $1 FOR UPDATE`, p.ID).
 			Scan(&existingVersion, &desiredSet)
 		exists := err == nil
-		if err != nil && err != pgx.ErrNoRows {
+		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
 			return err
 		}
 		if exists && existingVersion != p.TemplateVersionID {
@@ -227,7 +228,7 @@ func (s *Store) createInstance(ctx context.Context, p prebuilds.CreateInstancePa
 		if p.PresetID != uuid.Nil {
 			var presetVersion uuid.UUID
 			err := tx.QueryRow(ctx, `SELECT template_version_id FROM presets WHERE id = $1`, p.PresetID).Scan(&presetVersion)
-			if err == pgx.ErrNoRows {
+			if errors.Is(err, pgx.ErrNoRows) {
 				return errf(prebuilds.ErrNotFound, "preset %s", p.PresetID)
 			}
 			if err != nil {
@@ -336,7 +337,7 @@ func (s *Store) updateJob(ctx context.Context, p prebuilds.UpdateJobParams) (pre
 	err := s.inTx(ctx, func(tx pgx.Tx) error {
 		var instanceID uuid.UUID
 		err := tx.QueryRow(ctx, `SELECT instance_id FROM builds WHERE id = $1`, p.BuildID).Scan(&instanceID)
-		if err == pgx.ErrNoRows {
+		if errors.Is(err, pgx.ErrNoRows) {
 			return errf(prebuilds.ErrNotFound, "build %s", p.BuildID)
 		}
 		if err != nil {
@@ -425,7 +426,7 @@ func (s *Store) getPreset(ctx context.Context, presetID uuid.UUID) (prebuilds.Pr
 			return err
 		}
 		p, err = pgx.CollectExactlyOneRow(rows, scanPreset)
-		if err == pgx.ErrNoRows {
+		if errors.Is(err, pgx.ErrNoRows) {
 			return errf(prebuilds.ErrNotFound, "preset %s", presetID)
 		}
 		if err != nil {
@@ -498,7 +499,7 @@ func (s *Store) GetInstance(ctx context.Context, instanceID uuid.UUID) (prebuild
 		return prebuilds.Instance{}, opError("get instance", instanceID, err)
 	}
 	inst, err := pgx.CollectExactlyOneRow(rows, scanInstance)
-	if err == pgx.ErrNoRows {
+	if errors.Is(err, pgx.ErrNoRows) {
 		err = errf(prebuilds.ErrNotFound, "instance %s", instanceID)
 	}
 	return inst, opError("get instance", instanceID, err)
@@ -610,7 +611,7 @@ type lockedInstance struct {
 func lockInstance(ctx context.Context, tx pgx.Tx, id uuid.UUID) (lockedInstance, error) {
 	var li lockedInstance
 	err := tx.QueryRow(ctx, `SELECT owner_id, deleted FROM instances WHERE id = $1 FOR UPDATE`, id).Scan(&li.owner, &li.deleted)
-	if err == pgx.ErrNoRows {
+	if errors.Is(err, pgx.ErrNoRows) {
 		return li, errf(prebuilds.ErrNotFound, "instance %s", id)
 	}
 	return li, err
@@ -637,7 +638,7 @@ func latestBuild(ctx context.Context, tx pgx.Tx, instanceID uuid.UUID) (buildHea
 		SELECT id, number, transition::text, job_status::text, template_version_id
 		FROM builds WHERE instance_id = $1 ORDER BY number DESC LIMIT 1`, instanceID).
 		Scan(&h.id, &number, &transition, &status, &h.versionID)
-	if err == pgx.ErrNoRows {
+	if errors.Is(err, pgx.ErrNoRows) {
 		return h, errf(prebuilds.ErrConflict, "instance %s has no build", instanceID)
 	}
 	h.number = int(number)

@@ -2,6 +2,7 @@ package pgstore
 
 import (
 	"context"
+	"errors"
 	"slices"
 
 	"github.com/google/uuid"
@@ -44,7 +45,7 @@ func (s *Store) createPrebuilds(ctx context.Context, p prebuilds.CreatePrebuilds
 			SELECT p.template_version_id, v.template_id, p.parameters
 			FROM presets p JOIN template_versions v ON v.id = p.template_version_id
 			WHERE p.id = $1`, p.PresetID).Scan(&versionID, &templateID, &presetParams)
-		if err == pgx.ErrNoRows {
+		if errors.Is(err, pgx.ErrNoRows) {
 			return errf(prebuilds.ErrNotFound, "preset %s", p.PresetID)
 		}
 		if err != nil {
@@ -181,7 +182,7 @@ func (s *Store) cancelPending(ctx context.Context, p prebuilds.CancelPendingPara
 			JOIN templates t ON t.id = v.template_id
 			WHERE p.id = $1
 			FOR SHARE OF t`, p.PresetID).Scan(&active)
-		if err == pgx.ErrNoRows {
+		if errors.Is(err, pgx.ErrNoRows) {
 			return errf(prebuilds.ErrNotFound, "preset %s", p.PresetID)
 		}
 		if err != nil || active {
