@@ -229,3 +229,24 @@ func TestClaimVersusDelete(t *testing.T) {
 	}
 	t.Logf("claims won %d, deletes won %d of %d", claims, deletes, iterations)
 }
+
+func TestLockReleasedOnCancel(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	stores := replicas(t, f, 2)
+	ctx, cancel := context.WithCancel(context.Background())
+	acquired, err := stores[0].WithReconciliationLock(ctx, func(ctx context.Context, r prebuilds.SnapshotReader) error {
+		cancel()
+		_, err := r.Snapshot(ctx, prebuilds.SnapshotParams{Now: t0})
+		return err
+	})
+	require.True(t, acquired)
+	require.ErrorIs(t, err, context.Canceled)
+
+	// The lock is free again, for another replica and for the same pool.
+	for _, s := range stores {
+		acquired, err := s.WithReconciliationLock(context.Background(), func(context.Context, prebuilds.SnapshotReader) error { return nil })
+		require.NoError(t, err)
+		require.True(t, acquired)
+	}
+}
