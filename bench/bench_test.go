@@ -4,10 +4,12 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"os"
 	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/coder/quartz"
 	"github.com/google/uuid"
@@ -98,7 +100,33 @@ func pgPool(tb testing.TB, m FleetMigrator, maxConns int) *pgxpool.Pool {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(pool.Close)
+	recordServerVersion(tb, pool)
 	return pool
+}
+
+var serverVersionOnce sync.Once
+
+// recordServerVersion appends "postgres: <version()>" to the file named by
+// $PREBUILDKIT_BENCH_INFO, once per process, for the report's machine table.
+func recordServerVersion(tb testing.TB, pool *pgxpool.Pool) {
+	path := os.Getenv("PREBUILDKIT_BENCH_INFO")
+	if path == "" {
+		return
+	}
+	serverVersionOnce.Do(func() {
+		var v string
+		if err := pool.QueryRow(context.Background(), `SELECT version()`).Scan(&v); err != nil {
+			tb.Logf("reading the server version: %v", err)
+			return
+		}
+		f, err := os.OpenFile(path, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
+		if err != nil {
+			tb.Logf("recording the server version: %v", err)
+			return
+		}
+		defer f.Close()
+		fmt.Fprintf(f, "postgres: %s\n", v)
+	})
 }
 
 func reconciler(tb testing.TB, s prebuilds.Store, f *Fleet, concurrency int) *prebuilds.Reconciler {
@@ -123,8 +151,21 @@ var planSink []prebuilds.Plan
 
 // BenchmarkPlan compares prebuilds.PlanAll (one indexing pass, then one
 // planning pass) with NaivePlanAll (a scan of every row per preset) on the
-// same snapshot.
-func BenchmarkPlan(b *testing.B) {
+// same snapshot of the planner fleet (10% of presets scheduled).
+func BenchmarkPlan(b *testing.B) { benchPlan(b, planParams) }
+
+// BenchmarkPlanUnscheduled is BenchmarkPlan on a fleet without schedules: it
+// separates the cost of indexing from the cost of evaluating schedules
+// (BenchmarkDesiredAt).
+func BenchmarkPlanUnscheduled(b *testing.B) {
+	benchPlan(b, func(n int) FleetParams {
+		p := planParams(n)
+		p.ScheduleShare = 0
+		return p
+	})
+}
+
+func benchPlan(b *testing.B, params func(int) FleetParams) {
 	cfg := prebuilds.PlanConfig{BackoffInterval: prebuilds.DefaultBackoffInterval}
 	impls := []struct {
 		name string
@@ -136,7 +177,7 @@ func BenchmarkPlan(b *testing.B) {
 	for _, impl := range impls {
 		for _, n := range planSizes {
 			b.Run(fmt.Sprintf("impl=%s/presets=%d", impl.name, n), func(b *testing.B) {
-				f := fleet(b, planParams(n))
+				f := fleet(b, params(n))
 				snap := f.Snapshot(f.SnapshotParams())
 				b.ReportAllocs()
 				for b.Loop() {
@@ -148,6 +189,34 @@ func BenchmarkPlan(b *testing.B) {
 				perSecond(b, n, "presets/s")
 			})
 		}
+	}
+}
+
+var desiredSink int
+
+// BenchmarkDesiredAt is the cost of evaluating one scheduled preset's
+// desired count, which the planner pays per scheduled preset per pass.
+func BenchmarkDesiredAt(b *testing.B) {
+	for _, zone := range []string{"UTC", "Europe/Berlin"} {
+		b.Run("zone="+zone, func(b *testing.B) {
+			d := 3
+			p := prebuilds.Preset{Desired: &d, Timezone: zone, Schedules: []prebuilds.Schedule{
+				{Cron: "* 9-17 * * 1-5", Instances: 5},
+				{Cron: "* 0-6 * * 0,6", Instances: 1},
+			}}
+			now := FleetNow.Add(-10 * time.Hour) // matches neither schedule
+			b.ReportAllocs()
+			for b.Loop() {
+				n, err := prebuilds.DesiredAt(p, now)
+				if err != nil {
+					b.Fatal(err)
+				}
+				desiredSink = n
+			}
+			if desiredSink != d {
+				b.Fatalf("DesiredAt = %d, want %d", desiredSink, d)
+			}
+		})
 	}
 }
 
@@ -169,15 +238,15 @@ func BenchmarkSnapshot(b *testing.B) {
 			f := fleet(b, p)
 			pool := pgPool(b, FleetMigrator{Fleet: f}, 4)
 			b.ReportAllocs()
-			var ts TableScan
+			var ts *TableScan
 			for b.Loop() {
 				var err error
 				if ts, err = ScanTables(ctx, pool); err != nil {
 					b.Fatal(err)
 				}
 			}
-			if ts.Instances != len(f.Instances) {
-				b.Fatalf("scanned %d instances, fleet has %d", ts.Instances, len(f.Instances))
+			if len(ts.Instances) != len(f.Instances) {
+				b.Fatalf("scanned %d instances, fleet has %d", len(ts.Instances), len(f.Instances))
 			}
 			perSecond(b, n, "presets/s")
 		})

@@ -6,7 +6,6 @@ import (
 	"database/sql"
 	"encoding/hex"
 	"fmt"
-	"io/fs"
 	"time"
 
 	"github.com/google/uuid"
@@ -14,7 +13,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/peterldowns/pgtestdb"
 
-	"github.com/prebuildkit/prebuildkit/pgstore"
+	"github.com/prebuildkit/prebuildkit/pgstore/pgstoretest"
 	"github.com/prebuildkit/prebuildkit/prebuilds"
 )
 
@@ -156,103 +155,186 @@ func jsonParams(m map[string]string) map[string]string {
 	return m
 }
 
-// FleetMigrator is a pgtestdb.Migrator that applies pgstore's migrations and
-// then, when Fleet is set, copies the fleet in with CopyFleet. pgtestdb
-// builds one template database per Hash and clones it for each caller, so a
-// large fleet is loaded once per server and every benchmark gets a fresh
-// copy cheaply.
+// FleetMigrator is a pgtestdb.Migrator that applies pgstore's migrations
+// (pgstoretest.Migrator) and then, when Fleet is set, copies the fleet in
+// with CopyFleet. pgtestdb builds one template database per Hash and clones
+// it for each caller, so a large fleet is loaded once per server and every
+// benchmark gets a fresh copy cheaply.
 type FleetMigrator struct {
 	// Fleet is nil for an empty, migrated database.
 	Fleet *Fleet
 }
 
+var _ pgtestdb.Migrator = FleetMigrator{}
+
 // seedVersion changes whenever CopyFleet or the generator changes what
 // they write, so that stale template databases are not reused.
 const seedVersion = "bench-seed-1"
 
-// Hash implements pgtestdb.Migrator: the migrations' contents, the seeding
-// code's version and the fleet parameters.
+// Hash implements pgtestdb.Migrator: the schema's hash, the seeding code's
+// version and the fleet parameters.
 func (m FleetMigrator) Hash() (string, error) {
-	h := sha256.New()
-	fmt.Fprintln(h, seedVersion)
-	err := fs.WalkDir(pgstore.Migrations(), ".", func(path string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		body, err := fs.ReadFile(pgstore.Migrations(), path)
-		if err != nil {
-			return err
-		}
-		fmt.Fprintf(h, "%s\n%s\n", path, body)
-		return nil
-	})
+	schema, err := pgstoretest.New().Hash()
 	if err != nil {
-		return "", fmt.Errorf("bench: hash migrations: %w", err)
+		return "", fmt.Errorf("bench: hash: %w", err)
 	}
-	if m.Fleet != nil {
-		fmt.Fprintf(h, "%+v\n", m.Fleet.Params)
+	if m.Fleet == nil {
+		return schema, nil
 	}
-	return hex.EncodeToString(h.Sum(nil))[:32], nil
+	h := sha256.New()
+	fmt.Fprintf(h, "%s\n%s\n%+v\n", schema, seedVersion, m.Fleet.Params)
+	return "bench-" + hex.EncodeToString(h.Sum(nil))[:24], nil
 }
 
 // Migrate implements pgtestdb.Migrator.
-func (m FleetMigrator) Migrate(ctx context.Context, _ *sql.DB, conf pgtestdb.Config) error {
-	pool, err := pgxpool.New(ctx, conf.URL())
-	if err != nil {
-		return fmt.Errorf("bench: migrate: connect: %w", err)
-	}
-	defer pool.Close()
-	if _, err := pgstore.Migrate(ctx, pool); err != nil {
+func (m FleetMigrator) Migrate(ctx context.Context, db *sql.DB, conf pgtestdb.Config) error {
+	if err := pgstoretest.New().Migrate(ctx, db, conf); err != nil {
 		return fmt.Errorf("bench: migrate: %w", err)
 	}
 	if m.Fleet == nil {
 		return nil
 	}
-	return pool.AcquireFunc(ctx, func(c *pgxpool.Conn) error {
-		return CopyFleet(ctx, c.Conn(), m.Fleet)
-	})
+	conn, err := pgx.Connect(ctx, conf.URL())
+	if err != nil {
+		return fmt.Errorf("bench: migrate: connect: %w", err)
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	return CopyFleet(ctx, conn, m.Fleet)
 }
 
 // TableScan is the floor of a snapshot: every row of the tables a snapshot
-// reads, copied into memory with no filtering, joining or ranking.
+// reads, decoded into the domain types, with no filtering, joining or
+// ranking.
 type TableScan struct {
-	Templates, Versions, Presets, Schedules, Instances, Builds int
+	Templates []prebuilds.Template
+	Versions  []prebuilds.TemplateVersion
+	Presets   []prebuilds.Preset
+	Schedules int
+	Instances []prebuilds.Instance
+	Builds    []prebuilds.Build
+}
+
+// Counts returns the number of rows read per table, in the order templates,
+// versions, presets, schedules, instances, builds.
+func (ts *TableScan) Counts() [6]int {
+	return [6]int{len(ts.Templates), len(ts.Versions), len(ts.Presets), ts.Schedules, len(ts.Instances), len(ts.Builds)}
 }
 
 // ScanTables reads every row of templates, template_versions, presets,
 // preset_schedules, instances and builds in one REPEATABLE READ READ ONLY
-// transaction, decoding each column into Go values, and counts them. It is
-// what any snapshot needs at least when it does not use the indexes to skip
-// history.
-func ScanTables(ctx context.Context, pool *pgxpool.Pool) (TableScan, error) {
-	var ts TableScan
+// transaction, the queries sent in one batch like pgstore's snapshot, and
+// decodes them into the domain types. A snapshot that does not skip history
+// through indexes reads at least this much.
+func ScanTables(ctx context.Context, pool *pgxpool.Pool) (*TableScan, error) {
+	ts := &TableScan{}
 	err := pgx.BeginTxFunc(ctx, pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
-		type query struct {
-			sql string
-			n   *int
-		}
-		for _, q := range []query{
-			{`SELECT id, organization_id, organization_name, name, active_version_id, deprecated, deleted FROM templates`, &ts.Templates},
-			{`SELECT id, template_id, name, created_at FROM template_versions`, &ts.Versions},
-			{`SELECT id, template_version_id, name, desired, ttl_micros, invalidated_at, timezone, parameters, status::text, reset_at FROM presets`, &ts.Presets},
-			{`SELECT preset_id, position, cron, instances FROM preset_schedules`, &ts.Schedules},
-			{`SELECT id, owner_id, template_id, name, created_at, ready, deleted, created_as_prebuild, claimed_at FROM instances`, &ts.Instances},
-			{`SELECT id, instance_id, number, template_version_id, preset_id, transition::text, job_status::text, failure_kind::text, parameters, created_at, completed_at FROM builds`, &ts.Builds},
-		} {
-			rows, err := tx.Query(ctx, q.sql)
-			if err != nil {
+		batch := &pgx.Batch{}
+		batch.Queue(`SELECT id, organization_id, organization_name, name, active_version_id, deprecated, deleted FROM templates`).
+			Query(func(rows pgx.Rows) error {
+				var err error
+				ts.Templates, err = pgx.CollectRows(rows, func(row pgx.CollectableRow) (prebuilds.Template, error) {
+					var t prebuilds.Template
+					var active *uuid.UUID
+					err := row.Scan(&t.ID, &t.OrganizationID, &t.OrganizationName, &t.Name, &active, &t.Deprecated, &t.Deleted)
+					if active != nil {
+						t.ActiveVersionID = *active
+					}
+					return t, err
+				})
 				return err
-			}
-			all, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) ([]any, error) { return row.Values() })
-			if err != nil {
+			})
+		batch.Queue(`SELECT id, template_id, name, created_at FROM template_versions`).Query(func(rows pgx.Rows) error {
+			var err error
+			ts.Versions, err = pgx.CollectRows(rows, func(row pgx.CollectableRow) (prebuilds.TemplateVersion, error) {
+				var v prebuilds.TemplateVersion
+				err := row.Scan(&v.ID, &v.TemplateID, &v.Name, &v.CreatedAt)
+				return v, err
+			})
+			return err
+		})
+		batch.Queue(`SELECT id, template_version_id, name, desired, ttl_micros, invalidated_at, timezone, parameters, status::text, reset_at FROM presets`).
+			Query(func(rows pgx.Rows) error {
+				var err error
+				ts.Presets, err = pgx.CollectRows(rows, func(row pgx.CollectableRow) (prebuilds.Preset, error) {
+					var (
+						p                      prebuilds.Preset
+						desired                *int32
+						ttl                    int64
+						invalidatedAt, resetAt *time.Time
+						status                 string
+					)
+					err := row.Scan(&p.ID, &p.TemplateVersionID, &p.Name, &desired, &ttl, &invalidatedAt, &p.Timezone, &p.Parameters, &status, &resetAt)
+					if desired != nil {
+						d := int(*desired)
+						p.Desired = &d
+					}
+					p.TTL = time.Duration(ttl) * time.Microsecond
+					p.Status = prebuilds.PresetStatus(status)
+					if invalidatedAt != nil {
+						p.InvalidatedAt = *invalidatedAt
+					}
+					if resetAt != nil {
+						p.ResetAt = *resetAt
+					}
+					return p, err
+				})
 				return err
-			}
-			*q.n = len(all)
-		}
-		return nil
+			})
+		batch.Queue(`SELECT preset_id, position, cron, instances FROM preset_schedules`).Query(func(rows pgx.Rows) error {
+			var (
+				id        uuid.UUID
+				pos, n    int32
+				cron      string
+				schedules []prebuilds.Schedule
+			)
+			_, err := pgx.ForEachRow(rows, []any{&id, &pos, &cron, &n}, func() error {
+				schedules = append(schedules, prebuilds.Schedule{Cron: cron, Instances: int(n)})
+				return nil
+			})
+			ts.Schedules = len(schedules)
+			return err
+		})
+		batch.Queue(`SELECT id, owner_id, template_id, name, created_at, ready, deleted, claimed_at FROM instances`).Query(func(rows pgx.Rows) error {
+			var err error
+			ts.Instances, err = pgx.CollectRows(rows, func(row pgx.CollectableRow) (prebuilds.Instance, error) {
+				var in prebuilds.Instance
+				var claimed *time.Time
+				err := row.Scan(&in.ID, &in.OwnerID, &in.TemplateID, &in.Name, &in.CreatedAt, &in.Ready, &in.Deleted, &claimed)
+				if claimed != nil {
+					in.ClaimedAt = *claimed
+				}
+				return in, err
+			})
+			return err
+		})
+		batch.Queue(`SELECT id, instance_id, number, template_version_id, preset_id, transition::text, job_status::text, coalesce(failure_kind::text, ''), parameters, created_at, completed_at FROM builds`).
+			Query(func(rows pgx.Rows) error {
+				var err error
+				ts.Builds, err = pgx.CollectRows(rows, func(row pgx.CollectableRow) (prebuilds.Build, error) {
+					var (
+						b                        prebuilds.Build
+						number                   int32
+						preset                   *uuid.UUID
+						transition, status, kind string
+						completed                *time.Time
+					)
+					err := row.Scan(&b.ID, &b.InstanceID, &number, &b.TemplateVersionID, &preset, &transition, &status, &kind, &b.Parameters, &b.CreatedAt, &completed)
+					b.Number = int(number)
+					if preset != nil {
+						b.PresetID = *preset
+					}
+					b.Transition, b.JobStatus, b.FailureKind = prebuilds.Transition(transition), prebuilds.JobStatus(status), prebuilds.FailureKind(kind)
+					if completed != nil {
+						b.CompletedAt = *completed
+					}
+					return b, err
+				})
+				return err
+			})
+		return tx.SendBatch(ctx, batch).Close()
 	})
 	if err != nil {
-		return ts, fmt.Errorf("bench: scan tables: %w", err)
+		return nil, fmt.Errorf("bench: scan tables: %w", err)
 	}
 	return ts, nil
 }
