@@ -100,8 +100,10 @@ CREATE TABLE builds (
 
 -- One build per (instance, number). Newest first, so that the snapshot's
 -- latest build per instance (DISTINCT ON (instance_id) ... ORDER BY
--- instance_id, number DESC) streams from this index without a sort.
-CREATE UNIQUE INDEX builds_instance_number_key ON builds (instance_id, number DESC);
+-- instance_id, number DESC) streams from this index without a sort; the
+-- included columns make that an index-only scan.
+CREATE UNIQUE INDEX builds_instance_number_key ON builds (instance_id, number DESC)
+    INCLUDE (id, transition, job_status, created_at);
 
 -- Current preset = preset of the most recent start build that has one.
 CREATE INDEX builds_current_preset_idx ON builds (instance_id, number DESC) INCLUDE (preset_id)
