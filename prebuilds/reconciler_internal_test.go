@@ -14,6 +14,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	dto "github.com/prometheus/client_model/go"
 	"github.com/stretchr/testify/require"
 )
 
@@ -180,10 +181,44 @@ func TestReconcileAllExecutesPlans(t *testing.T) {
 func TestReconcileAllLockHeldDoesNothing(t *testing.T) {
 	t.Parallel()
 	fs := &fakeStore{snap: GlobalSnapshot{Presets: []PresetRow{presetRow("p", 2)}}, lockHeld: true}
-	r, _, _ := newTestReconciler(t, fs, Config{})
+	reg := prometheus.NewPedanticRegistry()
+	r, _, _ := newTestReconciler(t, fs, Config{Registerer: reg})
 	stats, err := r.ReconcileAll(context.Background())
 	require.NoError(t, err)
 	require.False(t, stats.Acquired)
+	require.Empty(t, fs.creates)
+	require.Equal(t, 0.0, testutil.ToFloat64(r.metrics.lastSuccess), "a skipped pass is not a success")
+	require.Equal(t, uint64(0), histogramCount(t, r.metrics.duration), "a skipped pass is not timed")
+}
+
+func histogramCount(t *testing.T, h interface{ Write(*dto.Metric) error }) uint64 {
+	t.Helper()
+	var m dto.Metric
+	require.NoError(t, h.Write(&m))
+	return m.GetHistogram().GetSampleCount()
+}
+
+func TestReconcileAllReportsInvalidStoredSchedule(t *testing.T) {
+	t.Parallel()
+	p := presetRow("p", 1)
+	p.Timezone = "Mars/Olympus" // cannot be written through a store, but may be met in stored data
+	p.Schedules = []Schedule{{Cron: "* * * * *", Instances: 4}}
+	fs := &fakeStore{snap: GlobalSnapshot{Presets: []PresetRow{p}}}
+	r, _, logs := newTestReconciler(t, fs, Config{})
+	stats, err := r.ReconcileAll(context.Background())
+	require.NoError(t, err)
+	require.Equal(t, 1, stats.Created, "falls back to the static desired count")
+	require.Contains(t, logs.String(), `"level":"WARN","msg":"stored preset schedule cannot be evaluated`)
+}
+
+func TestReconcileAllCountsBackoff(t *testing.T) {
+	t.Parallel()
+	p := presetRow("p", 2)
+	fs := &fakeStore{snap: GlobalSnapshot{Presets: []PresetRow{p}, Backoffs: []BackoffRow{{PresetID: p.ID, NumFailed: 1, LastBuildAt: t0}}}}
+	r, _, _ := newTestReconciler(t, fs, Config{})
+	stats, err := r.ReconcileAll(context.Background())
+	require.NoError(t, err)
+	require.Equal(t, Stats{Acquired: true, Presets: 1, Backoff: 1}, stats)
 	require.Empty(t, fs.creates)
 }
 
