@@ -76,11 +76,12 @@ CREATE TABLE instances (
     CHECK (claimed_at IS NULL OR created_as_prebuild)
 );
 
--- Prebuilds that are not deleted: the snapshot and Claim start here.
--- c42fdf75-3097-471c-8c33-fb52454d81c0 is prebuilds.SystemOwner.
+-- Live prebuilds (SystemOwner, not deleted), oldest first: the snapshot's
+-- instance side once claimed and deleted instances outnumber them, and
+-- Claim's order. c42fdf75-3097-471c-8c33-fb52454d81c0 is
+-- prebuilds.SystemOwner.
 CREATE INDEX instances_live_prebuilds_idx ON instances (created_at, id)
     WHERE owner_id = 'c42fdf75-3097-471c-8c33-fb52454d81c0' AND NOT deleted;
-CREATE INDEX instances_owner_idx ON instances (owner_id) WHERE NOT deleted;
 
 CREATE TABLE builds (
     id                  uuid PRIMARY KEY,
