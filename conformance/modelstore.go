@@ -121,3 +121,7 @@ func (m *modelStore) GetInstance(_ context.Context, i uuid.UUID) (prebuilds.Inst
 func (m *modelStore) ListBuilds(_ context.Context, i uuid.UUID) ([]prebuilds.Build, error) {
 	return m.w.ListBuilds(i)
 }
+
+func (m *modelStore) PendingJobs(_ context.Context, p prebuilds.PendingJobsParams) ([]prebuilds.Job, error) {
+	return m.w.PendingJobs(p)
+}

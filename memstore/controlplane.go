@@ -3,6 +3,7 @@ package memstore
 import (
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/google/uuid"
@@ -306,9 +307,9 @@ func (s *Store) UpdateJob(_ context.Context, p prebuilds.UpdateJobParams) (prebu
 		b.CompletedAt = prebuilds.Micro(p.Now)
 	}
 	in := s.instances[b.InstanceID]
+	s.syncPending(in, b)
 	if p.Status == prebuilds.JobSucceeded && b.Transition == prebuilds.TransitionDelete {
-		in.Deleted = true
-		s.refile(in)
+		s.markDeleted(in)
 	}
 	if p.Status == prebuilds.JobFailed && b.Number == 1 && in.counted != uuid.Nil {
 		s.counter(in.counted).Failed++
@@ -390,8 +391,7 @@ func (s *Store) RemoveInstance(_ context.Context, instanceID uuid.UUID) error {
 	if !ok {
 		return fmt.Errorf("memstore: remove instance %s: %w", instanceID, prebuilds.ErrNotFound)
 	}
-	in.Deleted = true
-	s.refile(in)
+	s.markDeleted(in)
 	return nil
 }
 
@@ -432,4 +432,31 @@ func (s *Store) ListBuilds(_ context.Context, instanceID uuid.UUID) ([]prebuilds
 		out[i] = cloneBuild(b)
 	}
 	return out, nil
+}
+
+// PendingJobs implements prebuilds.ControlPlane. It sorts the index of
+// pending builds on live instances (created_at, then build ID in byte
+// order) and returns the first p.Limit as jobs sharing nothing with the
+// store: O(P log P) for P pending builds, whatever the number of builds.
+func (s *Store) PendingJobs(_ context.Context, p prebuilds.PendingJobsParams) ([]prebuilds.Job, error) {
+	if p.Limit < 1 || p.Limit > prebuilds.MaxPendingJobsLimit {
+		return nil, fmt.Errorf("memstore: pending jobs: limit %d not in 1..%d: %w", p.Limit, prebuilds.MaxPendingJobsLimit, prebuilds.ErrInvalidArgument)
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	builds := make([]*prebuilds.Build, 0, len(s.pending))
+	for _, b := range s.pending {
+		builds = append(builds, b)
+	}
+	slices.SortFunc(builds, func(a, b *prebuilds.Build) int {
+		if c := a.CreatedAt.Compare(b.CreatedAt); c != 0 {
+			return c
+		}
+		return prebuilds.CompareUUID(a.ID, b.ID)
+	})
+	jobs := make([]prebuilds.Job, 0, min(len(builds), p.Limit))
+	for _, b := range builds[:min(len(builds), p.Limit)] {
+		jobs = append(jobs, jobOf(b))
+	}
+	return jobs, nil
 }

@@ -44,8 +44,11 @@
 // the cumulative counters are maintained on write. Claimed and deleted
 // instances therefore cost nothing in a snapshot. Ranking a preset's
 // candidate builds for backoff sorts only that preset's builds. Claim scans
-// the live prebuilds of one preset; other operations are O(1) apart from
-// the name check of UpsertPreset (presets of one version). BenchmarkSnapshot
+// the live prebuilds of one preset. PendingJobs sorts an index of the
+// pending builds of not-deleted instances, maintained on every job update
+// and deletion: O(P log P) for P pending jobs, never a scan of all builds.
+// Other operations are O(1) apart from the name check of UpsertPreset
+// (presets of one version). BenchmarkSnapshot
 // measures it at 1,000 and 10,000 presets (ns/preset and allocs scale
 // linearly).
 //

@@ -261,6 +261,12 @@ func (a *agreement) baseOps() map[string]func(*rapid.T) {
 			mchanged, merr := a.w.SetPresetStatus(p, from, to)
 			a.same(t, "SetPresetStatus", changed, mchanged, err, merr)
 		},
+		"PendingJobs": func(t *rapid.T) {
+			p := prebuilds.PendingJobsParams{Limit: rapid.SampledFrom([]int{-1, 0, 1, 2, 5, prebuilds.MaxPendingJobsLimit, prebuilds.MaxPendingJobsLimit + 1}).Draw(t, "limit")}
+			jobs, err := a.s.PendingJobs(a.ctx, p)
+			mjobs, merr := a.w.PendingJobs(p)
+			a.same(t, fmt.Sprintf("PendingJobs(limit %d)", p.Limit), jobs, mjobs, err, merr)
+		},
 		"Advance": func(t *rapid.T) {
 			a.now = a.now.Add(rapid.SampledFrom([]time.Duration{0, time.Nanosecond, 999 * time.Nanosecond, time.Microsecond,
 				time.Second, time.Second, time.Minute, time.Minute, 30 * time.Minute, time.Hour}).Draw(t, "d"))

@@ -162,8 +162,7 @@ func (s *Store) CancelPending(_ context.Context, p prebuilds.CancelPendingParams
 		b := in.builds[0]
 		b.JobStatus = prebuilds.JobCanceled
 		b.CompletedAt = now
-		in.Deleted = true
-		s.refile(in)
+		s.markDeleted(in)
 		ids = append(ids, in.ID)
 	}
 	slices.SortFunc(ids, prebuilds.CompareUUID)

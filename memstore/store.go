@@ -51,6 +51,10 @@ type Store struct {
 	configured int
 	// counters are the cumulative per-preset totals, maintained on write.
 	counters map[uuid.UUID]*prebuilds.PresetCounters
+	// pending holds exactly the builds whose job is pending on instances
+	// that are not deleted: what PendingJobs lists. It is maintained on
+	// every write that changes a job status or deletes an instance.
+	pending map[uuid.UUID]*prebuilds.Build
 }
 
 // instance is an instance with its builds and derived attributes.
@@ -82,6 +86,7 @@ func New() *Store {
 		builds:           make(map[uuid.UUID]*prebuilds.Build),
 		live:             make(map[uuid.UUID][]*instance),
 		counters:         make(map[uuid.UUID]*prebuilds.PresetCounters),
+		pending:          make(map[uuid.UUID]*prebuilds.Build),
 	}
 }
 
@@ -131,6 +136,7 @@ func (s *Store) addInstance(in *instance, b1 *prebuilds.Build) {
 	s.instances[in.ID] = in
 	s.builds[b1.ID] = b1
 	s.refile(in)
+	s.syncPending(in, b1)
 }
 
 // appendBuild adds b as in's next build. Callers hold s.mu.
@@ -140,6 +146,27 @@ func (s *Store) appendBuild(in *instance, b *prebuilds.Build) {
 	if b.Transition == prebuilds.TransitionStart && b.PresetID != uuid.Nil {
 		in.current = b.PresetID
 		s.refile(in)
+	}
+	s.syncPending(in, b)
+}
+
+// syncPending files b in s.pending, or takes it out, after a change of its
+// job status or of in's deleted flag. Callers hold s.mu.
+func (s *Store) syncPending(in *instance, b *prebuilds.Build) {
+	if b.JobStatus == prebuilds.JobPending && !in.Deleted {
+		s.pending[b.ID] = b
+	} else {
+		delete(s.pending, b.ID)
+	}
+}
+
+// markDeleted marks in deleted and maintains the indexes. Callers hold
+// s.mu.
+func (s *Store) markDeleted(in *instance) {
+	in.Deleted = true
+	s.refile(in)
+	for _, b := range in.builds {
+		s.syncPending(in, b)
 	}
 }
 

@@ -553,3 +553,40 @@ func (w *World) ListBuilds(instanceID uuid.UUID) ([]prebuilds.Build, error) {
 	}
 	return builds, nil
 }
+
+// PendingJobs mirrors prebuilds.ControlPlane.PendingJobs: the jobs of
+// pending builds on instances that are not deleted, oldest first (build
+// created_at, then build ID in byte order), at most p.Limit.
+func (w *World) PendingJobs(p prebuilds.PendingJobsParams) ([]prebuilds.Job, error) {
+	if p.Limit < 1 || p.Limit > prebuilds.MaxPendingJobsLimit {
+		return nil, errorf("pending jobs", p.Limit, prebuilds.ErrInvalidArgument)
+	}
+	var pending []prebuilds.Build
+	for _, b := range w.Builds {
+		if b.JobStatus != prebuilds.JobPending {
+			continue
+		}
+		if inst := w.instance(b.InstanceID); inst == nil || inst.Deleted {
+			continue
+		}
+		pending = append(pending, b)
+	}
+	slices.SortFunc(pending, func(a, b prebuilds.Build) int {
+		if c := a.CreatedAt.Compare(b.CreatedAt); c != 0 {
+			return c
+		}
+		return prebuilds.CompareUUID(a.ID, b.ID)
+	})
+	jobs := []prebuilds.Job{}
+	for _, b := range pending[:min(len(pending), p.Limit)] {
+		jobs = append(jobs, prebuilds.Job{
+			BuildID:           b.ID,
+			InstanceID:        b.InstanceID,
+			PresetID:          b.PresetID,
+			TemplateVersionID: b.TemplateVersionID,
+			Transition:        b.Transition,
+			Parameters:        maps.Clone(b.Parameters),
+		})
+	}
+	return jobs, nil
+}

@@ -243,3 +243,62 @@ func TestScheduleOn(t *testing.T) {
 		}
 	}
 }
+
+func TestPendingJobs(t *testing.T) {
+	t.Parallel()
+	w := fixture(t, 3)
+	// Same created_at for c and d: ordered by build ID.
+	prebuild(t, w, "a", "p1", 3, prebuilds.JobPending)
+	prebuild(t, w, "b", "p1", 1, prebuilds.JobRunning)
+	prebuild(t, w, "c", "p1", 2, prebuilds.JobPending)
+	prebuild(t, w, "d", "p1", 2, prebuilds.JobPending)
+	prebuild(t, w, "gone", "p1", 0, prebuilds.JobPending)
+	must(t, w.RemoveInstance(id("gone")))
+	prebuild(t, w, "e", "p1", 0, prebuilds.JobSucceeded)
+	startBuild(t, w, "e", "e/b2", "", prebuilds.TransitionDelete, 4)
+
+	first, second := "c", "d"
+	if prebuilds.CompareUUID(id("c/b1"), id("d/b1")) > 0 {
+		first, second = second, first
+	}
+	want := []uuid.UUID{id(first + "/b1"), id(second + "/b1"), id("a/b1"), id("e/b2")}
+	jobs, err := w.PendingJobs(prebuilds.PendingJobsParams{Limit: 10})
+	must(t, err)
+	var got []uuid.UUID
+	for _, j := range jobs {
+		got = append(got, j.BuildID)
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Fatalf("pending build IDs (-want +got):\n%s", diff)
+	}
+	wantDelete := prebuilds.Job{BuildID: id("e/b2"), InstanceID: id("e"), TemplateVersionID: id("v1"), Transition: prebuilds.TransitionDelete}
+	if diff := cmp.Diff(wantDelete, jobs[3]); diff != "" {
+		t.Fatalf("delete job (-want +got):\n%s", diff)
+	}
+	if jobs[0].PresetID != id("p1") || jobs[0].Transition != prebuilds.TransitionStart {
+		t.Fatalf("start job %+v: want preset p1, transition start", jobs[0])
+	}
+
+	jobs, err = w.PendingJobs(prebuilds.PendingJobsParams{Limit: 2})
+	must(t, err)
+	if len(jobs) != 2 || jobs[1].BuildID != want[1] {
+		t.Fatalf("limit 2: got %+v, want the two oldest", jobs)
+	}
+	for _, limit := range []int{0, -1, prebuilds.MaxPendingJobsLimit + 1} {
+		if _, err := w.PendingJobs(prebuilds.PendingJobsParams{Limit: limit}); !errors.Is(err, prebuilds.ErrInvalidArgument) {
+			t.Fatalf("limit %d: %v, want ErrInvalidArgument", limit, err)
+		}
+	}
+
+	// Taking a job is UpdateJob(pending → running); a second taker loses.
+	_, err = w.UpdateJob(prebuilds.UpdateJobParams{BuildID: want[0], Status: prebuilds.JobRunning, Now: at(5)})
+	must(t, err)
+	if _, err := w.UpdateJob(prebuilds.UpdateJobParams{BuildID: want[0], Status: prebuilds.JobRunning, Now: at(5)}); !errors.Is(err, prebuilds.ErrInvalidTransition) {
+		t.Fatalf("second take: %v, want ErrInvalidTransition", err)
+	}
+	jobs, err = w.PendingJobs(prebuilds.PendingJobsParams{Limit: prebuilds.MaxPendingJobsLimit})
+	must(t, err)
+	if len(jobs) != 3 || jobs[0].BuildID != want[1] {
+		t.Fatalf("after taking the oldest: got %+v", jobs)
+	}
+}

@@ -54,6 +54,11 @@
 // created_at desc, id desc)), and the cumulative counters. Its cost grows
 // with the number of rows, never with one query per preset.
 //
+// PendingJobs is one statement that walks the partial index
+// builds_pending_idx (created_at, id WHERE job_status = 'pending') in order,
+// joins each build to its instance to skip deleted ones, and stops at the
+// limit; the index holds only jobs no provisioner has taken yet.
+//
 // Claim locks the oldest candidate with FOR UPDATE SKIP LOCKED, then checks
 // the criteria again in a new statement before transferring it: a delete
 // build committed between the statement's snapshot and the lock would

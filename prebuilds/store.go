@@ -139,6 +139,26 @@ type ControlPlane interface {
 	// prebuild): it is marked deleted without a build.
 	RemoveInstance(ctx context.Context, instanceID uuid.UUID) error
 
+	// PendingJobs is the polling side of the job hand-off: provisioners call
+	// it to find the jobs whose JobSink hand-off they missed (the Reconciler
+	// drops hand-offs when the sink is full, DESIGN §5) and jobs of builds
+	// started through the control plane. It returns the jobs of builds whose
+	// job status is pending, on instances that are not deleted, oldest
+	// first (build created_at, then build ID in UUID byte order, see
+	// CompareUUID), at most p.Limit of them. p.Limit must be in
+	// 1..MaxPendingJobsLimit, else ErrInvalidArgument.
+	//
+	// Listing a job does not reserve it. A provisioner takes a job with
+	// UpdateJob(pending → running): the store checks the transition
+	// atomically, so of several pollers that saw the same job exactly one
+	// takes it and every other gets ErrInvalidTransition and must skip the
+	// job. That compare-and-set is the at-most-once hand-out; PendingJobs
+	// itself is a plain read and may return a job that another provisioner
+	// takes, or CancelPending cancels, a moment later. A job leaves the
+	// list once its status changes, so polling again after taking a page
+	// sees the next jobs; there is no cursor.
+	PendingJobs(ctx context.Context, p PendingJobsParams) ([]Job, error)
+
 	// GetPreset, GetInstance and ListBuilds read single rows back.
 	GetPreset(ctx context.Context, presetID uuid.UUID) (Preset, error)
 	GetInstance(ctx context.Context, instanceID uuid.UUID) (Instance, error)
@@ -187,6 +207,15 @@ type UpdateJobResult struct {
 	// ValidationFailedPreset is the preset whose status this update moved to
 	// validation_failed, or uuid.Nil.
 	ValidationFailedPreset uuid.UUID
+}
+
+// MaxPendingJobsLimit is the largest PendingJobsParams.Limit.
+const MaxPendingJobsLimit = 10000
+
+// PendingJobsParams are the inputs of ControlPlane.PendingJobs.
+type PendingJobsParams struct {
+	// Limit is the maximum number of jobs returned, 1..MaxPendingJobsLimit.
+	Limit int
 }
 
 // ClaimParams are the inputs of ControlPlane.Claim.

@@ -112,6 +112,10 @@ CREATE INDEX builds_current_preset_idx ON builds (instance_id, number DESC) INCL
 -- Claim and CancelPending find an instance's start builds by preset.
 CREATE INDEX builds_preset_idx ON builds (preset_id, instance_id)
     WHERE transition = 'start' AND preset_id IS NOT NULL;
+-- PendingJobs: the queue of pending jobs, oldest first. Pending builds are
+-- few (a job leaves the index once a provisioner takes it), so the index
+-- stays small however many builds the table holds.
+CREATE INDEX builds_pending_idx ON builds (created_at, id) WHERE job_status = 'pending';
 
 -- Global settings: exactly one row.
 CREATE TABLE settings (
