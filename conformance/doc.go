@@ -23,11 +23,17 @@
 //   - Pause: a paused pass writes nothing, not even deletes.
 //   - Errors: invalid presets are rejected with prebuilds.ErrInvalidPreset
 //     and nothing is stored; spot checks of docs/store-semantics.md.
+//   - PendingJobs: the polling API lists pending jobs of not-deleted
+//     instances oldest first (created_at, then build ID), at most Limit
+//     (1..prebuilds.MaxPendingJobsLimit, else ErrInvalidArgument), exactly
+//     as the model; of several provisioners racing to take the same polled
+//     jobs with UpdateJob(running), exactly one wins each job.
 //   - Snapshot/RandomWorlds and StateMachine: rapid state machines apply the
 //     same random operations (templates, versions, presets valid or not,
 //     activation, deprecation, deletion, invalidation, reset, pause, jobs
 //     succeeding, failing or canceled, readiness, claims, builds started by
-//     others, admin removal, the clock moving by 1µs to hours, and passes of
+//     others, admin removal, polling pending jobs and taking one, the clock
+//     moving by 1µs to hours, and passes of
 //     the real Reconciler) to the store and the model; after every step
 //     the snapshots must be equal, every operation must fail alike (same
 //     sentinel), and each pass must write exactly the model's plan.

@@ -158,6 +158,7 @@ func (m *machine) actions(withReconcile bool) map[string]func(*rapid.T) {
 		"Advance":        m.advance,
 		"Advance2":       m.advance,
 		"Inspect":        m.inspect,
+		"PendingJobs":    m.pendingJobs,
 		// Store writes made directly, as a racing replica would after its
 		// snapshot went stale: the stores' re-checks must match the model.
 		"DirectCreate":    m.directCreate,
@@ -539,6 +540,36 @@ func (m *machine) inspect(t *rapid.T) {
 			t.Fatalf("ListBuilds(%s) (-model +store):\n%s", want.Name, diff)
 		}
 	}
+}
+
+// pendingJobs is a provisioner polling: the store must list exactly the
+// model's pending jobs (or fail alike on a bad limit); then, sometimes, it
+// takes one of them with UpdateJob(running), as a provisioner would.
+func (m *machine) pendingJobs(t *rapid.T) {
+	limit := rapid.SampledFrom([]int{1, 2, 3, 5, prebuilds.MaxPendingJobsLimit, 0, prebuilds.MaxPendingJobsLimit + 1}).Draw(t, "pending_limit")
+	p := prebuilds.PendingJobsParams{Limit: limit}
+	var got, want []prebuilds.Job
+	err := m.both(t, fmt.Sprintf("PendingJobs(limit %d)", limit), func(s Store) error {
+		jobs, err := s.PendingJobs(m.ctx, p)
+		if s == Store(m.mod) {
+			want = jobs
+		} else {
+			got = jobs
+		}
+		return err
+	})
+	if err != nil {
+		return
+	}
+	if diff := cmp.Diff(want, got, cmpopts.EquateEmpty()); diff != "" {
+		t.Fatalf("PendingJobs(limit %d): jobs (-model +store):\n%s", limit, diff)
+	}
+	if len(want) == 0 || !rapid.Bool().Draw(t, "take_job") {
+		return
+	}
+	job := want[rapid.IntRange(0, len(want)-1).Draw(t, "job_index")]
+	take := prebuilds.UpdateJobParams{BuildID: job.BuildID, Status: prebuilds.JobRunning, Now: m.now()}
+	m.both(t, "UpdateJob(take polled job)", func(s Store) error { _, err := s.UpdateJob(m.ctx, take); return err })
 }
 
 func (m *machine) pickPreset(t *rapid.T) prebuilds.Preset {

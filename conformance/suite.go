@@ -70,6 +70,9 @@ type Harness struct {
 //   - Pause/WritesNothing: a paused pass writes nothing at all.
 //   - Errors/...: invalid presets and spot checks of the error semantics of
 //     docs/store-semantics.md.
+//   - PendingJobs/...: order (created_at, then build ID), limit, what is
+//     excluded (jobs no longer pending, deleted instances), bad limits, and
+//     racing takers: UpdateJob(running) hands each job out once.
 //   - StateMachine: a rapid state machine applying random operations to the
 //     store and the model, reconciling with the real Reconciler.
 func Run(t *testing.T, h Harness) {
@@ -92,6 +95,7 @@ func Run(t *testing.T, h Harness) {
 	t.Run("Lock", func(t *testing.T) { s.parallel(t); s.lock(t) })
 	t.Run("Pause/WritesNothing", func(t *testing.T) { s.parallel(t); s.pause(t) })
 	t.Run("Errors", func(t *testing.T) { s.parallel(t); s.errorSemantics(t) })
+	t.Run("PendingJobs", func(t *testing.T) { s.parallel(t); s.pendingJobs(t) })
 	t.Run("StateMachine", func(t *testing.T) { s.parallel(t); s.stateMachine(t) })
 }
 
