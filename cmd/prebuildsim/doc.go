@@ -26,7 +26,10 @@
 //
 // The provisioner takes jobs from the Reconciler's JobSink (a buffered
 // channel of -sink-buffer jobs; a full buffer drops the hand-off) and, every
-// -poll, from the store's job table for the hand-offs it missed. A build
+// -poll, from ControlPlane.PendingJobs (oldest first, pages of 100) for the
+// hand-offs it missed. It takes a job with UpdateJob(pending → running),
+// the store's at-most-once hand-out; a job canceled while queued is no
+// longer listed, or fails that take and is skipped. A build
 // takes a lognormal duration around -build-time (deletes a third of it),
 // start builds fail with -failure-rate (broken: always, flaky: half the
 // time, misconfigured: a validation failure), and a succeeded start build
@@ -50,11 +53,4 @@
 // github.com/google/uuid is seeded too (uuid.SetRand) for the duration of the
 // run, because the Reconciler names instances with uuid.New and ties between
 // prebuilds created in the same pass are broken by ID.
-//
-// # Contract gap
-//
-// prebuilds.ControlPlane has no way to list pending jobs, so the
-// provisioner's "poll the store" reads a job table kept by a thin wrapper
-// around the Store (every job CreatePrebuilds and DeletePrebuild committed),
-// the way a real provisioner reads its own queue table.
 package main

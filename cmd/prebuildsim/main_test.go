@@ -207,7 +207,9 @@ func TestSimulationFullDefaultRun(t *testing.T) {
 	require.Positive(t, groupByName(t, s, "flaky").events[prebuilds.EventRecovered], "flaky recovers in the default run")
 	require.Equal(t, 1, groupByName(t, s, "misconfigured").events[prebuilds.EventValidationFailed])
 	require.Positive(t, s.jobsDropped, "the default sink buffer drops hand-offs on the first pass")
-	require.Equal(t, s.jobsDropped, s.prov.polled, "every dropped hand-off is found by polling")
+	require.Equal(t, s.jobsDropped, s.prov.polled+s.canceled,
+		"every dropped hand-off is found by polling PendingJobs or canceled while queued")
+	require.Zero(t, s.prov.lost, "the only provisioner never loses a job it polled")
 	require.Zero(t, s.presetErrors)
 	require.Zero(t, s.clamped)
 
@@ -219,7 +221,7 @@ func TestSimulationFullDefaultRun(t *testing.T) {
 		failed += g.failed
 		claimed += g.served
 	}
-	require.Equal(t, s.prov.builds+s.prov.canceled, created, "every created prebuild was built or canceled")
+	require.Equal(t, s.prov.builds+s.canceled, created, "every created prebuild was built or canceled while queued")
 	require.Equal(t, failed, failedCounter)
 	require.Positive(t, claimed)
 }
@@ -230,8 +232,12 @@ func TestSimulationWithoutJobSinkPollsEveryJob(t *testing.T) {
 	s := simulateArgs(t, "-duration=10m", "-sink-buffer=0", "-claim-rate=0", "-failure-rate=0", "-quiet")
 	require.Zero(t, s.prov.handedOff)
 	require.Positive(t, s.prov.builds)
-	require.Equal(t, s.prov.builds+s.prov.deletes+s.prov.canceled, s.prov.polled)
-	require.Equal(t, s.prov.polled, s.jobsDropped)
+	require.Equal(t, s.prov.builds+s.prov.deletes, s.prov.polled, "every job taken was found by polling")
+	require.Equal(t, s.jobsDropped, s.prov.polled+s.canceled, "every job was polled or canceled while queued")
+	require.Zero(t, s.prov.lost)
+	pending, err := s.store.PendingJobs(context.Background(), prebuilds.PendingJobsParams{Limit: prebuilds.MaxPendingJobsLimit})
+	require.NoError(t, err)
+	require.Empty(t, pending, "the last poll took every pending job")
 	pools := poolsByName(t, s)
 	require.Equal(t, 10, pools["web"].running)
 }

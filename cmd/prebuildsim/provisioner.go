@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"math"
 	"slices"
-	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -16,43 +15,8 @@ import (
 	"github.com/prebuildkit/prebuildkit/prebuilds"
 )
 
-// jobTable wraps a Store and keeps every job its reconciler writes
-// committed, in commit order: the queue a real provisioner polls.
-// prebuilds.ControlPlane has no "list pending jobs", so this is where the
-// simulated provisioner finds the hand-offs the JobSink dropped.
-type jobTable struct {
-	prebuilds.Store
-
-	mu   sync.Mutex
-	jobs []prebuilds.Job
-}
-
-func (t *jobTable) CreatePrebuilds(ctx context.Context, p prebuilds.CreatePrebuildsParams) ([]prebuilds.Job, error) {
-	jobs, err := t.Store.CreatePrebuilds(ctx, p)
-	if err == nil {
-		t.mu.Lock()
-		t.jobs = append(t.jobs, jobs...)
-		t.mu.Unlock()
-	}
-	return jobs, err
-}
-
-func (t *jobTable) DeletePrebuild(ctx context.Context, p prebuilds.DeletePrebuildParams) (prebuilds.Job, error) {
-	job, err := t.Store.DeletePrebuild(ctx, p)
-	if err == nil {
-		t.mu.Lock()
-		t.jobs = append(t.jobs, job)
-		t.mu.Unlock()
-	}
-	return job, err
-}
-
-// since returns the jobs committed after the first n, and the new count.
-func (t *jobTable) since(n int) ([]prebuilds.Job, int) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return slices.Clone(t.jobs[n:]), len(t.jobs)
-}
+// pollBatch is the page size of the provisioner's PendingJobs polls.
+const pollBatch = 100
 
 // outcome is how a build ends.
 type outcome int
@@ -77,14 +41,17 @@ type provisioner struct {
 	seen     map[uuid.UUID]bool // build IDs taken
 	inflight []*work
 	seq      uint64
-	cursor   int // jobs of the table already polled
 	nextPoll time.Time
 	// instancePreset attributes instances to presets for delete jobs, which
 	// carry no preset.
 	instancePreset map[uuid.UUID]uuid.UUID
 
-	handedOff, polled, canceled int
-	builds, deletes             int
+	handedOff, polled int
+	// lost counts jobs that were no longer pending when the provisioner
+	// tried to take them (UpdateJob(running) returned
+	// ErrInvalidTransition): canceled, or taken by another provisioner.
+	lost            int
+	builds, deletes int
 }
 
 // takeHandOffs takes every job waiting in the JobSink.
@@ -102,29 +69,40 @@ func (s *sim) takeHandOffs(ctx context.Context, now time.Time) error {
 	}
 }
 
-// pollStore takes, every -poll, the committed jobs the provisioner has not
-// seen: the hand-offs the full JobSink dropped.
+// pollStore takes, every -poll, the pending jobs listed by
+// ControlPlane.PendingJobs, oldest first: the hand-offs the full JobSink
+// dropped. Taking a job moves it out of the list, so the next page holds
+// the next jobs; polling stops at a short page.
 func (s *sim) pollStore(ctx context.Context, now time.Time) error {
 	if now.Before(s.prov.nextPoll) {
 		return nil
 	}
 	s.prov.nextPoll = now.Add(s.opts.poll)
-	jobs, n := s.table.since(s.prov.cursor)
-	s.prov.cursor = n
-	for _, job := range jobs {
-		if s.prov.seen[job.BuildID] {
-			continue
+	for {
+		jobs, err := s.store.PendingJobs(ctx, prebuilds.PendingJobsParams{Limit: pollBatch})
+		if err != nil {
+			return fmt.Errorf("provisioner: poll pending jobs: %w", err)
 		}
-		s.prov.polled++
-		if err := s.accept(ctx, job, now); err != nil {
-			return err
+		fresh := 0
+		for _, job := range jobs {
+			if s.prov.seen[job.BuildID] {
+				continue // taken, yet listed: the take did not stick
+			}
+			fresh++
+			s.prov.polled++
+			if err := s.accept(ctx, job, now); err != nil {
+				return err
+			}
+		}
+		if len(jobs) < pollBatch || fresh == 0 {
+			return nil
 		}
 	}
-	return nil
 }
 
-// accept starts a job: it reports it running and decides its duration and
-// outcome. A job canceled while queued (CancelPending) is skipped.
+// accept takes a job with UpdateJob(pending → running), the at-most-once
+// hand-out, and decides its duration and outcome. A job that is no longer
+// pending (canceled while queued, or taken by someone else) is skipped.
 func (s *sim) accept(ctx context.Context, job prebuilds.Job, now time.Time) error {
 	if s.prov.seen[job.BuildID] {
 		return nil
@@ -132,8 +110,8 @@ func (s *sim) accept(ctx context.Context, job prebuilds.Job, now time.Time) erro
 	s.prov.seen[job.BuildID] = true
 	_, err := s.rec.ReportJob(ctx, s.store, prebuilds.UpdateJobParams{BuildID: job.BuildID, Status: prebuilds.JobRunning, Now: now})
 	if errors.Is(err, prebuilds.ErrInvalidTransition) {
-		s.prov.canceled++ // canceled before a worker took it
-		s.log.DebugContext(ctx, "sim: job canceled before it started", slog.String("build_id", job.BuildID.String()))
+		s.prov.lost++
+		s.log.DebugContext(ctx, "sim: job no longer pending when taken", slog.String("build_id", job.BuildID.String()))
 		return nil
 	}
 	if err != nil {

@@ -97,7 +97,7 @@ func (s *sim) summary(ctx context.Context) error {
 	}
 
 	fmt.Fprintf(s.out, "\nsummary after %s (seed %d): %d passes, %d start builds, %d delete builds, %d hand-offs dropped (%d jobs found by polling), %d queued builds canceled, %d plan errors, %d clamped creates\n",
-		shortDuration(s.opts.duration), s.opts.seed, s.passes, s.prov.builds, s.prov.deletes, s.jobsDropped, s.prov.polled, s.prov.canceled, s.presetErrors, s.clamped)
+		shortDuration(s.opts.duration), s.opts.seed, s.passes, s.prov.builds, s.prov.deletes, s.jobsDropped, s.prov.polled, s.canceled, s.presetErrors, s.clamped)
 	tw := tabwriter.NewWriter(s.out, 0, 0, 2, ' ', tabwriter.AlignRight)
 	nameWidth := len("group")
 	for _, g := range s.groups {

@@ -25,7 +25,6 @@ type sim struct {
 	clock *simClock
 	log   *slog.Logger
 	store *memstore.Store
-	table *jobTable
 	rec   *prebuilds.Reconciler
 	sink  chan prebuilds.Job
 
@@ -45,6 +44,7 @@ type sim struct {
 
 	passes       int
 	jobsDropped  int
+	canceled     int // queued builds the Reconciler canceled
 	presetErrors int
 	clamped      int
 }
@@ -87,7 +87,7 @@ func simulate(ctx context.Context, opts options, out, stderr io.Writer) error {
 	return s.summary(ctx)
 }
 
-// newSim wires a simulation: clock, store, job table, Reconciler.
+// newSim wires a simulation: clock, store, Reconciler.
 func newSim(opts options, out, stderr io.Writer) *sim {
 	start := prebuilds.Micro(opts.start)
 	opts.start = start
@@ -105,12 +105,11 @@ func newSim(opts options, out, stderr io.Writer) *sim {
 		},
 	}
 	s.log = newLogger(stderr, opts.verbose, s.clock, start)
-	s.table = &jobTable{Store: s.store}
 	hardLimit := opts.hardLimit
 	if hardLimit == 0 {
 		hardLimit = prebuilds.NoHardLimit
 	}
-	s.rec = prebuilds.NewReconciler(s.table, prebuilds.Config{
+	s.rec = prebuilds.NewReconciler(s.store, prebuilds.Config{
 		Interval:         opts.interval,
 		BackoffInterval:  opts.backoff,
 		FailureHardLimit: hardLimit,
@@ -220,6 +219,7 @@ func (s *sim) pass(ctx context.Context, now time.Time) error {
 	}
 	s.passes++
 	s.jobsDropped += stats.JobsDropped
+	s.canceled += stats.Canceled
 	s.presetErrors += stats.PresetErrors
 	s.clamped += stats.Clamped
 	if s.opts.quiet {
