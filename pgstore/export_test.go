@@ -13,3 +13,6 @@ var SnapshotQueries = []struct {
 	{"facts", snapshotFactsSQL, 3},
 	{"counters", snapshotCountersSQL, 0},
 }
+
+// PendingJobsSQL exposes PendingJobs' query ($1 limit) to the index test.
+const PendingJobsSQL = pendingJobsSQL
