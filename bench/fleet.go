@@ -303,13 +303,15 @@ func MustFleet(p FleetParams) *Fleet {
 	return f
 }
 
-// Seed writes f through a control plane: templates, versions, activation,
-// presets, then every instance with its builds and job reports in order,
-// its ready flag, and the claims. It is the portable (slow) path; see
+// Seed writes f through a control plane: templates, versions, activation
+// and deprecation, presets, then every instance with its builds and job
+// reports in order, its ready flag and its claim, and last the template
+// deletions. NewFleet deprecates and deletes nothing; callers may edit a
+// Fleet before seeding it. It is the portable (slow) path; see
 // CopyFleet for the bulk path into pgstore's tables.
 func Seed(ctx context.Context, cp prebuilds.ControlPlane, f *Fleet) error {
 	for _, t := range f.Templates {
-		t.ActiveVersionID = uuid.Nil
+		t.ActiveVersionID, t.Deprecated, t.Deleted = uuid.Nil, false, false
 		if err := cp.CreateTemplate(ctx, t); err != nil {
 			return fmt.Errorf("bench: seed template %s: %w", t.ID, err)
 		}
@@ -320,8 +322,15 @@ func Seed(ctx context.Context, cp prebuilds.ControlPlane, f *Fleet) error {
 		}
 	}
 	for _, t := range f.Templates {
-		if err := cp.SetActiveVersion(ctx, t.ID, t.ActiveVersionID); err != nil {
-			return fmt.Errorf("bench: seed active version of template %s: %w", t.ID, err)
+		if t.ActiveVersionID != uuid.Nil {
+			if err := cp.SetActiveVersion(ctx, t.ID, t.ActiveVersionID); err != nil {
+				return fmt.Errorf("bench: seed active version of template %s: %w", t.ID, err)
+			}
+		}
+		if t.Deprecated {
+			if err := cp.SetTemplateDeprecated(ctx, t.ID, true); err != nil {
+				return fmt.Errorf("bench: seed deprecation of template %s: %w", t.ID, err)
+			}
 		}
 	}
 	for _, p := range f.Presets {
@@ -332,6 +341,15 @@ func Seed(ctx context.Context, cp prebuilds.ControlPlane, f *Fleet) error {
 	for _, in := range f.Instances {
 		if err := seedInstance(ctx, cp, in); err != nil {
 			return fmt.Errorf("bench: seed instance %s: %w", in.ID, err)
+		}
+	}
+	// Deleted last: a deleted template cannot get an active version, and
+	// its instances were created while it was alive.
+	for _, t := range f.Templates {
+		if t.Deleted {
+			if err := cp.DeleteTemplate(ctx, t.ID); err != nil {
+				return fmt.Errorf("bench: seed deletion of template %s: %w", t.ID, err)
+			}
 		}
 	}
 	return nil

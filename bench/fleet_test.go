@@ -214,9 +214,25 @@ func pgSnapshot(t testing.TB, pool *pgxpool.Pool, p prebuilds.SnapshotParams) *p
 	return storeSnapshot(t, pgstore.New(pool), p)
 }
 
+// flaggedFleet has a deprecated and a deleted template.
+func flaggedFleet() *Fleet {
+	f := MustFleet(FleetParams{Presets: 20, Templates: 4, VersionsPerTemplate: 2, RunningPerPreset: 2, FailingShare: 0.5, Seed: 5})
+	f.Templates[0].Deprecated = true
+	f.Templates[1].Deleted = true
+	return f
+}
+
 func TestCopyFleetMatchesControlPlaneSeed(t *testing.T) {
 	t.Parallel()
-	f := MustFleet(mixedParams)
+	for name, f := range map[string]*Fleet{"mixed": MustFleet(mixedParams), "flagged templates": flaggedFleet()} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			testCopyFleet(t, f)
+		})
+	}
+}
+
+func testCopyFleet(t *testing.T, f *Fleet) {
 	ctx := context.Background()
 
 	seeded := pgtest.NewPool(t, FleetMigrator{})
@@ -254,5 +270,24 @@ func TestCopyFleetMatchesControlPlaneSeed(t *testing.T) {
 	}
 	if a.Counts() != want || b.Counts() != want {
 		t.Fatalf("row counts: control plane %v, COPY %v, want %v", a.Counts(), b.Counts(), want)
+	}
+}
+
+func TestFleetSnapshotWithDeprecatedAndDeletedTemplates(t *testing.T) {
+	t.Parallel()
+	f := flaggedFleet()
+	want := f.Snapshot(f.SnapshotParams())
+	inactive := 0
+	for _, p := range want.Presets {
+		if !p.Active() {
+			inactive++
+		}
+	}
+	if inactive != 10 {
+		t.Fatalf("%d inactive presets in the fleet snapshot, want 10 (two of four templates)", inactive)
+	}
+	got := storeSnapshot(t, seededMemstore(t, f), f.SnapshotParams())
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Fatalf("memstore snapshot differs from Fleet.Snapshot (-fleet +memstore):\n%s", diff)
 	}
 }

@@ -5,7 +5,9 @@ import (
 	"crypto/sha256"
 	"database/sql"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -159,7 +161,9 @@ func jsonParams(m map[string]string) map[string]string {
 // (pgstoretest.Migrator) and then, when Fleet is set, copies the fleet in
 // with CopyFleet. pgtestdb builds one template database per Hash and clones
 // it for each caller, so a large fleet is loaded once per server and every
-// benchmark gets a fresh copy cheaply.
+// benchmark gets a fresh copy cheaply. The template is keyed by a digest of
+// the fleet's content, computed once per *Fleet: do not modify a Fleet after
+// handing it to a FleetMigrator.
 type FleetMigrator struct {
 	// Fleet is nil for an empty, migrated database.
 	Fleet *Fleet
@@ -172,7 +176,7 @@ var _ pgtestdb.Migrator = FleetMigrator{}
 const seedVersion = "bench-seed-1"
 
 // Hash implements pgtestdb.Migrator: the schema's hash, the seeding code's
-// version and the fleet parameters.
+// version and a digest of the fleet's content.
 func (m FleetMigrator) Hash() (string, error) {
 	schema, err := pgstoretest.New().Hash()
 	if err != nil {
@@ -181,9 +185,32 @@ func (m FleetMigrator) Hash() (string, error) {
 	if m.Fleet == nil {
 		return schema, nil
 	}
+	digest, err := fleetDigest(m.Fleet)
+	if err != nil {
+		return "", err
+	}
 	h := sha256.New()
-	fmt.Fprintf(h, "%s\n%s\n%+v\n", schema, seedVersion, m.Fleet.Params)
+	fmt.Fprintf(h, "%s\n%s\n%s\n", schema, seedVersion, digest)
 	return "bench-" + hex.EncodeToString(h.Sum(nil))[:24], nil
+}
+
+// digests caches fleetDigest per fleet: pgtestdb asks for the hash on every
+// clone. A Fleet must not be modified once a FleetMigrator has used it.
+var digests sync.Map // *Fleet → string
+
+// fleetDigest hashes the whole content of f, so that a fleet edited after
+// NewFleet (a template deprecated, say) gets its own template database.
+func fleetDigest(f *Fleet) (string, error) {
+	if d, ok := digests.Load(f); ok {
+		return d.(string), nil
+	}
+	h := sha256.New()
+	if err := json.NewEncoder(h).Encode(f); err != nil {
+		return "", fmt.Errorf("bench: hash fleet: %w", err)
+	}
+	d := hex.EncodeToString(h.Sum(nil))
+	digests.Store(f, d)
+	return d, nil
 }
 
 // Migrate implements pgtestdb.Migrator.

@@ -58,8 +58,16 @@ cat "$machine"
 
 step "go test -bench '$filter' -benchtime $benchtime -count $count ./bench/ → $raw"
 info=$(mktemp)
+# pgtest announces the server it starts with "pgtest: ..." lines, which
+# benchstat would read as a configuration change; keep them out of the raw
+# output.
 PREBUILDKIT_BENCH_INFO=$info go test -run '^$' -bench "$filter" -benchtime "$benchtime" -count "$count" \
-	-timeout "$timeout" ./bench/ | tee "$raw"
+	-timeout "$timeout" ./bench/ 2>&1 | tee "$raw.log" | grep -v '^pgtest: ' >"$raw" || {
+	tail -50 "$raw.log" >&2
+	exit 1
+}
+rm -f "$raw.log"
+cat "$raw"
 grep -m1 '^postgres:' "$info" >>"$machine" || echo "postgres: not measured" >>"$machine"
 rm -f "$info"
 
@@ -69,11 +77,15 @@ if [ -n "$benchstat" ]; then
 fi
 
 step "report → bench/REPORT.md"
+reproduce="BENCH_COUNT=$count BENCH_TIME=$benchtime BENCH_FILTER='$filter' scripts/bench.sh"
+if [ -n "${PREBUILDKIT_TEST_POSTGRES:-}" ]; then
+	reproduce="PREBUILDKIT_TEST_POSTGRES=$PREBUILDKIT_TEST_POSTGRES $reproduce"
+fi
 go run ./bench/cmd/benchreport \
 	-out bench/REPORT.md \
 	-chart "$results/pass_latency.png" \
 	-machine "$machine" \
 	-notes bench/NOTES.md \
-	-cmd "BENCH_COUNT=$count BENCH_TIME=$benchtime BENCH_FILTER='$filter' scripts/bench.sh" \
+	-cmd "$reproduce" \
 	"$raw"
 echo "wrote bench/REPORT.md and $results/pass_latency.png"

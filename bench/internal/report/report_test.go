@@ -125,7 +125,7 @@ func TestWriteAndChart(t *testing.T) {
 func TestFormat(t *testing.T) {
 	for _, tc := range []struct{ got, want string }{
 		{Duration(1234), "1.23 µs"}, {Duration(2.5e9), "2.5 s"}, {Duration(999), "999 ns"},
-		{Number(123456), "123k"}, {Number(2.5e6), "2.5M"}, {Number(42), "42"}, {Number(0.5), "0.5"},
+		{Number(123456), "123k"}, {Number(2.5e6), "2.5M"}, {Number(42), "42"}, {Number(0.5), "0.5"}, {Number(8881.7), "8882"}, {Number(12.34), "12.3"},
 	} {
 		if tc.got != tc.want {
 			t.Errorf("got %q, want %q", tc.got, tc.want)
