@@ -28,7 +28,7 @@ if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ! command -v initdb 
 fi
 
 step "go test -race ./..."
-go test -race -count=1 -timeout 20m ./...
+PGSTORE_EXPLAIN=1 go test -race -count=1 -timeout 20m ./...
 
 step "benchmark smoke (-benchtime=1x)"
 go test -run '^$' -bench . -benchtime 1x -count=1 -timeout 20m ./... >/tmp/prebuildkit-bench-smoke.txt 2>&1 || {
