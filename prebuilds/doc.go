@@ -17,8 +17,11 @@
 // transitions with a compare-and-set (one event per real transition across
 // all replicas), plans every preset with the pure planner, and executes the
 // non-empty plans concurrently with a bound. After each committed write the
-// new job is handed to the user's JobSink without blocking; provisioners
-// report back through ControlPlane.UpdateJob.
+// new job is handed to the user's JobSink without blocking (a full sink
+// drops the hand-off); provisioners also poll ControlPlane.PendingJobs, take
+// a job with UpdateJob(pending → running) — a second taker gets
+// ErrInvalidTransition — and report back through Reconciler.ReportJob (or
+// ControlPlane.UpdateJob).
 //
 // The planner (PlanPreset) is a pure function of a PresetSnapshot, an
 // instant and a PlanConfig. For an inactive preset it cancels queued first
