@@ -98,13 +98,19 @@ type statusChange struct {
 }
 
 // expectedStatusChanges derives DESIGN §5's hard-limit transitions from a
-// (model) snapshot: the stored status follows the live condition.
+// (model) snapshot: the stored status of an active preset follows the live
+// condition; an inactive preset (its version replaced, its template
+// deprecated or deleted) keeps its status, since a version change is not a
+// recovery.
 func expectedStatusChanges(snap *prebuilds.GlobalSnapshot) []statusChange {
 	if snap.Paused {
 		return nil
 	}
 	var out []statusChange
 	for _, p := range snap.Presets {
+		if p.TemplateVersionID != p.ActiveVersionID || p.Deprecated || p.Deleted {
+			continue
+		}
 		hl := slices.Contains(snap.HardLimited, p.ID)
 		switch {
 		case hl && p.Status == prebuilds.PresetHealthy:

@@ -59,6 +59,12 @@
 // (compare-and-set; a preset in any other status is left alone). Creation
 // stays blocked until ResetPreset.
 //
+// The hard-limit status of an active preset follows the live condition in
+// both directions (healthy ⇄ hard_limited), each transition made by a
+// compare-and-set so exactly one replica emits its event. An inactive preset
+// keeps the status it had: its builds no longer count toward the condition,
+// and a version change is not a recovery.
+//
 // Time never comes from a store's own clock: every decision takes `now` as a
 // parameter, and every timestamp is kept at microsecond precision in UTC
 // (see Micro).

@@ -14,8 +14,11 @@ var presetLabels = []string{"organization", "template", "preset"}
 // metrics holds the Reconciler's Prometheus metrics. Per-preset values are
 // computed from the last snapshot this replica read and exported at scrape
 // time by a custom collector, so a preset that disappears stops being
-// exported; the created/failed/claimed counters come from the store, so all
-// replicas agree on them.
+// exported; the created/failed/claimed counters come from the store, so
+// they do not depend on which replica created or claimed. Only the replica
+// that held the lock in its last pass exports per-preset series (the others
+// clear theirs), so summing across replicas counts each preset once; when
+// the lock moves, the series move with it.
 type metrics struct {
 	jobsDropped prometheus.Counter
 	conflicts   prometheus.Counter
@@ -57,7 +60,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}),
 		lastSuccess: prometheus.NewGauge(prometheus.GaugeOpts{
 			Namespace: metricsNamespace, Name: "last_successful_reconciliation_timestamp_seconds",
-			Help: "Unix time of the last pass that completed without a pass-level error.",
+			Help: "Unix time of the last pass that held the lock and completed without a pass-level error (lock or snapshot); per-preset failures are counted in prebuilds_preset_errors_total instead.",
 		}),
 		presets: newPresetCollector(),
 	}
@@ -116,18 +119,38 @@ func (c *presetCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 		return 0
 	}
+	// NewConstMetric, not MustNewConstMetric: a label value that is not
+	// valid UTF-8 (a name from a store that does not validate) must become
+	// one invalid metric in the scrape, never a panic in the registry.
+	emit := func(d *prometheus.Desc, t prometheus.ValueType, v float64, l []string) {
+		m, err := prometheus.NewConstMetric(d, t, v, l...)
+		if err != nil {
+			m = prometheus.NewInvalidMetric(d, err)
+		}
+		ch <- m
+	}
 	for _, r := range rows {
 		l := r.labels[:]
-		ch <- prometheus.MustNewConstMetric(c.desired, prometheus.GaugeValue, float64(r.desired), l...)
-		ch <- prometheus.MustNewConstMetric(c.running, prometheus.GaugeValue, float64(r.running), l...)
-		ch <- prometheus.MustNewConstMetric(c.eligible, prometheus.GaugeValue, float64(r.eligible), l...)
-		ch <- prometheus.MustNewConstMetric(c.expired, prometheus.GaugeValue, float64(r.expired), l...)
-		ch <- prometheus.MustNewConstMetric(c.hardLimited, prometheus.GaugeValue, b(r.hardLimited), l...)
-		ch <- prometheus.MustNewConstMetric(c.validationFailed, prometheus.GaugeValue, b(r.validationFailed), l...)
-		ch <- prometheus.MustNewConstMetric(c.created, prometheus.CounterValue, float64(r.created), l...)
-		ch <- prometheus.MustNewConstMetric(c.failed, prometheus.CounterValue, float64(r.failed), l...)
-		ch <- prometheus.MustNewConstMetric(c.claimed, prometheus.CounterValue, float64(r.claimed), l...)
+		emit(c.desired, prometheus.GaugeValue, float64(r.desired), l)
+		emit(c.running, prometheus.GaugeValue, float64(r.running), l)
+		emit(c.eligible, prometheus.GaugeValue, float64(r.eligible), l)
+		emit(c.expired, prometheus.GaugeValue, float64(r.expired), l)
+		emit(c.hardLimited, prometheus.GaugeValue, b(r.hardLimited), l)
+		emit(c.validationFailed, prometheus.GaugeValue, b(r.validationFailed), l)
+		emit(c.created, prometheus.CounterValue, float64(r.created), l)
+		emit(c.failed, prometheus.CounterValue, float64(r.failed), l)
+		emit(c.claimed, prometheus.CounterValue, float64(r.claimed), l)
 	}
+}
+
+// clear drops every per-preset row: a replica that did not hold the lock
+// this pass stops exporting them, so only the replica that last reconciled
+// exports per-preset series and a sum across replicas counts each preset
+// once.
+func (c *presetCollector) clear() {
+	c.mu.Lock()
+	c.rows = nil
+	c.mu.Unlock()
 }
 
 // update replaces the per-preset rows with those of the last pass. Presets

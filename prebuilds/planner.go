@@ -115,6 +115,7 @@ func Expired(p Preset, createdAt, now time.Time) bool {
 func PlanPreset(s PresetSnapshot, now time.Time, cfg PlanConfig) Plan {
 	plan := Plan{PresetID: s.Preset.ID}
 	d, err := DesiredAt(s.Preset.Preset, now)
+	d = max(d, 0) // a negative count from unvalidated stored data wants nothing
 	plan.Desired = d
 	plan.ScheduleInvalid = err != nil
 	if s.Paused {

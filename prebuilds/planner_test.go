@@ -109,6 +109,8 @@ func TestPlanPreset(t *testing.T) {
 			v.Backoff = &BackoffRow{NumFailed: 1, LastBuildAt: t0}
 			return v
 		}, d: 1, want: []Action{{Kind: ActionDelete, Reason: ReasonExtraneous, InstanceIDs: i[:1]}}},
+		{name: "negative stored desired wants nothing", v: func() PresetSnapshot { return view(-1, 1) }, d: 0,
+			want: []Action{{Kind: ActionDelete, Reason: ReasonExtraneous, InstanceIDs: i[:1]}}},
 		{name: "paused", v: func() PresetSnapshot { v := view(1, 3); v.Paused = true; return v }, d: 1},
 	}
 	for _, tt := range tests {

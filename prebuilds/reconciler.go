@@ -165,6 +165,7 @@ func (r *Reconciler) ReconcileAll(ctx context.Context) (Stats, error) {
 	})
 	stats.Acquired = acquired
 	if !acquired && err == nil {
+		r.metrics.presets.clear()
 		r.log.DebugContext(ctx, "reconciliation lock held elsewhere, skipping pass")
 		return stats, nil
 	}
@@ -205,8 +206,13 @@ func (r *Reconciler) pass(ctx context.Context, snap *GlobalSnapshot, stats *Stat
 	r.metrics.paused.Set(0)
 
 	for i := range views {
-		if r.syncHardLimitStatus(ctx, &views[i], now) {
+		changed, err := r.syncHardLimitStatus(ctx, &views[i], now)
+		if changed {
 			stats.StatusChanges++
+		}
+		if err != nil {
+			stats.PresetErrors++
+			r.metrics.errors.Inc()
 		}
 	}
 
@@ -227,10 +233,18 @@ func (r *Reconciler) pass(ctx context.Context, snap *GlobalSnapshot, stats *Stat
 		if plans[i].Empty() {
 			continue
 		}
+		if ctx.Err() != nil {
+			// Stopping: leave the remaining presets to the next pass (of
+			// this replica or another); they are not failures.
+			break
+		}
 		v, plan := views[i], plans[i]
 		g.Go(func() error {
 			var ps Stats
 			err := r.execute(ctx, v, plan, now, &ps)
+			if err != nil && ctx.Err() != nil {
+				err = nil // canceled mid-plan: not a preset failure
+			}
 			mu.Lock()
 			stats.add(ps)
 			if err != nil {
@@ -259,11 +273,19 @@ func (s *Stats) add(o Stats) {
 	s.JobsDropped += o.JobsDropped
 }
 
-// syncHardLimitStatus makes the stored status follow the live hard-limit
-// condition, healthy ⇄ hard_limited, by compare-and-set. Only the replica
-// whose CAS changed the row emits the event. It reports whether it changed
-// the status.
-func (r *Reconciler) syncHardLimitStatus(ctx context.Context, v *PresetSnapshot, now time.Time) bool {
+// syncHardLimitStatus makes the stored status of an active preset follow
+// the live hard-limit condition, healthy ⇄ hard_limited, by compare-and-set.
+// Only the replica whose CAS changed the row emits the event. It reports
+// whether it changed the status.
+//
+// An inactive preset keeps its status: its builds no longer count toward the
+// condition (C(P) needs an active version), so following it would announce
+// a "recovery" that is only a version change. If the preset becomes active
+// again, the condition is followed from there.
+func (r *Reconciler) syncHardLimitStatus(ctx context.Context, v *PresetSnapshot, now time.Time) (bool, error) {
+	if !v.Preset.Active() {
+		return false, nil
+	}
 	var from, to PresetStatus
 	var kind EventKind
 	switch {
@@ -272,16 +294,16 @@ func (r *Reconciler) syncHardLimitStatus(ctx context.Context, v *PresetSnapshot,
 	case !v.HardLimited && v.Preset.Status == PresetHardLimited:
 		from, to, kind = PresetHardLimited, PresetHealthy, EventRecovered
 	default:
-		return false
+		return false, nil
 	}
 	changed, err := r.store.SetPresetStatus(ctx, v.Preset.ID, from, to)
 	if err != nil {
 		r.log.ErrorContext(ctx, "setting preset status failed",
 			append(presetAttrs(v.Preset), slog.String("from", string(from)), slog.String("to", string(to)), slog.Any("error", err))...)
-		return false
+		return false, err
 	}
 	if !changed {
-		return false
+		return false, nil
 	}
 	v.Preset.Status = to
 	if kind == EventHardLimited {
@@ -291,7 +313,7 @@ func (r *Reconciler) syncHardLimitStatus(ctx context.Context, v *PresetSnapshot,
 		r.log.InfoContext(ctx, "preset recovered from the failure hard limit", presetAttrs(v.Preset)...)
 	}
 	r.notify(ctx, presetEvent(kind, v.Preset, now))
-	return true
+	return true, nil
 }
 
 // execute carries out one preset's plan: cancel queued first builds,
@@ -330,8 +352,8 @@ func (r *Reconciler) execute(ctx context.Context, v PresetSnapshot, plan Plan, n
 			r.log.InfoContext(ctx, "deleting prebuilds",
 				append(presetAttrs(v.Preset), slog.String("reason", string(a.Reason)), slog.Int("count", len(a.InstanceIDs)))...)
 		case ActionCreate:
-			n := r.clamp(ctx, v, a.Count, now, stats)
-			if n == 0 {
+			n := r.clamp(ctx, v, a.Count, stats)
+			if n <= 0 {
 				continue
 			}
 			news := make([]NewPrebuild, n)
@@ -364,11 +386,14 @@ func (r *Reconciler) execute(ctx context.Context, v PresetSnapshot, plan Plan, n
 	return errors.Join(errs...)
 }
 
-// clamp bounds a create count by desired_at(P, now), the most a preset can
-// ever want. A larger count means a planner or executor bug, so it is
-// logged at error level.
-func (r *Reconciler) clamp(ctx context.Context, v PresetSnapshot, n int, now time.Time, stats *Stats) int {
-	d, _ := DesiredAt(v.Preset.Preset, now)
+// clamp bounds a create count by desired_at(P) evaluated again right before
+// executing (on the clock, not the snapshot instant: a long pass may cross a
+// schedule boundary), the most a preset can ever want. A larger count is
+// logged at error level: it means a planner or executor bug, or a schedule
+// that just turned down.
+func (r *Reconciler) clamp(ctx context.Context, v PresetSnapshot, n int, stats *Stats) int {
+	d, _ := DesiredAt(v.Preset.Preset, r.cfg.Clock.Now())
+	d = max(d, 0)
 	if n <= d {
 		return n
 	}
@@ -376,7 +401,7 @@ func (r *Reconciler) clamp(ctx context.Context, v PresetSnapshot, n int, now tim
 	r.metrics.clamped.Inc()
 	r.log.ErrorContext(ctx, "CRITICAL: create count exceeds desired, clamping",
 		append(presetAttrs(v.Preset), slog.Int("requested", n), slog.Int("desired", d))...)
-	return max(d, 0)
+	return d
 }
 
 // handOff gives a committed job to the JobSink without blocking.

@@ -469,3 +469,86 @@ func TestTrackResourceReplacementAndReportJob(t *testing.T) {
 	require.Equal(t, inst, e.InstanceID)
 	require.Equal(t, []string{"vm.main"}, e.Resources)
 }
+
+func TestMetricsOnlyFromLockHolder(t *testing.T) {
+	t.Parallel()
+	fs := &fakeStore{snap: GlobalSnapshot{Presets: []PresetRow{presetRow("p", 1)}}}
+	reg := prometheus.NewPedanticRegistry()
+	r, _, _ := newTestReconciler(t, fs, Config{Registerer: reg})
+	_, err := r.ReconcileAll(context.Background())
+	require.NoError(t, err)
+	require.Equal(t, 9, testutil.CollectAndCount(r.metrics.presets), "nine series for one preset")
+	fs.mu.Lock()
+	fs.lockHeld = true // another replica holds the lock now
+	fs.mu.Unlock()
+	stats, err := r.ReconcileAll(context.Background())
+	require.NoError(t, err)
+	require.False(t, stats.Acquired)
+	require.Equal(t, 0, testutil.CollectAndCount(r.metrics.presets), "a replica without the lock exports no per-preset series")
+}
+
+func TestMetricsInvalidLabelDoesNotPanic(t *testing.T) {
+	t.Parallel()
+	p := presetRow("bad\xff", 0)
+	fs := &fakeStore{snap: GlobalSnapshot{Presets: []PresetRow{p}}}
+	reg := prometheus.NewPedanticRegistry()
+	r, _, _ := newTestReconciler(t, fs, Config{Registerer: reg})
+	_, err := r.ReconcileAll(context.Background())
+	require.NoError(t, err)
+	_, err = reg.Gather()
+	require.ErrorContains(t, err, "UTF-8")
+}
+
+func TestInactivePresetKeepsHardLimitStatus(t *testing.T) {
+	t.Parallel()
+	p := presetRow("p", 1)
+	p.Status = PresetHardLimited
+	p.ActiveVersionID = uuid.New() // a new version replaced it: C(P) is empty
+	fs := &fakeStore{snap: GlobalSnapshot{Presets: []PresetRow{p}}}
+	rec := &recorder{}
+	r, _, _ := newTestReconciler(t, fs, Config{Notifier: rec})
+	stats, err := r.ReconcileAll(context.Background())
+	require.NoError(t, err)
+	require.Zero(t, stats.StatusChanges)
+	require.Empty(t, rec.events, "a version change is not a recovery")
+}
+
+func TestStatusCASErrorCounted(t *testing.T) {
+	t.Parallel()
+	p := presetRow("p", 1)
+	fs := &fakeStore{snap: GlobalSnapshot{Presets: []PresetRow{p}, HardLimited: []uuid.UUID{p.ID}}}
+	r, _, _ := newTestReconciler(t, &casFailStore{fs}, Config{})
+	stats, err := r.ReconcileAll(context.Background())
+	require.NoError(t, err)
+	require.Equal(t, 1, stats.PresetErrors)
+	require.Equal(t, 1, stats.Blocked, "the plan still follows the live condition")
+}
+
+type casFailStore struct{ *fakeStore }
+
+func (c *casFailStore) SetPresetStatus(context.Context, uuid.UUID, PresetStatus, PresetStatus) (bool, error) {
+	return false, errors.New("connection reset")
+}
+
+func TestCanceledPassIsNotAPresetFailure(t *testing.T) {
+	t.Parallel()
+	fs := &fakeStore{snap: GlobalSnapshot{Presets: []PresetRow{presetRow("a", 1), presetRow("b", 1)}}}
+	r, _, _ := newTestReconciler(t, &cancelingStore{fakeStore: fs}, Config{MaxConcurrency: 1})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	stats, err := r.ReconcileAll(context.WithValue(ctx, cancelKey{}, cancel))
+	require.NoError(t, err)
+	require.Zero(t, stats.PresetErrors, "stopping mid-pass is not a failure")
+	require.Equal(t, 0, stats.Created)
+}
+
+type cancelKey struct{}
+
+// cancelingStore cancels the pass's context on its first create, then
+// fails it the way a store does on a canceled context.
+type cancelingStore struct{ *fakeStore }
+
+func (c *cancelingStore) CreatePrebuilds(ctx context.Context, p CreatePrebuildsParams) ([]Job, error) {
+	ctx.Value(cancelKey{}).(context.CancelFunc)()
+	return nil, ctx.Err()
+}

@@ -109,6 +109,7 @@ func TestValidatePreset(t *testing.T) {
 		{"id", func(p *Preset) { p.ID = uuid.Nil }},
 		{"template_version_id", func(p *Preset) { p.TemplateVersionID = uuid.Nil }},
 		{"name", func(p *Preset) { p.Name = "" }},
+		{"name", func(p *Preset) { p.Name = "bad\xff" }},
 		{"desired", func(p *Preset) { p.Desired = intp(-1) }},
 		{"desired", func(p *Preset) { p.Desired = intp(MaxDesired + 1) }},
 		{"desired", func(p *Preset) { p.Desired = nil }}, // schedules need a default
@@ -126,6 +127,7 @@ func TestValidatePreset(t *testing.T) {
 		{"schedules[0].instances", func(p *Preset) { p.Schedules[0].Instances = -2 }},
 		{"schedules[0].instances", func(p *Preset) { p.Schedules[0].Instances = MaxDesired + 1 }},
 		{"parameters", func(p *Preset) { p.Parameters = map[string]string{"": "x"} }},
+		{"parameters", func(p *Preset) { p.Parameters = map[string]string{"\xc3": "x"} }},
 	}
 	for _, tt := range tests {
 		p := ok

@@ -3,6 +3,7 @@ package prebuilds
 import (
 	"fmt"
 	"time"
+	"unicode/utf8"
 
 	"github.com/google/uuid"
 )
@@ -23,6 +24,9 @@ func ValidatePreset(p Preset) error {
 	}
 	if p.Name == "" {
 		return &ValidationError{Field: "name", Reason: "must not be empty"}
+	}
+	if !utf8.ValidString(p.Name) {
+		return &ValidationError{Field: "name", Reason: "must be valid UTF-8"}
 	}
 	if p.Desired != nil {
 		if *p.Desired < 0 {
@@ -68,6 +72,9 @@ func ValidatePreset(p Preset) error {
 	for k := range p.Parameters {
 		if k == "" {
 			return &ValidationError{Field: "parameters", Reason: "parameter name must not be empty"}
+		}
+		if !utf8.ValidString(k) {
+			return &ValidationError{Field: "parameters", Reason: "parameter name must be valid UTF-8"}
 		}
 	}
 	return nil
