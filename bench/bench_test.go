@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"runtime"
 	"sync"
@@ -89,12 +90,41 @@ func readOnlyMemstore(tb testing.TB, p FleetParams) *memstore.Store {
 // room for maxConns connections (the reconciliation lock holds one).
 func pgPool(tb testing.TB, m FleetMigrator, maxConns int) *pgxpool.Pool {
 	tb.Helper()
+	return pgPoolWithLatency(tb, m, maxConns, 0)
+}
+
+// latencyConn delays every write by d: each request the client sends, and
+// so each round trip, takes d longer, as if the server were across a
+// network.
+type latencyConn struct {
+	net.Conn
+	d time.Duration
+}
+
+func (c latencyConn) Write(p []byte) (int, error) {
+	time.Sleep(c.d) // simulated network latency, not a wait for behaviour
+	return c.Conn.Write(p)
+}
+
+// pgPoolWithLatency is pgPool whose connections add rtt to every round trip.
+func pgPoolWithLatency(tb testing.TB, m FleetMigrator, maxConns int, rtt time.Duration) *pgxpool.Pool {
+	tb.Helper()
 	dsn := pgtest.NewDatabase(tb, m)
 	cfg, err := pgxpool.ParseConfig(dsn)
 	if err != nil {
 		tb.Fatal(err)
 	}
 	cfg.MaxConns = int32(maxConns)
+	if rtt > 0 {
+		dialer := &net.Dialer{}
+		cfg.ConnConfig.DialFunc = func(ctx context.Context, network, addr string) (net.Conn, error) {
+			c, err := dialer.DialContext(ctx, network, addr)
+			if err != nil {
+				return nil, err
+			}
+			return latencyConn{Conn: c, d: rtt}, nil
+		}
+	}
 	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
 	if err != nil {
 		tb.Fatal(err)
@@ -369,6 +399,12 @@ func BenchmarkCreatePrebuilds(b *testing.B) {
 		{"mem", func(b *testing.B, f *Fleet) prebuilds.Store { return seededMemstore(b, f) }},
 		{"pg", func(b *testing.B, f *Fleet) prebuilds.Store {
 			return pgstore.New(pgPool(b, FleetMigrator{Fleet: f}, 4))
+		}},
+		// The same server with every client write delayed 0.5 ms (at least
+		// 0.5 ms more per round trip), as across a network: what batching
+		// saves is round trips.
+		{"pg-rtt500us", func(b *testing.B, f *Fleet) prebuilds.Store {
+			return pgstore.New(pgPoolWithLatency(b, FleetMigrator{Fleet: f}, 4, 500*time.Microsecond))
 		}},
 	}
 	for _, st := range stores {

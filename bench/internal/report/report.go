@@ -75,6 +75,11 @@ var Targets = []Target{
 		Unit: "ns/op", Min: 5,
 	},
 	{
+		Title: "pgstore creates with ≥ 0.5 ms added per round trip: per-instance ÷ batched time",
+		Num:   "BenchmarkCreatePrebuilds/store=pg-rtt500us/mode=per-instance", Den: "BenchmarkCreatePrebuilds/store=pg-rtt500us/mode=batched",
+		Unit: "ns/op", Min: 5,
+	},
+	{
 		Title: "pgstore cold fill: creates/s at MaxConcurrency 8 ÷ 1",
 		Num:   "BenchmarkReconcileCold/store=pg/concurrency=8", Den: "BenchmarkReconcileCold/store=pg/concurrency=1",
 		Unit: "creates/s",
@@ -95,7 +100,7 @@ var Sections = []Section{
 	{"Snapshot", "BenchmarkSnapshot", "One snapshot under the reconciliation lock; pgscan is the floor: every row of the same tables read into memory."},
 	{"Steady-state pass", "BenchmarkReconcileSteady", "ReconcileAll with nothing to do (lock, snapshot, plan): the latency every replica pays each Interval. allocs/op is per pass."},
 	{"Cold fill", "BenchmarkReconcileCold", "One ReconcileAll filling 1,000 empty pools of 10 (10,000 creates), by executor MaxConcurrency."},
-	{"Batched creates", "BenchmarkCreatePrebuilds", "10 prebuilds of one preset per op: one CreatePrebuilds call (one transaction) or ten."},
+	{"Batched creates", "BenchmarkCreatePrebuilds", "10 prebuilds of one preset per op: one CreatePrebuilds call (one transaction) or ten. pg-rtt500us is the same server with every client write delayed 0.5 ms (≥ 0.5 ms more per round trip), as across a network."},
 	{"Claims", "BenchmarkClaim", "Concurrent claims (b.RunParallel, GOMAXPROCS goroutines) from pools of 10."},
 	{"memstore footprint", "BenchmarkMemstoreFootprint", "Live heap of a seeded memstore per instance (its builds, indexes and the presets' share included)."},
 }
