@@ -122,15 +122,6 @@ func PlanPreset(s PresetSnapshot, now time.Time, cfg PlanConfig) Plan {
 		return plan
 	}
 
-	var valid, expired []uuid.UUID
-	for _, r := range s.Running { // already oldest first
-		if Expired(s.Preset.Preset, r.CreatedAt, now) {
-			expired = append(expired, r.InstanceID)
-		} else {
-			valid = append(valid, r.InstanceID)
-		}
-	}
-
 	if !s.Preset.Active() {
 		if s.PendingInactive > 0 {
 			plan.Actions = append(plan.Actions, Action{Kind: ActionCancelPending, Reason: ReasonInactive, Count: s.PendingInactive})
@@ -145,13 +136,37 @@ func PlanPreset(s PresetSnapshot, now time.Time, cfg PlanConfig) Plan {
 		return plan
 	}
 
-	if len(expired) > 0 {
-		plan.Actions = append(plan.Actions, Action{Kind: ActionDelete, Reason: ReasonExpired, InstanceIDs: expired})
+	// Running is oldest first. Count before collecting IDs, so that a preset
+	// with nothing to delete (the steady state) allocates nothing.
+	nExpired := 0
+	for _, r := range s.Running {
+		if Expired(s.Preset.Preset, r.CreatedAt, now) {
+			nExpired++
+		}
 	}
-	if extra := len(valid) - d; extra > 0 {
-		plan.Actions = append(plan.Actions, Action{Kind: ActionDelete, Reason: ReasonExtraneous, InstanceIDs: valid[:extra:extra]})
+	nValid := len(s.Running) - nExpired
+	if nExpired > 0 {
+		ids := make([]uuid.UUID, 0, nExpired)
+		for _, r := range s.Running {
+			if Expired(s.Preset.Preset, r.CreatedAt, now) {
+				ids = append(ids, r.InstanceID)
+			}
+		}
+		plan.Actions = append(plan.Actions, Action{Kind: ActionDelete, Reason: ReasonExpired, InstanceIDs: ids})
 	}
-	want := d - len(valid) - s.Starting
+	if extra := nValid - d; extra > 0 {
+		ids := make([]uuid.UUID, 0, extra)
+		for _, r := range s.Running {
+			if len(ids) == extra {
+				break
+			}
+			if !Expired(s.Preset.Preset, r.CreatedAt, now) {
+				ids = append(ids, r.InstanceID)
+			}
+		}
+		plan.Actions = append(plan.Actions, Action{Kind: ActionDelete, Reason: ReasonExtraneous, InstanceIDs: ids})
+	}
+	want := d - nValid - s.Starting
 	if want <= 0 {
 		return plan
 	}

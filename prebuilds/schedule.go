@@ -3,6 +3,7 @@ package prebuilds
 import (
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/robfig/cron/v3"
@@ -16,9 +17,66 @@ var cronParser = cron.NewParser(cron.Minute | cron.Hour | cron.Dom | cron.Month 
 // changes how day-of-month and day-of-week combine.
 const starBit = 1 << 63
 
-// parseCron parses a five-field expression. Time-zone prefixes are rejected
-// because the zone belongs to the preset.
+// parseCache memoises parsed cron expressions and loaded zones: a pass
+// evaluates every scheduled preset, and parsing (or reading the zone file)
+// each time would dominate planning. Entries are immutable once stored; the
+// cache stops growing at maxCached entries of each kind (fuzzed or hostile
+// input then just goes uncached).
+type parseCache struct {
+	mu    sync.RWMutex
+	crons map[string]cronResult
+	zones map[string]zoneResult
+}
+
+type cronResult struct {
+	spec *cron.SpecSchedule
+	err  error
+}
+
+type zoneResult struct {
+	loc *time.Location
+	err error
+}
+
+const maxCached = 4096
+
+var cache = parseCache{crons: map[string]cronResult{}, zones: map[string]zoneResult{}}
+
 func parseCron(expr string) (*cron.SpecSchedule, error) {
+	cache.mu.RLock()
+	r, ok := cache.crons[expr]
+	cache.mu.RUnlock()
+	if ok {
+		return r.spec, r.err
+	}
+	spec, err := parseCronUncached(expr)
+	cache.mu.Lock()
+	if len(cache.crons) < maxCached {
+		cache.crons[expr] = cronResult{spec, err}
+	}
+	cache.mu.Unlock()
+	return spec, err
+}
+
+func loadLocation(name string) (*time.Location, error) {
+	cache.mu.RLock()
+	r, ok := cache.zones[name]
+	cache.mu.RUnlock()
+	if ok {
+		return r.loc, r.err
+	}
+	loc, err := loadLocationUncached(name)
+	cache.mu.Lock()
+	if len(cache.zones) < maxCached {
+		cache.zones[name] = zoneResult{loc, err}
+	}
+	cache.mu.Unlock()
+	return loc, err
+}
+
+// parseCronUncached parses a five-field expression. Time-zone prefixes are
+// rejected because the zone belongs to the preset.
+func parseCronUncached(expr string) (*cron.SpecSchedule, error) {
 	trimmed := strings.TrimSpace(expr)
 	if trimmed == "" {
 		return nil, fmt.Errorf("empty cron expression")
@@ -86,7 +144,7 @@ func DesiredAt(p Preset, now time.Time) (int, error) {
 	return base, nil
 }
 
-func loadLocation(name string) (*time.Location, error) {
+func loadLocationUncached(name string) (*time.Location, error) {
 	if name == "" {
 		return nil, fmt.Errorf("required when schedules are set")
 	}

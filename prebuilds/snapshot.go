@@ -167,14 +167,34 @@ type PresetSnapshot struct {
 // back in canonical preset order (by ID). Rows for presets that are not in
 // s.Presets are ignored. s is not modified.
 func (s *GlobalSnapshot) Index() []PresetSnapshot {
+	// Sort a permutation rather than the views themselves: a view is a few
+	// hundred bytes, an index four.
+	order := make([]int32, len(s.Presets))
+	for i := range order {
+		order[i] = int32(i)
+	}
+	slices.SortFunc(order, func(a, b int32) int { return compareUUID(s.Presets[a].ID, s.Presets[b].ID) })
 	views := make([]PresetSnapshot, len(s.Presets))
 	pos := make(map[uuid.UUID]int, len(s.Presets))
-	for i, p := range s.Presets {
-		views[i] = PresetSnapshot{Preset: p, Paused: s.Paused, Counters: PresetCounters{PresetID: p.ID}}
+	for i, o := range order {
+		p := &s.Presets[o]
+		views[i] = PresetSnapshot{Preset: *p, Paused: s.Paused, Counters: PresetCounters{PresetID: p.ID}}
+		pos[p.ID] = i
 	}
-	slices.SortFunc(views, func(a, b PresetSnapshot) int { return compareUUID(a.Preset.ID, b.Preset.ID) })
-	for i := range views {
-		pos[views[i].Preset.ID] = i
+	// Running rows: count per preset, then carve every view's slice out of
+	// one backing array (no per-preset growth).
+	counts := make([]int, len(views))
+	for _, r := range s.Running {
+		if i, ok := pos[r.PresetID]; ok {
+			counts[i]++
+		}
+	}
+	backing := make([]RunningPrebuild, 0, len(s.Running))
+	for i, n := range counts {
+		if n > 0 {
+			views[i].Running = backing[len(backing) : len(backing) : len(backing)+n]
+			backing = backing[:len(backing)+n]
+		}
 	}
 	for _, r := range s.Running {
 		if i, ok := pos[r.PresetID]; ok {
