@@ -34,16 +34,21 @@
 //
 // WithReconciliationLock takes a session-level advisory lock
 // (pg_try_advisory_lock, key DefaultLockKey or WithLockKey) on one pooled
-// connection without blocking, then begins a REPEATABLE READ READ ONLY
-// transaction on that connection for the snapshot. The snapshot
-// transaction starts only after the lock is granted, so it sees every write
-// the previous holder committed; a transaction-level lock taken by the
-// snapshot transaction's own first statement could not promise that (the
-// snapshot would be fixed before the lock was granted). Writes made under
-// the lock use other connections of the pool, which must therefore allow at
-// least two connections. The lock is released when fn returns; a connection
-// whose unlock cannot be confirmed is closed, which releases it on the
-// server, and a connection that dies releases it too.
+// connection without blocking and holds it until fn returns. Each call of
+// the reader's Snapshot begins a REPEATABLE READ READ ONLY transaction on
+// that connection and commits it as soon as the snapshot has been read, so
+// no transaction stays open, pinning xmin and holding back vacuum, while
+// the pass writes; two Snapshot calls under one lock are two transactions
+// and may see different states. The reader refuses use after fn returns.
+// A snapshot transaction starts only after the lock is granted, so it sees
+// every write the previous holder committed; a transaction-level lock
+// taken by the snapshot transaction's own first statement could not
+// promise that (the snapshot would be fixed before the lock was granted).
+// Writes made under the lock use other connections of the pool, which must
+// therefore allow at least two connections. The lock is released when fn
+// returns; a connection whose unlock cannot be confirmed is closed, which
+// releases it on the server, and a connection that dies (for instance a
+// failed snapshot rollback or commit) releases it too.
 //
 // The snapshot is five set-based queries sent in one batch: the pause
 // switch, the configured presets with their templates, their schedules, one

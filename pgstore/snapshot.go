@@ -10,24 +10,29 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/prebuildkit/prebuildkit/prebuilds"
 )
 
 // WithReconciliationLock tries the cluster-wide reconciliation lock without
-// blocking and, when it gets it, calls fn with a reader whose Snapshot runs
-// in one REPEATABLE READ READ ONLY transaction.
+// blocking and, when it gets it, calls fn with a reader each of whose
+// Snapshot calls runs in its own short REPEATABLE READ READ ONLY
+// transaction.
 //
 // The lock is a session-level advisory lock (pg_try_advisory_lock) on a
-// dedicated pooled connection, and the snapshot transaction is begun on
-// that connection only after the lock is granted. A transaction-level lock
-// taken by the snapshot transaction's own first statement would not do: a
-// REPEATABLE READ snapshot is fixed when that statement starts, before the
-// lock is granted, so it could miss writes the previous holder committed
-// just before releasing the lock. Writes fn makes go through the Store's
-// pool (other connections) and commit while the lock is held. The lock is
-// released when fn returns; if the release cannot be confirmed the
-// connection is closed, which releases it on the server.
+// dedicated pooled connection, held until fn returns. Each snapshot
+// transaction is begun on that connection only after the lock is granted
+// and is committed as soon as the snapshot has been read, so no
+// transaction stays open (pinning xmin and holding back vacuum) while fn
+// writes. A transaction-level lock taken by the snapshot transaction's own
+// first statement would not do: a REPEATABLE READ snapshot is fixed when
+// that statement starts, before the lock is granted, so it could miss
+// writes the previous holder committed just before releasing the lock.
+// Writes fn makes go through the Store's pool (other connections) and
+// commit while the lock is held. The lock is released when fn returns; if
+// the release cannot be confirmed the connection is closed, which releases
+// it on the server.
 func (s *Store) WithReconciliationLock(ctx context.Context, fn func(ctx context.Context, r prebuilds.SnapshotReader) error) (acquired bool, err error) {
 	pc, err := s.pool.Acquire(ctx)
 	if err != nil {
@@ -42,33 +47,28 @@ func (s *Store) WithReconciliationLock(ctx context.Context, fn func(ctx context.
 		pc.Release()
 		return false, nil
 	}
+	r := &snapshotReader{pc: pc}
 	defer func() {
+		// close waits for a Snapshot still running on the connection, so
+		// the unlock never shares it with a read.
+		r.close()
 		if uerr := releaseSessionLock(ctx, pc, s.lockKey); uerr != nil && err == nil {
 			err = opError("reconciliation lock", s.lockKey, uerr)
 		}
 	}()
-	tx, err := pc.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
-	if err != nil {
-		return true, opError("reconciliation lock", s.lockKey, err)
-	}
-	r := &snapshotReader{tx: tx}
-	ferr := fn(ctx, r)
-	r.close()
-	// The transaction only read; ending it with a rollback cannot lose
-	// anything and works even when fn's context was canceled.
-	_ = tx.Rollback(context.WithoutCancel(ctx))
-	return true, ferr
+	return true, fn(ctx, r)
 }
 
 // errReaderClosed is returned by a SnapshotReader used after its lock was
 // released.
 var errReaderClosed = errors.New("pgstore: snapshot reader used after WithReconciliationLock returned")
 
-// snapshotReader reads snapshots on the lock's transaction. A pgx.Tx must
-// not be used by two goroutines at once, so reads are serialised.
+// snapshotReader reads snapshots on the lock's connection, one transaction
+// per Snapshot call. A connection must not be used by two goroutines at
+// once, so reads are serialised, and close waits for a read in progress.
 type snapshotReader struct {
 	mu     sync.Mutex
-	tx     pgx.Tx
+	pc     *pgxpool.Conn
 	closed bool
 }
 
@@ -79,15 +79,34 @@ func (r *snapshotReader) close() {
 }
 
 // Snapshot reads the DESIGN §3 snapshot with a handful of set-based
-// queries sent in one batch on the lock's REPEATABLE READ transaction.
+// queries sent in one batch, in a REPEATABLE READ READ ONLY transaction on
+// the lock's connection that is committed before Snapshot returns.
 func (r *snapshotReader) Snapshot(ctx context.Context, p prebuilds.SnapshotParams) (*prebuilds.GlobalSnapshot, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	key := prebuilds.Micro(p.Now).Format(time.RFC3339Nano)
 	if r.closed {
-		return nil, errReaderClosed
+		return nil, opError("snapshot", key, errReaderClosed)
 	}
-	snap, err := readSnapshot(ctx, r.tx, p)
-	return snap, opError("snapshot", prebuilds.Micro(p.Now).Format(time.RFC3339Nano), err)
+	tx, err := r.pc.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+	if err != nil {
+		return nil, opError("snapshot", key, fmt.Errorf("begin snapshot transaction: %w", err))
+	}
+	snap, err := readSnapshot(ctx, tx, p)
+	if err != nil {
+		// The transaction only read, so a rollback loses nothing; it runs
+		// even when ctx was canceled, bounded so that a hung connection
+		// cannot block the pass. A failed rollback closes the connection,
+		// which also releases the lock on the server.
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		_ = tx.Rollback(rctx)
+		return nil, opError("snapshot", key, err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return nil, opError("snapshot", key, fmt.Errorf("commit snapshot transaction: %w", err))
+	}
+	return snap, nil
 }
 
 // stateCTE yields one row per live prebuild (SystemOwner, not deleted)

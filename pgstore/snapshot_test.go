@@ -2,6 +2,8 @@ package pgstore_test
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -350,7 +352,76 @@ func TestSnapshotReaderClosed(t *testing.T) {
 	require.NoError(t, err)
 	require.True(t, acquired)
 	_, err = kept.Snapshot(f.ctx, prebuilds.SnapshotParams{Now: t0})
-	require.Error(t, err)
+	require.ErrorContains(t, err, "snapshot reader used after WithReconciliationLock returned")
+}
+
+// lockHolderSQL finds the backend holding the session advisory lock $1 in
+// the current database and reports its state and whether it pins xmin.
+const lockHolderSQL = `
+SELECT a.state, a.backend_xmin IS NULL
+FROM pg_locks l
+JOIN pg_stat_activity a ON a.pid = l.pid
+WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
+  AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+  AND ((l.classid::bigint << 32) | l.objid::bigint) = $1`
+
+// TestSnapshotTransactionClosedWhileLockHeld checks that the snapshot
+// transaction is committed when Snapshot returns, while the session lock
+// stays held for the rest of fn: the lock connection is idle, not idle in
+// transaction, and holds back no xmin. It also checks that each Snapshot
+// call is its own transaction: a write committed between two calls is seen
+// by the second.
+func TestSnapshotTransactionClosedWhileLockHeld(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	p := f.preset(ptr(2))
+	replica := pgstore.New(openPool(t, f.pool))
+	type holder struct {
+		state    string
+		xminNull bool
+	}
+	var during []holder
+	var first, second *prebuilds.GlobalSnapshot
+	acquired, err := f.s.WithReconciliationLock(f.ctx, func(ctx context.Context, r prebuilds.SnapshotReader) error {
+		var err error
+		if first, err = r.Snapshot(ctx, prebuilds.SnapshotParams{Now: t0}); err != nil {
+			return err
+		}
+		var h holder
+		if err := f.pool.QueryRow(ctx, lockHolderSQL, pgstore.DefaultLockKey).Scan(&h.state, &h.xminNull); err != nil {
+			return fmt.Errorf("find lock holder: %w", err)
+		}
+		during = append(during, h)
+		// The lock is still held after the snapshot transaction ended.
+		got, err := replica.WithReconciliationLock(ctx, func(context.Context, prebuilds.SnapshotReader) error {
+			return errors.New("fn called while another holder has the lock")
+		})
+		if err != nil || got {
+			return fmt.Errorf("replica took the lock during fn: acquired %v, err %v", got, err)
+		}
+		if _, err := f.s.CreatePrebuilds(ctx, prebuilds.CreatePrebuildsParams{PresetID: p, TemplateVersionID: f.ver, Now: t0,
+			Instances: []prebuilds.NewPrebuild{{InstanceID: uuid.New(), BuildID: uuid.New()}}}); err != nil {
+			return err
+		}
+		if second, err = r.Snapshot(ctx, prebuilds.SnapshotParams{Now: t0}); err != nil {
+			return err
+		}
+		if err := f.pool.QueryRow(ctx, lockHolderSQL, pgstore.DefaultLockKey).Scan(&h.state, &h.xminNull); err != nil {
+			return fmt.Errorf("find lock holder: %w", err)
+		}
+		during = append(during, h)
+		return nil
+	})
+	require.NoError(t, err)
+	require.True(t, acquired)
+	require.Equal(t, []holder{{"idle", true}, {"idle", true}}, during)
+	require.Empty(t, first.InProgress)
+	require.Equal(t, []prebuilds.InProgressCount{{PresetID: p, Transition: prebuilds.TransitionStart, Count: 1}}, second.InProgress)
+
+	// After fn returns the lock is released.
+	var n int
+	require.NoError(t, f.pool.QueryRow(f.ctx, `SELECT count(*) FROM (`+lockHolderSQL+`) h`, pgstore.DefaultLockKey).Scan(&n))
+	require.Zero(t, n)
 }
 
 // TestSnapshotSeesWritesUnderLock checks that writes made through the store
