@@ -57,6 +57,13 @@ func invalidPresets() []invalidPresetCase {
 		{name: "CronGarbage", p: valid(func(p *prebuilds.Preset) { p.Timezone, p.Schedules = "UTC", sched("every monday", 1) })},
 		{name: "NegativeScheduleInstances", p: valid(func(p *prebuilds.Preset) { p.Timezone, p.Schedules = "UTC", sched("* * * * *", -1) })},
 		{name: "EmptyParameterName", p: valid(func(p *prebuilds.Preset) { p.Parameters = map[string]string{"": "x"} })},
+		{name: "InvalidUTF8Name", p: valid(func(p *prebuilds.Preset) { p.Name = "bad\xff" })},
+		{name: "InvalidUTF8ParameterName", p: valid(func(p *prebuilds.Preset) { p.Parameters = map[string]string{"k\xc3": "x"} })},
+		{name: "LocalTimezone", p: valid(func(p *prebuilds.Preset) { p.Timezone = "Local" })},
+		{name: "CronDescriptor", p: valid(func(p *prebuilds.Preset) { p.Timezone, p.Schedules = "UTC", sched("@hourly", 1) })},
+		{name: "CronTimezonePrefix", p: valid(func(p *prebuilds.Preset) { p.Timezone, p.Schedules = "UTC", sched("CRON_TZ=UTC * * * * *", 1) })},
+		// The first failing field decides: ttl is checked before timezone.
+		{name: "Order/TTLBeforeTimezone", p: valid(func(p *prebuilds.Preset) { p.TTL, p.Timezone = -time.Second, "Mars/Olympus_Mons" })},
 		// Validation comes before the version lookup.
 		{name: "InvalidWithMissingVersion", p: valid(func(p *prebuilds.Preset) { p.TemplateVersionID, p.Desired = ID("nope"), count(-1) })},
 		{name: "UnsetDesired", update: true, p: prebuilds.Preset{ID: ID("p1"), TemplateVersionID: ID("v1"), Name: "p1"}},
@@ -87,7 +94,13 @@ func (s *suite) invalidPreset(t *testing.T, tc invalidPresetCase) {
 	if !errors.As(err, &ve) || ve.Field != wantField {
 		t.Fatalf("UpsertPreset error %v: want a *prebuilds.ValidationError with Field %q", err, wantField)
 	}
-	sameError(t, "UpsertPreset", err, e.world.UpsertPreset(tc.p))
+	merr := e.world.UpsertPreset(tc.p)
+	sameError(t, "UpsertPreset", err, merr)
+	// The model validates with its own code: it must blame the same field.
+	var mve *prebuilds.ValidationError
+	if errors.As(merr, &mve) && mve.Field != ve.Field {
+		t.Fatalf("UpsertPreset: store blames field %q, the model %q\n store error: %v\n model error: %v", ve.Field, mve.Field, err, merr)
+	}
 
 	if tc.update {
 		after, err := e.store.GetPreset(e.ctx, ID("p1"))
@@ -265,6 +278,21 @@ func errorCases() []errorCase {
 			call: op(StartBuild{Instance: "i1", Number: 2, Version: "v9", Transition: prebuilds.TransitionStop}), want: prebuilds.ErrNotFound},
 		{name: "NotFound/StartBuildMissingPreset", setup: running("i1"),
 			call: op(StartBuild{Instance: "i1", Number: 2, Version: "v1", Preset: "p9", Transition: prebuilds.TransitionStart}), want: prebuilds.ErrNotFound},
+		{name: "InvalidArgument/StartBuildVersionOfOtherTemplate", setup: append(running("i1"), otherTemplate...),
+			call: op(StartBuild{Instance: "i1", Number: 2, Version: "v2", Transition: prebuilds.TransitionStop}), want: prebuilds.ErrInvalidArgument},
+		{name: "InvalidArgument/StartBuildPresetOfOtherVersion", setup: append(running("i1"), AddVersion{"v2", "t1"}),
+			call: op(StartBuild{Instance: "i1", Number: 2, Version: "v2", Preset: "p1", Transition: prebuilds.TransitionStart}), want: prebuilds.ErrInvalidArgument},
+		// An instance of t1 must not become supply of a preset of t2.
+		{name: "InvalidArgument/StartBuildPresetOfOtherTemplate", setup: append(running("i1"), AddTemplate{"t2"}, AddVersion{"v2", "t2"},
+			UpsertPreset{Key: "p2", Version: "v2", Desired: count(1)}),
+			call: op(StartBuild{Instance: "i1", Number: 2, Version: "v2", Preset: "p2", Transition: prebuilds.TransitionStart}), want: prebuilds.ErrInvalidArgument},
+		{name: "Order/StartBuildOtherTemplateBeforeMissingPreset", setup: append(running("i1"), otherTemplate...),
+			call: op(StartBuild{Instance: "i1", Number: 2, Version: "v2", Preset: "p9", Transition: prebuilds.TransitionStart}), want: prebuilds.ErrInvalidArgument},
+		{name: "Order/StartBuildPresetOfOtherVersionBeforeExistingBuildID", setup: append(running("i1"), AddVersion{"v2", "t1"}),
+			call: func(ctx context.Context, s Store, now time.Time) error {
+				return s.StartBuild(ctx, prebuilds.StartBuildParams{InstanceID: ID("i1"), BuildID: ID(BuildKey("i1", 1)),
+					TemplateVersionID: ID("v2"), PresetID: ID("p1"), Transition: prebuilds.TransitionStart, Now: now})
+			}, want: prebuilds.ErrInvalidArgument},
 		{name: "Conflict/StartBuildExistingBuildID", setup: running("i1"), call: func(ctx context.Context, s Store, now time.Time) error {
 			return s.StartBuild(ctx, prebuilds.StartBuildParams{InstanceID: ID("i1"), BuildID: ID(BuildKey("i1", 1)),
 				TemplateVersionID: ID("v1"), Transition: prebuilds.TransitionStop, Now: now})

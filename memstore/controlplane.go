@@ -240,12 +240,22 @@ func (s *Store) StartBuild(_ context.Context, p prebuilds.StartBuildParams) erro
 		return fmt.Errorf("memstore: start build %s: instance %s has build #%d in status %s: %w",
 			p.BuildID, p.InstanceID, latest.Number, latest.JobStatus, prebuilds.ErrConflict)
 	}
-	if _, ok := s.versions[p.TemplateVersionID]; !ok {
+	v, ok := s.versions[p.TemplateVersionID]
+	if !ok {
 		return fmt.Errorf("memstore: start build %s: template version %s: %w", p.BuildID, p.TemplateVersionID, prebuilds.ErrNotFound)
 	}
+	if v.TemplateID != in.TemplateID {
+		return fmt.Errorf("memstore: start build %s: template version %s is of template %s, instance %s of template %s: %w",
+			p.BuildID, p.TemplateVersionID, v.TemplateID, p.InstanceID, in.TemplateID, prebuilds.ErrInvalidArgument)
+	}
 	if p.PresetID != uuid.Nil {
-		if _, ok := s.presets[p.PresetID]; !ok {
+		preset, ok := s.presets[p.PresetID]
+		if !ok {
 			return fmt.Errorf("memstore: start build %s: preset %s: %w", p.BuildID, p.PresetID, prebuilds.ErrNotFound)
+		}
+		if preset.TemplateVersionID != p.TemplateVersionID {
+			return fmt.Errorf("memstore: start build %s: preset %s is on template version %s, not %s: %w",
+				p.BuildID, p.PresetID, preset.TemplateVersionID, p.TemplateVersionID, prebuilds.ErrInvalidArgument)
 		}
 	}
 	if _, ok := s.builds[p.BuildID]; ok {

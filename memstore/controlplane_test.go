@@ -346,6 +346,33 @@ func TestStartBuildErrors(t *testing.T) {
 		}), prebuilds.ErrConflict},
 		{"VersionMissing", with(func(_ *fixture, p *prebuilds.StartBuildParams) { p.TemplateVersionID = uuid.New() }), prebuilds.ErrNotFound},
 		{"PresetMissing", with(func(_ *fixture, p *prebuilds.StartBuildParams) { p.PresetID = uuid.New() }), prebuilds.ErrNotFound},
+		{"VersionOfOtherTemplate", with(func(f *fixture, p *prebuilds.StartBuildParams) {
+			other := uuid.New()
+			require.NoError(f.t, f.s.CreateTemplate(f.ctx, prebuilds.Template{ID: other, Name: "other"}))
+			p.TemplateVersionID = uuid.New()
+			require.NoError(f.t, f.s.CreateTemplateVersion(f.ctx, prebuilds.TemplateVersion{ID: p.TemplateVersionID, TemplateID: other, Name: "ov"}))
+			p.PresetID = f.presetOn(p.TemplateVersionID, ptr(1)) // supply of another template's preset
+		}), prebuilds.ErrInvalidArgument},
+		{"VersionOfOtherTemplateBeforePresetMissing", with(func(f *fixture, p *prebuilds.StartBuildParams) {
+			other := uuid.New()
+			require.NoError(f.t, f.s.CreateTemplate(f.ctx, prebuilds.Template{ID: other, Name: "other"}))
+			p.TemplateVersionID = uuid.New()
+			require.NoError(f.t, f.s.CreateTemplateVersion(f.ctx, prebuilds.TemplateVersion{ID: p.TemplateVersionID, TemplateID: other, Name: "ov"}))
+			p.PresetID = uuid.New()
+		}), prebuilds.ErrInvalidArgument},
+		{"PresetOfOtherVersion", with(func(f *fixture, p *prebuilds.StartBuildParams) {
+			p.TemplateVersionID = f.version()
+			p.PresetID = f.preset(ptr(1))
+		}), prebuilds.ErrInvalidArgument},
+		{"PresetOfOtherVersionBeforeDuplicateBuild", with(func(f *fixture, p *prebuilds.StartBuildParams) {
+			p.PresetID = f.presetOn(f.version(), ptr(1))
+			_, p.BuildID = f.instance(inst{})
+		}), prebuilds.ErrInvalidArgument},
+		{"PresetOnVersion", with(func(f *fixture, p *prebuilds.StartBuildParams) {
+			p.TemplateVersionID = f.version()
+			p.PresetID = f.presetOn(p.TemplateVersionID, ptr(1))
+			p.Transition = prebuilds.TransitionStart
+		}), nil},
 		{"DuplicateBuild", with(func(f *fixture, p *prebuilds.StartBuildParams) {
 			_, p.BuildID = f.instance(inst{})
 		}), prebuilds.ErrConflict},

@@ -10,9 +10,10 @@
 // state, without going through a snapshot.
 //
 // The model shares plain types, constants and sentinel errors with package
-// prebuilds, plus prebuilds.Micro, prebuilds.CompareUUID and
-// prebuilds.ValidatePreset. It never calls the planner, the snapshot index,
-// prebuilds.DesiredAt or prebuilds.Expired: schedules are evaluated here with
+// prebuilds, plus prebuilds.Micro and prebuilds.CompareUUID. It never calls
+// the planner, the snapshot index, prebuilds.ValidatePreset,
+// prebuilds.DesiredAt or prebuilds.Expired: presets are validated by the
+// model's own ValidatePreset and schedules are evaluated here with
 // robfig/cron's Next instead of prebuilds' bitmask matching, so each
 // implementation checks the other.
 //

@@ -253,7 +253,7 @@ func (w *World) DeleteTemplate(templateID uuid.UUID) error {
 // UpsertPreset mirrors prebuilds.ControlPlane.UpsertPreset.
 func (w *World) UpsertPreset(p prebuilds.Preset) error {
 	const op = "upsert preset"
-	if err := prebuilds.ValidatePreset(p); err != nil {
+	if err := ValidatePreset(p); err != nil {
 		return fmt.Errorf("model: %s %v: %w", op, p.ID, err)
 	}
 	if w.version(p.TemplateVersionID) == nil {
@@ -386,11 +386,21 @@ func (w *World) StartBuild(p prebuilds.StartBuildParams) error {
 	if ok && !latest.JobStatus.Terminal() {
 		return errorf(op, p.InstanceID, prebuilds.ErrConflict)
 	}
-	if w.version(p.TemplateVersionID) == nil {
+	v := w.version(p.TemplateVersionID)
+	if v == nil {
 		return errorf(op, p.InstanceID, prebuilds.ErrNotFound)
 	}
-	if p.PresetID != uuid.Nil && w.preset(p.PresetID) == nil {
-		return errorf(op, p.InstanceID, prebuilds.ErrNotFound)
+	if v.TemplateID != inst.TemplateID {
+		return errorf(op, p.InstanceID, prebuilds.ErrInvalidArgument)
+	}
+	if p.PresetID != uuid.Nil {
+		pr := w.preset(p.PresetID)
+		if pr == nil {
+			return errorf(op, p.InstanceID, prebuilds.ErrNotFound)
+		}
+		if pr.TemplateVersionID != p.TemplateVersionID {
+			return errorf(op, p.InstanceID, prebuilds.ErrInvalidArgument)
+		}
 	}
 	if w.build(p.BuildID) != nil {
 		return errorf(op, p.BuildID, prebuilds.ErrConflict)

@@ -59,6 +59,24 @@ func TestErrorsAndCheckOrder(t *testing.T) {
 			return w.StartBuild(prebuilds.StartBuildParams{InstanceID: id("i"), BuildID: id("i/b2"),
 				TemplateVersionID: id("nope"), Transition: prebuilds.TransitionStop})
 		}, prebuilds.ErrConflict},
+		{"start build on version of another template", func(w *World) error {
+			prebuild(t, w, "i", "p1", 1, prebuilds.JobSucceeded)
+			must(t, w.CreateTemplate(prebuilds.Template{ID: id("t2"), Name: "t2"}))
+			must(t, w.CreateTemplateVersion(prebuilds.TemplateVersion{ID: id("v2"), TemplateID: id("t2")}))
+			return w.StartBuild(prebuilds.StartBuildParams{InstanceID: id("i"), BuildID: id("i/b2"),
+				TemplateVersionID: id("v2"), PresetID: id("p9"), Transition: prebuilds.TransitionStart})
+		}, prebuilds.ErrInvalidArgument},
+		{"start build missing preset", func(w *World) error {
+			prebuild(t, w, "i", "p1", 1, prebuilds.JobSucceeded)
+			return w.StartBuild(prebuilds.StartBuildParams{InstanceID: id("i"), BuildID: id("i/b1"),
+				TemplateVersionID: id("v1"), PresetID: id("p9"), Transition: prebuilds.TransitionStart})
+		}, prebuilds.ErrNotFound},
+		{"start build preset of another version", func(w *World) error {
+			prebuild(t, w, "i", "p1", 1, prebuilds.JobSucceeded)
+			must(t, w.CreateTemplateVersion(prebuilds.TemplateVersion{ID: id("v2"), TemplateID: id("t1")}))
+			return w.StartBuild(prebuilds.StartBuildParams{InstanceID: id("i"), BuildID: id("i/b1"),
+				TemplateVersionID: id("v2"), PresetID: id("p1"), Transition: prebuilds.TransitionStart})
+		}, prebuilds.ErrInvalidArgument},
 		{"job kind without failure", func(w *World) error {
 			_, err := w.UpdateJob(prebuilds.UpdateJobParams{BuildID: id("nope"), Status: prebuilds.JobSucceeded,
 				FailureKind: prebuilds.FailureTransient})

@@ -281,12 +281,29 @@ func (s *Store) startBuild(ctx context.Context, p prebuilds.StartBuildParams) er
 		if !latest.status.Terminal() {
 			return errf(prebuilds.ErrConflict, "instance %s: latest job %s is %s", p.InstanceID, latest.id, latest.status)
 		}
-		if err := mustExist(ctx, tx, "template version", `SELECT EXISTS (SELECT 1 FROM template_versions WHERE id = $1)`, p.TemplateVersionID); err != nil {
+		var versionTemplate uuid.UUID
+		err = tx.QueryRow(ctx, `SELECT template_id FROM template_versions WHERE id = $1`, p.TemplateVersionID).Scan(&versionTemplate)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return errf(prebuilds.ErrNotFound, "template version %s", p.TemplateVersionID)
+		}
+		if err != nil {
 			return err
 		}
+		if versionTemplate != inst.templateID {
+			return errf(prebuilds.ErrInvalidArgument, "version %s is of template %s, instance %s of template %s",
+				p.TemplateVersionID, versionTemplate, p.InstanceID, inst.templateID)
+		}
 		if p.PresetID != uuid.Nil {
-			if err := mustExist(ctx, tx, "preset", `SELECT EXISTS (SELECT 1 FROM presets WHERE id = $1)`, p.PresetID); err != nil {
+			var presetVersion uuid.UUID
+			err := tx.QueryRow(ctx, `SELECT template_version_id FROM presets WHERE id = $1`, p.PresetID).Scan(&presetVersion)
+			if errors.Is(err, pgx.ErrNoRows) {
+				return errf(prebuilds.ErrNotFound, "preset %s", p.PresetID)
+			}
+			if err != nil {
 				return err
+			}
+			if presetVersion != p.TemplateVersionID {
+				return errf(prebuilds.ErrInvalidArgument, "preset %s belongs to version %s, not %s", p.PresetID, presetVersion, p.TemplateVersionID)
 			}
 		}
 		_, err = tx.Exec(ctx, `
@@ -602,15 +619,17 @@ func (s *Store) updateOne(ctx context.Context, what, sql string, args ...any) er
 }
 
 type lockedInstance struct {
-	owner   uuid.UUID
-	deleted bool
+	owner      uuid.UUID
+	templateID uuid.UUID
+	deleted    bool
 }
 
 // lockInstance takes the instance row lock that serialises every write to
 // an instance and its builds (claim, delete, start, job updates).
 func lockInstance(ctx context.Context, tx pgx.Tx, id uuid.UUID) (lockedInstance, error) {
 	var li lockedInstance
-	err := tx.QueryRow(ctx, `SELECT owner_id, deleted FROM instances WHERE id = $1 FOR UPDATE`, id).Scan(&li.owner, &li.deleted)
+	err := tx.QueryRow(ctx, `SELECT owner_id, template_id, deleted FROM instances WHERE id = $1 FOR UPDATE`, id).
+		Scan(&li.owner, &li.templateID, &li.deleted)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return li, errf(prebuilds.ErrNotFound, "instance %s", id)
 	}

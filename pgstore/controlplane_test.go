@@ -241,6 +241,11 @@ func TestStartBuildErrors(t *testing.T) {
 	gone := f.prebuild(preset, t0, prebuilds.JobSucceeded)
 	require.NoError(t, f.s.RemoveInstance(ctx, gone))
 	existingBuild := f.latestBuildID(pending)
+	otherTmpl, otherVer := uuid.New(), uuid.New()
+	require.NoError(t, f.s.CreateTemplate(ctx, prebuilds.Template{ID: otherTmpl, Name: "other", OrganizationID: f.org, OrganizationName: "org"}))
+	require.NoError(t, f.s.CreateTemplateVersion(ctx, prebuilds.TemplateVersion{ID: otherVer, TemplateID: otherTmpl, Name: "ov", CreatedAt: t0}))
+	otherTmplPreset := f.presetOn(otherVer, ptr(1))
+	v2 := f.version()
 
 	good := func() prebuilds.StartBuildParams {
 		return prebuilds.StartBuildParams{InstanceID: running, BuildID: uuid.New(), TemplateVersionID: f.ver,
@@ -260,6 +265,15 @@ func TestStartBuildErrors(t *testing.T) {
 		{"latest job in progress", func(p *prebuilds.StartBuildParams) { p.InstanceID = pending; p.TemplateVersionID = uuid.New() }, prebuilds.ErrConflict},
 		{"version missing", func(p *prebuilds.StartBuildParams) { p.TemplateVersionID = uuid.New(); p.BuildID = existingBuild }, prebuilds.ErrNotFound},
 		{"preset missing", func(p *prebuilds.StartBuildParams) { p.PresetID = uuid.New(); p.BuildID = existingBuild }, prebuilds.ErrNotFound},
+		{"version of another template", func(p *prebuilds.StartBuildParams) {
+			p.TemplateVersionID, p.PresetID, p.Transition = otherVer, otherTmplPreset, prebuilds.TransitionStart
+		}, prebuilds.ErrInvalidArgument},
+		{"version of another template before preset missing", func(p *prebuilds.StartBuildParams) {
+			p.TemplateVersionID, p.PresetID = otherVer, uuid.New()
+		}, prebuilds.ErrInvalidArgument},
+		{"preset of another version", func(p *prebuilds.StartBuildParams) {
+			p.TemplateVersionID, p.PresetID, p.BuildID = v2, preset, existingBuild
+		}, prebuilds.ErrInvalidArgument},
 		{"build exists", func(p *prebuilds.StartBuildParams) { p.BuildID = existingBuild }, prebuilds.ErrConflict},
 	}
 	for _, c := range cases {
@@ -268,10 +282,14 @@ func TestStartBuildErrors(t *testing.T) {
 		require.ErrorIs(t, f.s.StartBuild(ctx, p), c.want, c.name)
 	}
 
+	builds, err := f.s.ListBuilds(ctx, running)
+	require.NoError(t, err)
+	require.Len(t, builds, 1, "rejected StartBuild calls wrote builds")
+
 	// Numbers follow the latest.
 	b2 := f.build(running, f.ver, uuid.Nil, prebuilds.TransitionStop, prebuilds.JobSucceeded, t0.Add(time.Minute))
 	b3 := f.build(running, f.ver, preset, prebuilds.TransitionStart, prebuilds.JobPending, t0.Add(2*time.Minute))
-	builds, err := f.s.ListBuilds(ctx, running)
+	builds, err = f.s.ListBuilds(ctx, running)
 	require.NoError(t, err)
 	require.Len(t, builds, 3)
 	require.Equal(t, []uuid.UUID{b2, b3}, []uuid.UUID{builds[1].ID, builds[2].ID})
