@@ -489,7 +489,20 @@ func (m *machine) startBuild(t *rapid.T) {
 		p.TemplateVersionID = ID(rapid.SampledFrom(m.versions).Draw(t, "version"))
 	}
 	if p.Transition == prebuilds.TransitionStart && len(m.world.Presets) > 0 && rapid.Bool().Draw(t, "start_with_preset") {
-		p.PresetID = m.world.Presets[rapid.IntRange(0, len(m.world.Presets)-1).Draw(t, "preset_index")].ID
+		// Mostly a preset of the build's version (a valid restart that may
+		// move the instance to another preset); sometimes any preset, which
+		// both must reject alike.
+		var onVersion []uuid.UUID
+		for _, q := range m.world.Presets {
+			if q.TemplateVersionID == p.TemplateVersionID {
+				onVersion = append(onVersion, q.ID)
+			}
+		}
+		if len(onVersion) > 0 && rapid.IntRange(0, 3).Draw(t, "any_preset") > 0 {
+			p.PresetID = rapid.SampledFrom(onVersion).Draw(t, "version_preset")
+		} else {
+			p.PresetID = m.world.Presets[rapid.IntRange(0, len(m.world.Presets)-1).Draw(t, "preset_index")].ID
+		}
 	}
 	m.both(t, fmt.Sprintf("StartBuild(%s)", p.Transition), func(s Store) error { return s.StartBuild(m.ctx, p) })
 }

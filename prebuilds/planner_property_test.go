@@ -139,11 +139,17 @@ func (g *worldGen) instance() {
 			Now:               cur.CreatedAt.Add(rapid.SampledFrom([]time.Duration{0, time.Microsecond, 30 * time.Second, 5 * time.Minute}).Draw(t, "gap")),
 		}
 		if next.Transition == prebuilds.TransitionStart {
-			switch rapid.IntRange(0, 2).Draw(t, "build_preset") {
-			case 1:
-				next.PresetID = p.ID
-			case 2:
-				next.PresetID = rapid.SampledFrom(g.presets).Draw(t, "other_preset").ID
+			// A build's preset must be one of the build's version
+			// (docs/store-semantics.md), so a restart on a new version can
+			// move the instance to another preset.
+			var onVersion []prebuilds.Preset
+			for _, q := range g.presets {
+				if q.TemplateVersionID == next.TemplateVersionID {
+					onVersion = append(onVersion, q)
+				}
+			}
+			if len(onVersion) > 0 && rapid.IntRange(0, 2).Draw(t, "build_preset") > 0 {
+				next.PresetID = rapid.SampledFrom(onVersion).Draw(t, "version_preset").ID
 			}
 		}
 		err = g.w.StartBuild(next)
