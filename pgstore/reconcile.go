@@ -11,8 +11,11 @@ import (
 	"github.com/prebuildkit/prebuildkit/prebuilds"
 )
 
-// CreatePrebuilds inserts, in one transaction and two multi-row INSERTs,
-// one SystemOwner instance and its build #1 per entry.
+// CreatePrebuilds inserts one SystemOwner instance and its build #1 per
+// entry in a single statement (one round trip, atomic on its own): a CTE
+// reads the preset only if it belongs to the given version, and the two
+// INSERTs take their rows from it, so a missing preset or a version mismatch
+// inserts nothing. Only then does a second read tell the two apart.
 func (s *Store) CreatePrebuilds(ctx context.Context, p prebuilds.CreatePrebuildsParams) ([]prebuilds.Job, error) {
 	jobs, err := s.createPrebuilds(ctx, p)
 	if err != nil {
@@ -20,6 +23,30 @@ func (s *Store) CreatePrebuilds(ctx context.Context, p prebuilds.CreatePrebuilds
 	}
 	return jobs, nil
 }
+
+// createPrebuildsSQL inserts the instances ($5 ids, $6 names) and their
+// builds ($7 ids) of preset $1 if the preset belongs to version $2, and
+// returns the number of builds inserted and the preset's parameters (NULL
+// when the preset did not match). The builds' foreign key to instances is
+// checked at the end of the statement, after both INSERTs, so the sibling
+// CTEs need not be chained.
+const createPrebuildsSQL = `
+WITH preset AS (
+	SELECT p.id, p.parameters, v.template_id
+	FROM presets p JOIN template_versions v ON v.id = p.template_version_id
+	WHERE p.id = $1 AND p.template_version_id = $2
+), new_instances AS (
+	INSERT INTO instances (id, owner_id, template_id, name, created_at, created_as_prebuild)
+	SELECT u.id, $3, preset.template_id, u.name, $4, true
+	FROM preset, unnest($5::uuid[], $6::text[]) AS u(id, name)
+	RETURNING id
+), new_builds AS (
+	INSERT INTO builds (id, instance_id, number, template_version_id, preset_id, transition, job_status, parameters, created_at)
+	SELECT u.build_id, u.instance_id, 1, $2, preset.id, 'start', 'pending', preset.parameters, $4
+	FROM preset, unnest($7::uuid[], $5::uuid[]) AS u(build_id, instance_id)
+	RETURNING id
+)
+SELECT (SELECT count(*) FROM new_builds), (SELECT parameters FROM preset)`
 
 func (s *Store) createPrebuilds(ctx context.Context, p prebuilds.CreatePrebuildsParams) ([]prebuilds.Job, error) {
 	if len(p.Instances) == 0 {
@@ -37,46 +64,36 @@ func (s *Store) createPrebuilds(ctx context.Context, p prebuilds.CreatePrebuilds
 		}
 		instanceIDs[i], buildIDs[i], names[i] = n.InstanceID, n.BuildID, n.Name
 	}
-	now := micro(p.Now)
+	// A repeated ID is found before any SQL, but the preset checks come
+	// first in the order of checks, so it is reported only after them.
+	var repeat error
+	if dup, ok := firstRepeat(instanceIDs); ok {
+		repeat = errf(prebuilds.ErrConflict, "instance id %s repeats", dup)
+	} else if dup, ok := firstRepeat(buildIDs); ok {
+		repeat = errf(prebuilds.ErrConflict, "build id %s repeats", dup)
+	}
+	if repeat != nil {
+		if err := s.checkCreatePreset(ctx, p); err != nil {
+			return nil, err
+		}
+		return nil, repeat
+	}
+	var inserted int64
 	var presetParams map[string]string
-	err := s.inTx(ctx, func(tx pgx.Tx) error {
-		var versionID, templateID uuid.UUID
-		err := tx.QueryRow(ctx, `
-			SELECT p.template_version_id, v.template_id, p.parameters
-			FROM presets p JOIN template_versions v ON v.id = p.template_version_id
-			WHERE p.id = $1`, p.PresetID).Scan(&versionID, &templateID, &presetParams)
-		if errors.Is(err, pgx.ErrNoRows) {
-			return errf(prebuilds.ErrNotFound, "preset %s", p.PresetID)
-		}
-		if err != nil {
-			return err
-		}
-		if versionID != p.TemplateVersionID {
-			return errf(prebuilds.ErrConflict, "preset %s belongs to version %s, not %s", p.PresetID, versionID, p.TemplateVersionID)
-		}
-		if dup, ok := firstRepeat(instanceIDs); ok {
-			return errf(prebuilds.ErrConflict, "instance id %s repeats", dup)
-		}
-		if dup, ok := firstRepeat(buildIDs); ok {
-			return errf(prebuilds.ErrConflict, "build id %s repeats", dup)
-		}
-		_, err = tx.Exec(ctx, `
-			INSERT INTO instances (id, owner_id, template_id, name, created_at, created_as_prebuild)
-			SELECT u.id, $2, $3, u.name, $4, true
-			FROM unnest($1::uuid[], $5::text[]) AS u(id, name)`,
-			instanceIDs, prebuilds.SystemOwner, templateID, now, names)
-		if err != nil {
-			return err
-		}
-		_, err = tx.Exec(ctx, `
-			INSERT INTO builds (id, instance_id, number, template_version_id, preset_id, transition, job_status, parameters, created_at)
-			SELECT u.build_id, u.instance_id, 1, $3, $4, 'start', 'pending', $5, $6
-			FROM unnest($1::uuid[], $2::uuid[]) AS u(build_id, instance_id)`,
-			buildIDs, instanceIDs, p.TemplateVersionID, p.PresetID, params(presetParams), now)
-		return err
-	})
+	err := s.pool.QueryRow(ctx, createPrebuildsSQL,
+		p.PresetID, p.TemplateVersionID, prebuilds.SystemOwner, micro(p.Now), instanceIDs, names, buildIDs,
+	).Scan(&inserted, &presetParams)
 	if err != nil {
 		return nil, err
+	}
+	if inserted != int64(len(p.Instances)) {
+		// Nothing was inserted: the preset is missing or of another version.
+		if err := s.checkCreatePreset(ctx, p); err != nil {
+			return nil, err
+		}
+		// The preset matches now but did not when the statement ran (it
+		// was created in between): report it as a conflict, nothing written.
+		return nil, errf(prebuilds.ErrConflict, "preset %s changed concurrently; %d of %d inserted", p.PresetID, inserted, len(p.Instances))
 	}
 	jobs := make([]prebuilds.Job, len(p.Instances))
 	for i, n := range p.Instances {
@@ -90,6 +107,24 @@ func (s *Store) createPrebuilds(ctx context.Context, p prebuilds.CreatePrebuilds
 		}
 	}
 	return jobs, nil
+}
+
+// checkCreatePreset runs CreatePrebuilds' preset checks in the documented
+// order (preset missing → ErrNotFound, version mismatch → ErrConflict). It
+// is called only on error paths.
+func (s *Store) checkCreatePreset(ctx context.Context, p prebuilds.CreatePrebuildsParams) error {
+	var versionID uuid.UUID
+	err := s.pool.QueryRow(ctx, `SELECT template_version_id FROM presets WHERE id = $1`, p.PresetID).Scan(&versionID)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return errf(prebuilds.ErrNotFound, "preset %s", p.PresetID)
+	}
+	if err != nil {
+		return err
+	}
+	if versionID != p.TemplateVersionID {
+		return errf(prebuilds.ErrConflict, "preset %s belongs to version %s, not %s", p.PresetID, versionID, p.TemplateVersionID)
+	}
+	return nil
 }
 
 func firstRepeat(ids []uuid.UUID) (uuid.UUID, bool) {
