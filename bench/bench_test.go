@@ -203,7 +203,6 @@ func benchPlan(b *testing.B, params func(int) FleetParams) {
 	}{
 		{"indexed", prebuilds.PlanAll},
 		{"naive", NaivePlanAll},
-		{"presized", presizedPlanAll},
 	}
 	for _, impl := range impls {
 		for _, n := range planSizes {

@@ -60,11 +60,6 @@ var Targets = []Target{
 		Unit: "ns/op", Min: 100,
 	},
 	{
-		Title: "Planner with presized indexing (bench-local, not prebuilds): naive ÷ presized, no schedules",
-		Num:   "BenchmarkPlanUnscheduled/impl=naive/presets=10000", Den: "BenchmarkPlanUnscheduled/impl=presized/presets=10000",
-		Unit: "ns/op", Min: 100,
-	},
-	{
 		Title: "pgstore snapshot ÷ plain table scan at 10,000 presets",
 		Num:   "BenchmarkSnapshot/store=pg/presets=10000", Den: "BenchmarkSnapshot/store=pgscan/presets=10000",
 		Unit: "ns/op", Max: 3,
@@ -94,13 +89,13 @@ type Section struct {
 
 // Sections are the report's tables, in order.
 var Sections = []Section{
-	{"Planner", "BenchmarkPlan", "PlanAll (index + plan) against the naive per-preset scan, same snapshot; 5 running prebuilds per preset, 10% of presets scheduled, 5% backing off. presized is PlanAll with an indexing pass that carves every preset's running list out of one array (a bench-local sketch of a prebuilds change)."},
+	{"Planner", "BenchmarkPlan", "PlanAll (index + plan) against the naive per-preset scan, same snapshot; 5 running prebuilds per preset, 10% of presets scheduled, 5% backing off."},
 	{"Planner without schedules", "BenchmarkPlanUnscheduled", "The same without schedules: indexing and planning alone."},
 	{"Schedule evaluation", "BenchmarkDesiredAt", "One scheduled preset's desired count (two cron schedules), paid per scheduled preset per pass."},
 	{"Snapshot", "BenchmarkSnapshot", "One snapshot under the reconciliation lock; pgscan is the floor: every row of the same tables read into memory."},
 	{"Steady-state pass", "BenchmarkReconcileSteady", "ReconcileAll with nothing to do (lock, snapshot, plan): the latency every replica pays each Interval. allocs/op is per pass."},
 	{"Cold fill", "BenchmarkReconcileCold", "One ReconcileAll filling 1,000 empty pools of 10 (10,000 creates), by executor MaxConcurrency."},
-	{"Batched creates", "BenchmarkCreatePrebuilds", "10 prebuilds of one preset per op: one CreatePrebuilds call (one transaction) or ten. pg-rtt500us is the same server with every client write delayed 0.5 ms (≥ 0.5 ms more per round trip), as across a network."},
+	{"Batched creates", "BenchmarkCreatePrebuilds", "10 prebuilds of one preset per op: one CreatePrebuilds call (one statement) or ten. pg-rtt500us is the same server with every client write delayed 0.5 ms (≥ 0.5 ms more per round trip), as across a network."},
 	{"Claims", "BenchmarkClaim", "Concurrent claims (b.RunParallel, GOMAXPROCS goroutines) from pools of 10."},
 	{"memstore footprint", "BenchmarkMemstoreFootprint", "Live heap of a seeded memstore per instance (its builds, indexes and the presets' share included)."},
 }
