@@ -184,10 +184,15 @@ func (s *GlobalSnapshot) Index() []PresetSnapshot {
 	// Running rows: count per preset, then carve every view's slice out of
 	// one backing array (no per-preset growth).
 	counts := make([]int, len(views))
-	for _, r := range s.Running {
-		if i, ok := pos[r.PresetID]; ok {
-			counts[i]++
+	owner := make([]int32, len(s.Running)) // each row's view, -1 for none: one map lookup per row
+	for k, r := range s.Running {
+		i, ok := pos[r.PresetID]
+		if !ok {
+			owner[k] = -1
+			continue
 		}
+		owner[k] = int32(i)
+		counts[i]++
 	}
 	backing := make([]RunningPrebuild, 0, len(s.Running))
 	for i, n := range counts {
@@ -196,8 +201,8 @@ func (s *GlobalSnapshot) Index() []PresetSnapshot {
 			backing = backing[:len(backing)+n]
 		}
 	}
-	for _, r := range s.Running {
-		if i, ok := pos[r.PresetID]; ok {
+	for k, r := range s.Running {
+		if i := owner[k]; i >= 0 {
 			views[i].Running = append(views[i].Running, r)
 		}
 	}
@@ -237,7 +242,9 @@ func (s *GlobalSnapshot) Index() []PresetSnapshot {
 		}
 	}
 	for i := range views {
-		slices.SortFunc(views[i].Running, compareOldest)
+		if !slices.IsSortedFunc(views[i].Running, compareOldest) {
+			slices.SortFunc(views[i].Running, compareOldest)
+		}
 	}
 	return views
 }
