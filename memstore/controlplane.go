@@ -275,22 +275,6 @@ func (s *Store) StartBuild(_ context.Context, p prebuilds.StartBuildParams) erro
 	return nil
 }
 
-// jobTransitionAllowed reports whether a job may move from one status to
-// another (docs/store-semantics.md).
-func jobTransitionAllowed(from, to prebuilds.JobStatus) bool {
-	switch from {
-	case prebuilds.JobPending:
-		return to == prebuilds.JobRunning || to == prebuilds.JobSucceeded || to == prebuilds.JobFailed ||
-			to == prebuilds.JobCanceling || to == prebuilds.JobCanceled
-	case prebuilds.JobRunning:
-		return to == prebuilds.JobSucceeded || to == prebuilds.JobFailed ||
-			to == prebuilds.JobCanceling || to == prebuilds.JobCanceled
-	case prebuilds.JobCanceling:
-		return to == prebuilds.JobCanceled || to == prebuilds.JobFailed
-	}
-	return false
-}
-
 // UpdateJob implements prebuilds.ControlPlane.
 func (s *Store) UpdateJob(_ context.Context, p prebuilds.UpdateJobParams) (prebuilds.UpdateJobResult, error) {
 	var res prebuilds.UpdateJobResult
@@ -308,7 +292,7 @@ func (s *Store) UpdateJob(_ context.Context, p prebuilds.UpdateJobParams) (prebu
 	if !ok {
 		return res, fmt.Errorf("memstore: update job %s: %w", p.BuildID, prebuilds.ErrNotFound)
 	}
-	if !jobTransitionAllowed(b.JobStatus, p.Status) {
+	if !b.JobStatus.CanBecome(p.Status) {
 		return res, fmt.Errorf("memstore: update job %s: %s → %s: %w", p.BuildID, b.JobStatus, p.Status, prebuilds.ErrInvalidTransition)
 	}
 	b.JobStatus = p.Status

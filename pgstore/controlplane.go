@@ -323,15 +323,6 @@ var allowedJobTransitions = map[prebuilds.JobStatus][]prebuilds.JobStatus{
 	prebuilds.JobCanceling: {prebuilds.JobCanceled, prebuilds.JobFailed},
 }
 
-func jobTransitionAllowed(from, to prebuilds.JobStatus) bool {
-	for _, s := range allowedJobTransitions[from] {
-		if s == to {
-			return true
-		}
-	}
-	return false
-}
-
 // UpdateJob records the provisioner's report on a build's job.
 func (s *Store) UpdateJob(ctx context.Context, p prebuilds.UpdateJobParams) (prebuilds.UpdateJobResult, error) {
 	res, err := s.updateJob(ctx, p)
@@ -375,7 +366,7 @@ func (s *Store) updateJob(ctx context.Context, p prebuilds.UpdateJobParams) (pre
 			return err
 		}
 		from := prebuilds.JobStatus(status)
-		if !jobTransitionAllowed(from, p.Status) {
+		if !from.CanBecome(p.Status) {
 			return errf(prebuilds.ErrInvalidTransition, "build %s: %s → %s", p.BuildID, from, p.Status)
 		}
 		var completedAt *time.Time

@@ -206,3 +206,26 @@ func TestExpired(t *testing.T) {
 		}
 	}
 }
+
+// TestJobStatusCanBecome pins the job status graph against the table in
+// docs/store-semantics.md, all 36 pairs.
+func TestJobStatusCanBecome(t *testing.T) {
+	t.Parallel()
+	all := []JobStatus{JobPending, JobRunning, JobSucceeded, JobFailed, JobCanceling, JobCanceled}
+	allowed := map[JobStatus][]JobStatus{
+		JobPending:   {JobRunning, JobSucceeded, JobFailed, JobCanceling, JobCanceled},
+		JobRunning:   {JobSucceeded, JobFailed, JobCanceling, JobCanceled},
+		JobCanceling: {JobCanceled, JobFailed},
+	}
+	for _, from := range all {
+		for _, to := range all {
+			want := false
+			for _, a := range allowed[from] {
+				want = want || a == to
+			}
+			if got := from.CanBecome(to); got != want {
+				t.Errorf("%s.CanBecome(%s) = %v, want %v", from, to, got, want)
+			}
+		}
+	}
+}

@@ -193,3 +193,20 @@ type Job struct {
 // Micro truncates t to the microsecond precision every store keeps, and
 // normalises it to UTC.
 func Micro(t time.Time) time.Time { return t.UTC().Truncate(time.Microsecond) }
+
+// CanBecome reports whether a job may move from status s to status to:
+// pending → running, succeeded, failed, canceling, canceled; running →
+// succeeded, failed, canceling, canceled; canceling → canceled, failed.
+// Nothing leaves a terminal status, and no status moves to itself. Stores
+// answer ErrInvalidTransition to an update it forbids.
+func (s JobStatus) CanBecome(to JobStatus) bool {
+	switch s {
+	case JobPending:
+		return to == JobRunning || to == JobSucceeded || to == JobFailed || to == JobCanceling || to == JobCanceled
+	case JobRunning:
+		return to == JobSucceeded || to == JobFailed || to == JobCanceling || to == JobCanceled
+	case JobCanceling:
+		return to == JobCanceled || to == JobFailed
+	}
+	return false
+}
