@@ -315,14 +315,6 @@ func (s *Store) startBuild(ctx context.Context, p prebuilds.StartBuildParams) er
 	})
 }
 
-// allowedJobTransitions lists, for each non-terminal status, the statuses it
-// may move to.
-var allowedJobTransitions = map[prebuilds.JobStatus][]prebuilds.JobStatus{
-	prebuilds.JobPending:   {prebuilds.JobRunning, prebuilds.JobSucceeded, prebuilds.JobFailed, prebuilds.JobCanceling, prebuilds.JobCanceled},
-	prebuilds.JobRunning:   {prebuilds.JobSucceeded, prebuilds.JobFailed, prebuilds.JobCanceling, prebuilds.JobCanceled},
-	prebuilds.JobCanceling: {prebuilds.JobCanceled, prebuilds.JobFailed},
-}
-
 // UpdateJob records the provisioner's report on a build's job.
 func (s *Store) UpdateJob(ctx context.Context, p prebuilds.UpdateJobParams) (prebuilds.UpdateJobResult, error) {
 	res, err := s.updateJob(ctx, p)
