@@ -225,18 +225,8 @@ func (s *Store) createInstance(ctx context.Context, p prebuilds.CreateInstancePa
 		if !versionOK {
 			return errf(prebuilds.ErrNotFound, "version %s of template %s", p.TemplateVersionID, p.TemplateID)
 		}
-		if p.PresetID != uuid.Nil {
-			var presetVersion uuid.UUID
-			err := tx.QueryRow(ctx, `SELECT template_version_id FROM presets WHERE id = $1`, p.PresetID).Scan(&presetVersion)
-			if errors.Is(err, pgx.ErrNoRows) {
-				return errf(prebuilds.ErrNotFound, "preset %s", p.PresetID)
-			}
-			if err != nil {
-				return err
-			}
-			if presetVersion != p.TemplateVersionID {
-				return errf(prebuilds.ErrInvalidArgument, "preset %s belongs to version %s, not %s", p.PresetID, presetVersion, p.TemplateVersionID)
-			}
+		if err := checkBuildPreset(ctx, tx, p.PresetID, p.TemplateVersionID); err != nil {
+			return err
 		}
 		_, err = tx.Exec(ctx, `
 			INSERT INTO instances (id, owner_id, template_id, name, created_at, created_as_prebuild)
@@ -293,18 +283,8 @@ func (s *Store) startBuild(ctx context.Context, p prebuilds.StartBuildParams) er
 			return errf(prebuilds.ErrInvalidArgument, "version %s is of template %s, instance %s of template %s",
 				p.TemplateVersionID, versionTemplate, p.InstanceID, inst.templateID)
 		}
-		if p.PresetID != uuid.Nil {
-			var presetVersion uuid.UUID
-			err := tx.QueryRow(ctx, `SELECT template_version_id FROM presets WHERE id = $1`, p.PresetID).Scan(&presetVersion)
-			if errors.Is(err, pgx.ErrNoRows) {
-				return errf(prebuilds.ErrNotFound, "preset %s", p.PresetID)
-			}
-			if err != nil {
-				return err
-			}
-			if presetVersion != p.TemplateVersionID {
-				return errf(prebuilds.ErrInvalidArgument, "preset %s belongs to version %s, not %s", p.PresetID, presetVersion, p.TemplateVersionID)
-			}
+		if err := checkBuildPreset(ctx, tx, p.PresetID, p.TemplateVersionID); err != nil {
+			return err
 		}
 		_, err = tx.Exec(ctx, `
 			INSERT INTO builds (id, instance_id, number, template_version_id, preset_id, transition, job_status, parameters, created_at)
@@ -647,4 +627,25 @@ func latestBuild(ctx context.Context, tx pgx.Tx, instanceID uuid.UUID) (buildHea
 	h.transition = prebuilds.Transition(transition)
 	h.status = prebuilds.JobStatus(status)
 	return h, err
+}
+
+// checkBuildPreset is the preset check shared by CreateInstance and
+// StartBuild: a build's preset, when set, must exist (ErrNotFound) and be
+// one of the build's version (ErrInvalidArgument).
+func checkBuildPreset(ctx context.Context, tx pgx.Tx, presetID, versionID uuid.UUID) error {
+	if presetID == uuid.Nil {
+		return nil
+	}
+	var presetVersion uuid.UUID
+	err := tx.QueryRow(ctx, `SELECT template_version_id FROM presets WHERE id = $1`, presetID).Scan(&presetVersion)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return errf(prebuilds.ErrNotFound, "preset %s", presetID)
+	}
+	if err != nil {
+		return err
+	}
+	if presetVersion != versionID {
+		return errf(prebuilds.ErrInvalidArgument, "preset %s belongs to version %s, not %s", presetID, presetVersion, versionID)
+	}
+	return nil
 }
