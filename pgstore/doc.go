@@ -21,6 +21,14 @@
 // give pgstore its own database or set search_path in the pool's
 // configuration.
 //
+// Nothing the store writes is ever deleted: a deleted template or instance
+// is a flag, and history feeds the cumulative counters. Templates, versions
+// and presets are permanent (a trigger rejects DELETE and TRUNCATE on them
+// with SQLSTATE 23001), so instances and builds refer to them without
+// foreign keys, whose per-row checks dominated the cost of a create; every
+// write checks those references itself, in the same statement or
+// transaction. Builds keep their foreign key to instances.
+//
 // # Semantics
 //
 // Every operation behaves as docs/store-semantics.md says; errors match the

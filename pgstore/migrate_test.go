@@ -3,11 +3,13 @@ package pgstore_test
 import (
 	"context"
 	"database/sql"
+	"fmt"
 	"io/fs"
 	"sync"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/peterldowns/pgtestdb"
 	"github.com/stretchr/testify/require"
@@ -35,21 +37,27 @@ func emptyPool(t *testing.T) *pgxpool.Pool {
 	return pool
 }
 
-// schemaFingerprint lists every column, constraint, index and enum label of
-// the public schema, so two schemas can be compared.
+// schemaFingerprint lists every column, constraint, index, enum label,
+// trigger and function of the public schema, so two schemas can be
+// compared. Migrate's own bookkeeping table is left out.
 func schemaFingerprint(t *testing.T, pool *pgxpool.Pool) []string {
 	t.Helper()
 	rows, err := pool.Query(context.Background(), `
 		SELECT 'column ' || table_name || '.' || column_name || ' ' || data_type || ' ' || is_nullable || ' ' || coalesce(column_default, '')
-		FROM information_schema.columns WHERE table_schema = 'public'
+		FROM information_schema.columns WHERE table_schema = 'public' AND table_name <> 'prebuildkit_migrations'
 		UNION ALL
 		SELECT 'constraint ' || conrelid::regclass || ' ' || pg_get_constraintdef(oid)
-		FROM pg_constraint WHERE connamespace = 'public'::regnamespace
+		FROM pg_constraint WHERE connamespace = 'public'::regnamespace AND conrelid::regclass::text <> 'prebuildkit_migrations'
 		UNION ALL
-		SELECT 'index ' || indexdef FROM pg_indexes WHERE schemaname = 'public'
+		SELECT 'index ' || indexdef FROM pg_indexes WHERE schemaname = 'public' AND tablename <> 'prebuildkit_migrations'
 		UNION ALL
 		SELECT 'enum ' || t.typname || ' ' || e.enumlabel || ' ' || e.enumsortorder
 		FROM pg_enum e JOIN pg_type t ON t.oid = e.enumtypid
+		UNION ALL
+		SELECT 'trigger ' || pg_get_triggerdef(oid) FROM pg_trigger
+		WHERE NOT tgisinternal AND tgrelid::regclass::text NOT LIKE 'pg_%'
+		UNION ALL
+		SELECT 'function ' || pg_get_functiondef(oid) FROM pg_proc WHERE pronamespace = 'public'::regnamespace
 		ORDER BY 1`)
 	require.NoError(t, err)
 	fp, err := pgx.CollectRows(rows, pgx.RowTo[string])
@@ -117,6 +125,75 @@ func TestMigrateUpDownUp(t *testing.T) {
 	acquired, err := s.WithReconciliationLock(ctx, func(context.Context, prebuilds.SnapshotReader) error { return nil })
 	require.NoError(t, err)
 	require.True(t, acquired)
+}
+
+// TestMigrateDownStepByStep reverts one migration at a time and checks that
+// each down file gives back exactly the schema its up files made: the
+// schema at version v is built independently by running the up files 1..v
+// by hand on an empty database.
+func TestMigrateDownStepByStep(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	fsys := pgstore.Migrations()
+	latest := pgstore.LatestVersion()
+	require.GreaterOrEqual(t, latest, 2)
+
+	pool := emptyPool(t)
+	_, err := pgstore.Migrate(ctx, pool)
+	require.NoError(t, err)
+	for v := latest - 1; v >= 1; v-- {
+		res, err := pgstore.MigrateDown(ctx, pool, v)
+		require.NoError(t, err)
+		require.Equal(t, v, res.Version)
+		require.Len(t, res.Ran, 1)
+
+		byHand := emptyPool(t)
+		for n := 1; n <= v; n++ {
+			matches, err := fs.Glob(fsys, fmt.Sprintf("%04d_*.up.sql", n))
+			require.NoError(t, err)
+			require.Len(t, matches, 1)
+			up, err := fs.ReadFile(fsys, matches[0])
+			require.NoError(t, err)
+			_, err = byHand.Exec(ctx, string(up))
+			require.NoError(t, err, matches[0])
+		}
+		require.Equal(t, schemaFingerprint(t, byHand), schemaFingerprint(t, pool), "schema after reverting to version %d", v)
+	}
+}
+
+// TestCatalogueIsPermanent: templates, versions and presets cannot be
+// deleted or truncated (instances and builds refer to them without foreign
+// keys), while instances and builds keep theirs.
+func TestCatalogueIsPermanent(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	f := newFixture(t)
+	preset := f.preset(ptr(1))
+	instance := f.prebuild(preset, t0, prebuilds.JobSucceeded)
+	pool := f.pool
+
+	for _, table := range []string{"templates", "template_versions", "presets"} {
+		for _, stmt := range []string{"DELETE FROM " + table, "TRUNCATE " + table + " CASCADE"} {
+			_, err := pool.Exec(ctx, stmt)
+			var pgErr *pgconn.PgError
+			require.ErrorAs(t, err, &pgErr, stmt)
+			require.Equal(t, "23001", pgErr.Code, stmt) // restrict_violation
+			require.Contains(t, pgErr.Message, table, stmt)
+		}
+	}
+	// Nothing went: the store still reads the preset and its prebuild.
+	_, err := f.s.GetPreset(ctx, preset)
+	require.NoError(t, err)
+	_, err = f.s.GetInstance(ctx, instance)
+	require.NoError(t, err)
+
+	// A build still cannot name an instance that does not exist.
+	_, err = pool.Exec(ctx, `
+		INSERT INTO builds (id, instance_id, number, template_version_id, transition, created_at)
+		VALUES (gen_random_uuid(), gen_random_uuid(), 1, $1, 'start', now())`, f.ver)
+	var pgErr *pgconn.PgError
+	require.ErrorAs(t, err, &pgErr)
+	require.Equal(t, "23503", pgErr.Code) // foreign_key_violation
 }
 
 func TestMigrateDownNegative(t *testing.T) {

@@ -39,7 +39,6 @@ WITH preset AS (
 	INSERT INTO instances (id, owner_id, template_id, name, created_at, created_as_prebuild)
 	SELECT u.id, $3, preset.template_id, u.name, $4, true
 	FROM preset, unnest($5::uuid[], $6::text[]) AS u(id, name)
-	RETURNING id
 ), new_builds AS (
 	INSERT INTO builds (id, instance_id, number, template_version_id, preset_id, transition, job_status, parameters, created_at)
 	SELECT u.build_id, u.instance_id, 1, $2, preset.id, 'start', 'pending', preset.parameters, $4

@@ -117,7 +117,8 @@ func (r *snapshotReader) Snapshot(ctx context.Context, p prebuilds.SnapshotParam
 //
 // Both per-instance picks are DISTINCT ON (instance_id) in
 // (instance_id, number DESC) order, which stream from
-// builds_instance_number_key and builds_current_preset_idx without a sort
+// builds_instance_number_key (an index-only scan each; the second filters
+// on the included transition and preset_id) without a sort
 // and merge-join on instance_id.
 const stateCTE = `
 WITH latest AS (
