@@ -12,6 +12,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/peterldowns/pgtestdb"
 
@@ -262,8 +263,10 @@ func (ts *TableScan) Counts() [6]int {
 // preset_schedules, instances and builds in one REPEATABLE READ READ ONLY
 // transaction, the queries sent in one batch like pgstore's snapshot, and
 // decodes them into the domain types. A snapshot that does not skip history
-// through indexes reads at least this much.
+// through indexes reads at least this much. uuid columns are scanned as
+// [16]byte (binary, no parsing), as pgstore does: a floor must not be slow.
 func ScanTables(ctx context.Context, pool *pgxpool.Pool) (*TableScan, error) {
+	u := func(id *uuid.UUID) *[16]byte { return (*[16]byte)(id) }
 	ts := &TableScan{}
 	err := pgx.BeginTxFunc(ctx, pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
 		batch := &pgx.Batch{}
@@ -272,11 +275,9 @@ func ScanTables(ctx context.Context, pool *pgxpool.Pool) (*TableScan, error) {
 				var err error
 				ts.Templates, err = pgx.CollectRows(rows, func(row pgx.CollectableRow) (prebuilds.Template, error) {
 					var t prebuilds.Template
-					var active *uuid.UUID
-					err := row.Scan(&t.ID, &t.OrganizationID, &t.OrganizationName, &t.Name, &active, &t.Deprecated, &t.Deleted)
-					if active != nil {
-						t.ActiveVersionID = *active
-					}
+					var active pgtype.UUID
+					err := row.Scan(u(&t.ID), u(&t.OrganizationID), &t.OrganizationName, &t.Name, &active, &t.Deprecated, &t.Deleted)
+					t.ActiveVersionID = active.Bytes
 					return t, err
 				})
 				return err
@@ -285,7 +286,7 @@ func ScanTables(ctx context.Context, pool *pgxpool.Pool) (*TableScan, error) {
 			var err error
 			ts.Versions, err = pgx.CollectRows(rows, func(row pgx.CollectableRow) (prebuilds.TemplateVersion, error) {
 				var v prebuilds.TemplateVersion
-				err := row.Scan(&v.ID, &v.TemplateID, &v.Name, &v.CreatedAt)
+				err := row.Scan(u(&v.ID), u(&v.TemplateID), &v.Name, &v.CreatedAt)
 				return v, err
 			})
 			return err
@@ -301,7 +302,7 @@ func ScanTables(ctx context.Context, pool *pgxpool.Pool) (*TableScan, error) {
 						invalidatedAt, resetAt *time.Time
 						status                 string
 					)
-					err := row.Scan(&p.ID, &p.TemplateVersionID, &p.Name, &desired, &ttl, &invalidatedAt, &p.Timezone, &p.Parameters, &status, &resetAt)
+					err := row.Scan(u(&p.ID), u(&p.TemplateVersionID), &p.Name, &desired, &ttl, &invalidatedAt, &p.Timezone, &p.Parameters, &status, &resetAt)
 					if desired != nil {
 						d := int(*desired)
 						p.Desired = &d
@@ -325,7 +326,7 @@ func ScanTables(ctx context.Context, pool *pgxpool.Pool) (*TableScan, error) {
 				cron      string
 				schedules []prebuilds.Schedule
 			)
-			_, err := pgx.ForEachRow(rows, []any{&id, &pos, &cron, &n}, func() error {
+			_, err := pgx.ForEachRow(rows, []any{u(&id), &pos, &cron, &n}, func() error {
 				schedules = append(schedules, prebuilds.Schedule{Cron: cron, Instances: int(n)})
 				return nil
 			})
@@ -337,7 +338,7 @@ func ScanTables(ctx context.Context, pool *pgxpool.Pool) (*TableScan, error) {
 			ts.Instances, err = pgx.CollectRows(rows, func(row pgx.CollectableRow) (prebuilds.Instance, error) {
 				var in prebuilds.Instance
 				var claimed *time.Time
-				err := row.Scan(&in.ID, &in.OwnerID, &in.TemplateID, &in.Name, &in.CreatedAt, &in.Ready, &in.Deleted, &claimed)
+				err := row.Scan(u(&in.ID), u(&in.OwnerID), u(&in.TemplateID), &in.Name, &in.CreatedAt, &in.Ready, &in.Deleted, &claimed)
 				if claimed != nil {
 					in.ClaimedAt = *claimed
 				}
@@ -352,15 +353,13 @@ func ScanTables(ctx context.Context, pool *pgxpool.Pool) (*TableScan, error) {
 					var (
 						b                        prebuilds.Build
 						number                   int32
-						preset                   *uuid.UUID
+						preset                   pgtype.UUID
 						transition, status, kind string
 						completed                *time.Time
 					)
-					err := row.Scan(&b.ID, &b.InstanceID, &number, &b.TemplateVersionID, &preset, &transition, &status, &kind, &b.Parameters, &b.CreatedAt, &completed)
+					err := row.Scan(u(&b.ID), u(&b.InstanceID), &number, u(&b.TemplateVersionID), &preset, &transition, &status, &kind, &b.Parameters, &b.CreatedAt, &completed)
 					b.Number = int(number)
-					if preset != nil {
-						b.PresetID = *preset
-					}
+					b.PresetID = preset.Bytes
 					b.Transition, b.JobStatus, b.FailureKind = prebuilds.Transition(transition), prebuilds.JobStatus(status), prebuilds.FailureKind(kind)
 					if completed != nil {
 						b.CompletedAt = *completed

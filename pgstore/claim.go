@@ -88,7 +88,7 @@ func (s *Store) claim(ctx context.Context, p prebuilds.ClaimParams) (prebuilds.I
 				ORDER BY i.created_at, i.id
 				LIMIT 1
 				FOR UPDATE OF i SKIP LOCKED`,
-				prebuilds.SystemOwner, p.PresetID, invalidatedAt, ttlCutoff, passed).Scan(&id)
+				prebuilds.SystemOwner, p.PresetID, invalidatedAt, ttlCutoff, pgUUIDs(passed)).Scan(&id)
 			if errors.Is(err, pgx.ErrNoRows) {
 				return errf(prebuilds.ErrNoClaimablePrebuild, "preset %s", p.PresetID)
 			}

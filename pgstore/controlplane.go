@@ -454,7 +454,7 @@ type presetFields struct {
 }
 
 func (f *presetFields) dest() []any {
-	return []any{&f.p.ID, &f.p.TemplateVersionID, &f.p.Name, &f.desired, &f.ttl, &f.invalidatedAt, &f.p.Timezone,
+	return []any{uuidDest(&f.p.ID), uuidDest(&f.p.TemplateVersionID), &f.p.Name, &f.desired, &f.ttl, &f.invalidatedAt, &f.p.Timezone,
 		&f.parameters, &f.status, &f.resetAt}
 }
 

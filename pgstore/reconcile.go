@@ -80,7 +80,8 @@ func (s *Store) createPrebuilds(ctx context.Context, p prebuilds.CreatePrebuilds
 	var inserted int64
 	var presetParams map[string]string
 	err := s.pool.QueryRow(ctx, createPrebuildsSQL,
-		p.PresetID, p.TemplateVersionID, prebuilds.SystemOwner, micro(p.Now), instanceIDs, names, buildIDs,
+		pgUUID(p.PresetID), pgUUID(p.TemplateVersionID), pgUUID(prebuilds.SystemOwner), micro(p.Now),
+		pgUUIDs(instanceIDs), names, pgUUIDs(buildIDs),
 	).Scan(&inserted, &presetParams)
 	if err != nil {
 		return nil, err
@@ -246,7 +247,7 @@ func (s *Store) cancelPending(ctx context.Context, p prebuilds.CancelPendingPara
 			  AND i.owner_id = $1 AND NOT i.deleted
 			  AND b.number = 1 AND b.preset_id = $2 AND b.transition = 'start' AND b.job_status = 'pending'
 			  AND NOT EXISTS (SELECT 1 FROM builds later WHERE later.instance_id = i.id AND later.number > 1)
-			RETURNING b.instance_id`, prebuilds.SystemOwner, p.PresetID, locked, micro(p.Now))
+			RETURNING b.instance_id`, prebuilds.SystemOwner, p.PresetID, pgUUIDs(locked), micro(p.Now))
 		if err != nil {
 			return err
 		}
@@ -254,7 +255,7 @@ func (s *Store) cancelPending(ctx context.Context, p prebuilds.CancelPendingPara
 		if err != nil || len(ids) == 0 {
 			return err
 		}
-		_, err = tx.Exec(ctx, `UPDATE instances SET deleted = true WHERE id = ANY($1::uuid[])`, ids)
+		_, err = tx.Exec(ctx, `UPDATE instances SET deleted = true WHERE id = ANY($1::uuid[])`, pgUUIDs(ids))
 		return err
 	})
 	if err != nil {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/prebuildkit/prebuildkit/prebuilds"
@@ -258,7 +259,7 @@ func readSnapshot(ctx context.Context, tx pgx.Tx, p prebuilds.SnapshotParams) (*
 			cron      string
 			instances int32
 		)
-		_, err := pgx.ForEachRow(rows, []any{&presetID, &cron, &instances}, func() error {
+		_, err := pgx.ForEachRow(rows, []any{uuidDest(&presetID), &cron, &instances}, func() error {
 			schedules[presetID] = append(schedules[presetID], prebuilds.Schedule{Cron: cron, Instances: int(instances)})
 			return nil
 		})
@@ -268,17 +269,17 @@ func readSnapshot(ctx context.Context, tx pgx.Tx, p prebuilds.SnapshotParams) (*
 		var (
 			kind                 string
 			presetID             uuid.UUID
-			instanceID           *uuid.UUID
+			instanceID           pgtype.UUID // NULL except for running rows
 			transition           *string
 			n                    int64
 			at                   *time.Time
 			ready, backoff, hard bool
 		)
-		_, err := pgx.ForEachRow(rows, []any{&kind, &presetID, &instanceID, &transition, &n, &at, &ready, &backoff, &hard}, func() error {
+		_, err := pgx.ForEachRow(rows, []any{&kind, uuidDest(&presetID), &instanceID, &transition, &n, &at, &ready, &backoff, &hard}, func() error {
 			switch kind {
 			case factRunning:
 				snap.Running = append(snap.Running, prebuilds.RunningPrebuild{
-					InstanceID: uuidOf(instanceID), PresetID: presetID, CreatedAt: timeOf(at), Ready: ready,
+					InstanceID: instanceID.Bytes, PresetID: presetID, CreatedAt: timeOf(at), Ready: ready,
 				})
 			case factInProgress:
 				snap.InProgress = append(snap.InProgress, prebuilds.InProgressCount{
@@ -307,7 +308,7 @@ func readSnapshot(ctx context.Context, tx pgx.Tx, p prebuilds.SnapshotParams) (*
 				c                        prebuilds.PresetCounters
 				created, failed, claimed int64
 			)
-			err := row.Scan(&c.PresetID, &created, &failed, &claimed)
+			err := row.Scan(uuidDest(&c.PresetID), &created, &failed, &claimed)
 			c.Created, c.Failed, c.Claimed = int(created), int(failed), int(claimed)
 			return c, err
 		})
@@ -330,15 +331,15 @@ func scanPresetRow(row pgx.CollectableRow) (prebuilds.PresetRow, error) {
 	var (
 		pf            presetFields
 		r             prebuilds.PresetRow
-		activeVersion *uuid.UUID
+		activeVersion pgtype.UUID
 	)
-	dest := append(pf.dest(), &r.TemplateID, &r.TemplateName, &r.OrganizationID, &r.OrganizationName,
+	dest := append(pf.dest(), uuidDest(&r.TemplateID), &r.TemplateName, uuidDest(&r.OrganizationID), &r.OrganizationName,
 		&activeVersion, &r.Deprecated, &r.Deleted)
 	if err := row.Scan(dest...); err != nil {
 		return r, err
 	}
 	r.Preset = pf.preset()
-	r.ActiveVersionID = uuidOf(activeVersion)
+	r.ActiveVersionID = activeVersion.Bytes // zero (uuid.Nil) when NULL
 	return r, nil
 }
 
