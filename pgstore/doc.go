@@ -21,13 +21,16 @@
 // give pgstore its own database or set search_path in the pool's
 // configuration.
 //
-// Nothing the store writes is ever deleted: a deleted template or instance
-// is a flag, and history feeds the cumulative counters. Templates, versions
-// and presets are permanent (a trigger rejects DELETE and TRUNCATE on them
-// with SQLSTATE 23001), so instances and builds refer to them without
-// foreign keys, whose per-row checks dominated the cost of a create; every
-// write checks those references itself, in the same statement or
-// transaction. Builds keep their foreign key to instances.
+// No template, version, preset, instance or build is ever deleted: a
+// deleted template or instance is a flag, and history feeds the cumulative
+// counters. Templates, versions and presets are permanent (a trigger rejects
+// DELETE, TRUNCATE and UPDATE of id on them with SQLSTATE 23001), so
+// instances and builds refer to them without foreign keys, whose per-row
+// checks dominated the cost of a create; every write checks those
+// references itself, in the same statement or transaction. Builds keep
+// their foreign key to instances. Migration 0002, which made that change,
+// rebuilds the unique index on builds under exclusive locks: on a large
+// database run it in a maintenance window (or with lock_timeout, retrying).
 //
 // # Semantics
 //

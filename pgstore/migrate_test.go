@@ -162,8 +162,8 @@ func TestMigrateDownStepByStep(t *testing.T) {
 }
 
 // TestCatalogueIsPermanent: templates, versions and presets cannot be
-// deleted or truncated (instances and builds refer to them without foreign
-// keys), while instances and builds keep theirs.
+// deleted, truncated or renumbered (instances and builds refer to them
+// without foreign keys), while builds keep theirs to instances.
 func TestCatalogueIsPermanent(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
@@ -173,7 +173,11 @@ func TestCatalogueIsPermanent(t *testing.T) {
 	pool := f.pool
 
 	for _, table := range []string{"templates", "template_versions", "presets"} {
-		for _, stmt := range []string{"DELETE FROM " + table, "TRUNCATE " + table + " CASCADE"} {
+		for _, stmt := range []string{
+			"DELETE FROM " + table,
+			"TRUNCATE " + table + " CASCADE",
+			"UPDATE " + table + " SET id = gen_random_uuid()",
+		} {
 			_, err := pool.Exec(ctx, stmt)
 			var pgErr *pgconn.PgError
 			require.ErrorAs(t, err, &pgErr, stmt)

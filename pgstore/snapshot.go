@@ -117,10 +117,11 @@ func (r *snapshotReader) Snapshot(ctx context.Context, p prebuilds.SnapshotParam
 // its template. $1 is SystemOwner.
 //
 // Both per-instance picks are DISTINCT ON (instance_id) in
-// (instance_id, number DESC) order, which stream from
-// builds_instance_number_key (an index-only scan each; the second filters
-// on the included transition and preset_id) without a sort
-// and merge-join on instance_id.
+// (instance_id, number DESC) order, unique per instance, and merge-join on
+// instance_id. The latest build streams from builds_instance_number_key (an
+// index-only scan, no sort); for the current preset the planner may read the
+// same index with a filter on its included transition and preset_id, or
+// scan builds and sort (bench/NOTES.md).
 const stateCTE = `
 WITH latest AS (
     SELECT DISTINCT ON (b.instance_id)

@@ -138,7 +138,6 @@ func timeOf(t *time.Time) time.Time {
 	return t.UTC()
 }
 
-// nullUUID maps uuid.Nil to NULL.
 // pgUUID and pgUUIDs convert IDs for query parameters. pgx encodes a
 // github.com/google/uuid value through its driver.Valuer: formatted as text,
 // parsed back and encoded, ~20 allocations per ID; pgtype.UUID is encoded
@@ -158,6 +157,7 @@ func pgUUIDs(ids []uuid.UUID) []pgtype.UUID {
 // (scanning into *uuid.UUID goes through its sql.Scanner: text, then parsed).
 func uuidDest(id *uuid.UUID) *[16]byte { return (*[16]byte)(id) }
 
+// nullUUID maps uuid.Nil to NULL.
 func nullUUID(id uuid.UUID) *uuid.UUID {
 	if id == uuid.Nil {
 		return nil
