@@ -7,6 +7,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/prebuildkit/prebuildkit/prebuilds"
 )
@@ -492,7 +493,7 @@ func scanInstance(row pgx.CollectableRow) (prebuilds.Instance, error) {
 		i         prebuilds.Instance
 		claimedAt *time.Time
 	)
-	err := row.Scan(&i.ID, &i.OwnerID, &i.TemplateID, &i.Name, &i.CreatedAt, &i.Ready, &i.Deleted, &claimedAt)
+	err := row.Scan(uuidDest(&i.ID), uuidDest(&i.OwnerID), uuidDest(&i.TemplateID), &i.Name, &i.CreatedAt, &i.Ready, &i.Deleted, &claimedAt)
 	i.CreatedAt = i.CreatedAt.UTC()
 	i.ClaimedAt = timeOf(claimedAt)
 	return i, err
@@ -525,20 +526,20 @@ func scanBuild(row pgx.CollectableRow) (prebuilds.Build, error) {
 	var (
 		b                  prebuilds.Build
 		number             int32
-		presetID           *uuid.UUID
+		presetID           pgtype.UUID
 		transition, status string
 		kind               *string
 		parameters         map[string]string
 		createdAt          time.Time
 		completedAt        *time.Time
 	)
-	err := row.Scan(&b.ID, &b.InstanceID, &number, &b.TemplateVersionID, &presetID, &transition, &status,
+	err := row.Scan(uuidDest(&b.ID), uuidDest(&b.InstanceID), &number, uuidDest(&b.TemplateVersionID), &presetID, &transition, &status,
 		&kind, &parameters, &createdAt, &completedAt)
 	if err != nil {
 		return b, err
 	}
 	b.Number = int(number)
-	b.PresetID = uuidOf(presetID)
+	b.PresetID = presetID.Bytes // uuid.Nil when NULL
 	b.Transition = prebuilds.Transition(transition)
 	b.JobStatus = prebuilds.JobStatus(status)
 	if kind != nil {

@@ -3,8 +3,8 @@ package pgstore
 import (
 	"context"
 
-	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/prebuildkit/prebuildkit/prebuilds"
 )
@@ -42,14 +42,14 @@ func (s *Store) pendingJobs(ctx context.Context, p prebuilds.PendingJobsParams) 
 func scanJob(row pgx.CollectableRow) (prebuilds.Job, error) {
 	var (
 		j          prebuilds.Job
-		presetID   *uuid.UUID
+		presetID   pgtype.UUID
 		transition string
 		parameters map[string]string
 	)
-	if err := row.Scan(&j.BuildID, &j.InstanceID, &presetID, &j.TemplateVersionID, &transition, &parameters); err != nil {
+	if err := row.Scan(uuidDest(&j.BuildID), uuidDest(&j.InstanceID), &presetID, uuidDest(&j.TemplateVersionID), &transition, &parameters); err != nil {
 		return j, err
 	}
-	j.PresetID = uuidOf(presetID)
+	j.PresetID = presetID.Bytes // uuid.Nil when NULL
 	j.Transition = prebuilds.Transition(transition)
 	j.Parameters = paramsOf(parameters)
 	return j, nil

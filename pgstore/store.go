@@ -165,13 +165,6 @@ func nullUUID(id uuid.UUID) *uuid.UUID {
 	return &id
 }
 
-func uuidOf(id *uuid.UUID) uuid.UUID {
-	if id == nil {
-		return uuid.Nil
-	}
-	return *id
-}
-
 // params prepares a parameter map for a jsonb column (never NULL).
 func params(m map[string]string) map[string]string {
 	if m == nil {
