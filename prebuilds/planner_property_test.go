@@ -1,7 +1,6 @@
 package prebuilds_test
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"slices"
@@ -13,6 +12,7 @@ import (
 	"github.com/google/uuid"
 	"pgregory.net/rapid"
 
+	"github.com/prebuildkit/prebuildkit/internal/naive"
 	"github.com/prebuildkit/prebuildkit/model"
 	"github.com/prebuildkit/prebuildkit/prebuilds"
 )
@@ -325,62 +325,6 @@ func TestPlanPresetMatchesModel(t *testing.T) {
 	})
 }
 
-// naiveIndex is the obvious per-preset filter of a snapshot's rows.
-func naiveIndex(s *prebuilds.GlobalSnapshot) []prebuilds.PresetSnapshot {
-	presets := slices.Clone(s.Presets)
-	slices.SortFunc(presets, func(a, b prebuilds.PresetRow) int { return bytes.Compare(a.ID[:], b.ID[:]) })
-	var out []prebuilds.PresetSnapshot
-	for _, p := range presets {
-		v := prebuilds.PresetSnapshot{Preset: p, Paused: s.Paused, Counters: prebuilds.PresetCounters{PresetID: p.ID}}
-		for _, r := range s.Running {
-			if r.PresetID == p.ID {
-				v.Running = append(v.Running, r)
-			}
-		}
-		slices.SortStableFunc(v.Running, func(a, b prebuilds.RunningPrebuild) int {
-			if !a.CreatedAt.Equal(b.CreatedAt) {
-				if a.CreatedAt.Before(b.CreatedAt) {
-					return -1
-				}
-				return 1
-			}
-			return bytes.Compare(a.InstanceID[:], b.InstanceID[:])
-		})
-		for _, c := range s.InProgress {
-			if c.PresetID != p.ID {
-				continue
-			}
-			switch c.Transition {
-			case prebuilds.TransitionStart:
-				v.Starting += c.Count
-			case prebuilds.TransitionStop:
-				v.Stopping += c.Count
-			case prebuilds.TransitionDelete:
-				v.Deleting += c.Count
-			}
-		}
-		for _, c := range s.PendingInactive {
-			if c.PresetID == p.ID {
-				v.PendingInactive += c.Count
-			}
-		}
-		for _, b := range s.Backoffs {
-			if b.PresetID == p.ID {
-				row := b
-				v.Backoff = &row
-			}
-		}
-		v.HardLimited = slices.Contains(s.HardLimited, p.ID)
-		for _, c := range s.Counters {
-			if c.PresetID == p.ID {
-				v.Counters = c
-			}
-		}
-		out = append(out, v)
-	}
-	return out
-}
-
 // TestIndexMatchesNaiveFilter: Index agrees with a per-preset filter on
 // random snapshots (rows of unknown presets, repeated counts, ties) and
 // leaves the snapshot untouched.
@@ -431,7 +375,7 @@ func TestIndexMatchesNaiveFilter(t *testing.T) {
 
 		before := cloneSnapshot(s)
 		got := s.Index()
-		if diff := cmp.Diff(naiveIndex(s), got, cmpopts.EquateEmpty()); diff != "" {
+		if diff := cmp.Diff(naive.Index(s), got, cmpopts.EquateEmpty()); diff != "" {
 			t.Fatalf("Index (-naive +got):\n%s", diff)
 		}
 		if diff := cmp.Diff(before, s); diff != "" {
