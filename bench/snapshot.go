@@ -45,16 +45,7 @@ func (f *Fleet) Snapshot(p prebuilds.SnapshotParams) *prebuilds.GlobalSnapshot {
 			continue
 		}
 		t := templates[versionTemplate[pr.TemplateVersionID]]
-		row := prebuilds.PresetRow{
-			Preset:           clonePreset(pr),
-			TemplateID:       t.ID,
-			TemplateName:     t.Name,
-			OrganizationID:   t.OrganizationID,
-			OrganizationName: t.OrganizationName,
-			ActiveVersionID:  t.ActiveVersionID,
-			Deprecated:       t.Deprecated,
-			Deleted:          t.Deleted,
-		}
+		row := prebuilds.NewPresetRow(microPreset(pr), t)
 		if row.Status == "" {
 			row.Status = prebuilds.PresetHealthy
 		}
@@ -171,21 +162,8 @@ func (f *Fleet) Snapshot(p prebuilds.SnapshotParams) *prebuilds.GlobalSnapshot {
 	return snap
 }
 
-func clonePreset(p prebuilds.Preset) prebuilds.Preset {
-	if p.Desired != nil {
-		d := *p.Desired
-		p.Desired = &d
-	}
-	if len(p.Schedules) == 0 {
-		p.Schedules = nil
-	} else {
-		p.Schedules = slices.Clone(p.Schedules)
-	}
-	if len(p.Parameters) == 0 {
-		p.Parameters = nil
-	} else {
-		p.Parameters = maps.Clone(p.Parameters)
-	}
+// microPreset is p with its times at the microsecond precision stores keep.
+func microPreset(p prebuilds.Preset) prebuilds.Preset {
 	p.InvalidatedAt = micro(p.InvalidatedAt)
 	p.ResetAt = micro(p.ResetAt)
 	return p

@@ -109,7 +109,7 @@ func (s *Store) UpsertPreset(_ context.Context, p prebuilds.Preset) error {
 		return fmt.Errorf("memstore: upsert preset %s: %w", p.ID,
 			&prebuilds.ValidationError{Field: "desired", Reason: "cannot be unset once set (set 0 to drain the pool)"})
 	}
-	c := clonePreset(p)
+	c := p.Clone()
 	if c.Desired != nil && (!exists || existing.Desired == nil) {
 		s.configured++
 	}
@@ -398,7 +398,7 @@ func (s *Store) GetPreset(_ context.Context, presetID uuid.UUID) (prebuilds.Pres
 	if !ok {
 		return prebuilds.Preset{}, fmt.Errorf("memstore: get preset %s: %w", presetID, prebuilds.ErrNotFound)
 	}
-	return clonePreset(*p), nil
+	return p.Clone(), nil
 }
 
 // GetInstance implements prebuilds.ControlPlane.

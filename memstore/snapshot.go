@@ -48,16 +48,7 @@ func (s *Store) snapshot(p prebuilds.SnapshotParams) *prebuilds.GlobalSnapshot {
 			continue
 		}
 		t := s.templateOf(preset)
-		row := prebuilds.PresetRow{
-			Preset:           clonePreset(*preset),
-			TemplateID:       t.ID,
-			TemplateName:     t.Name,
-			OrganizationID:   t.OrganizationID,
-			OrganizationName: t.OrganizationName,
-			ActiveVersionID:  t.ActiveVersionID,
-			Deprecated:       t.Deprecated,
-			Deleted:          t.Deleted,
-		}
+		row := prebuilds.NewPresetRow(*preset, *t)
 		snap.Presets = append(snap.Presets, row)
 		active := row.Active()
 		// Backoff and the hard limit look at presets whose version is active

@@ -2,7 +2,6 @@ package memstore
 
 import (
 	"maps"
-	"slices"
 	"sync"
 
 	"github.com/google/uuid"
@@ -192,25 +191,6 @@ func (s *Store) templateOf(p *prebuilds.Preset) *prebuilds.Template {
 		return nil
 	}
 	return s.templates[v.TemplateID]
-}
-
-// clonePreset returns a deep copy of p. Empty schedules and parameters come
-// back nil.
-func clonePreset(p prebuilds.Preset) prebuilds.Preset {
-	if p.Desired != nil {
-		d := *p.Desired
-		p.Desired = &d
-	}
-	p.Schedules = cloneSchedules(p.Schedules)
-	p.Parameters = cloneParams(p.Parameters)
-	return p
-}
-
-func cloneSchedules(s []prebuilds.Schedule) []prebuilds.Schedule {
-	if len(s) == 0 {
-		return nil
-	}
-	return slices.Clone(s)
 }
 
 // cloneParams copies a parameter map; an empty map comes back nil.

@@ -2,6 +2,7 @@ package prebuilds
 
 import (
 	"cmp"
+	"maps"
 	"slices"
 	"time"
 
@@ -32,6 +33,42 @@ type PresetRow struct {
 	ActiveVersionID  uuid.UUID
 	Deprecated       bool
 	Deleted          bool
+}
+
+// NewPresetRow joins preset p with t, the template of its version, into a
+// snapshot row. The row holds a deep copy of p (see Preset.Clone).
+func NewPresetRow(p Preset, t Template) PresetRow {
+	return PresetRow{
+		Preset:           p.Clone(),
+		TemplateID:       t.ID,
+		TemplateName:     t.Name,
+		OrganizationID:   t.OrganizationID,
+		OrganizationName: t.OrganizationName,
+		ActiveVersionID:  t.ActiveVersionID,
+		Deprecated:       t.Deprecated,
+		Deleted:          t.Deleted,
+	}
+}
+
+// Clone returns a deep copy of p: Desired, Schedules and Parameters no longer
+// alias p's. Empty Schedules and Parameters come back nil, as stores return
+// them.
+func (p Preset) Clone() Preset {
+	if p.Desired != nil {
+		d := *p.Desired
+		p.Desired = &d
+	}
+	if len(p.Schedules) == 0 {
+		p.Schedules = nil
+	} else {
+		p.Schedules = slices.Clone(p.Schedules)
+	}
+	if len(p.Parameters) == 0 {
+		p.Parameters = nil
+	} else {
+		p.Parameters = maps.Clone(p.Parameters)
+	}
+	return p
 }
 
 // Active reports whether the preset is active: its version is its template's
