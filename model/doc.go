@@ -10,16 +10,17 @@
 // state, without going through a snapshot.
 //
 // The model shares plain types, constants and sentinel errors with package
-// prebuilds, plus prebuilds.Micro and prebuilds.CompareUUID. It never calls
-// the planner, the snapshot index, prebuilds.ValidatePreset,
-// prebuilds.DesiredAt or prebuilds.Expired: presets are validated by the
-// model's own ValidatePreset and schedules are evaluated here with
+// prebuilds and calls none of its functions: not the planner, the snapshot
+// index, prebuilds.ValidatePreset, prebuilds.DesiredAt, prebuilds.Expired,
+// nor even prebuilds.Micro or prebuilds.CompareUUID (it has its own micro and
+// compareUUID): presets are validated by the model's own ValidatePreset and schedules are evaluated here with
 // robfig/cron's Next instead of prebuilds' bitmask matching, so each
 // implementation checks the other.
 //
 // Decisions the contract leaves open:
 //
-//   - Times passed to operations are stored as prebuilds.Micro(t).
+//   - Times passed to operations are stored at microsecond precision in
+//     UTC (what prebuilds.Micro(t) gives).
 //   - Plan for a preset that does not exist, or whose desired count is nil,
 //     is an empty plan naming the preset (such presets are not planned).
 //   - Plan takes the planning instant as now; of its SnapshotParams only

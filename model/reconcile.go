@@ -45,7 +45,7 @@ func (w *World) CreatePrebuilds(p prebuilds.CreatePrebuildsParams) ([]prebuilds.
 	if v != nil {
 		templateID = v.TemplateID
 	}
-	now := prebuilds.Micro(p.Now)
+	now := micro(p.Now)
 	jobs := make([]prebuilds.Job, 0, len(p.Instances))
 	for _, n := range p.Instances {
 		w.Instances = append(w.Instances, Instance{
@@ -106,7 +106,7 @@ func (w *World) DeletePrebuild(p prebuilds.DeletePrebuildParams) (prebuilds.Job,
 		TemplateVersionID: latest.TemplateVersionID,
 		Transition:        prebuilds.TransitionDelete,
 		JobStatus:         prebuilds.JobPending,
-		CreatedAt:         prebuilds.Micro(p.Now),
+		CreatedAt:         micro(p.Now),
 	})
 	return prebuilds.Job{
 		BuildID:           p.BuildID,
@@ -135,7 +135,7 @@ func (w *World) CancelPending(p prebuilds.CancelPendingParams) ([]uuid.UUID, err
 	if w.active(*pr) {
 		return ids, nil
 	}
-	now := prebuilds.Micro(p.Now)
+	now := micro(p.Now)
 	for i := range w.Instances {
 		inst := &w.Instances[i]
 		if inst.OwnerID != prebuilds.SystemOwner || inst.Deleted || !w.pendingFirstBuild(inst.ID) ||
@@ -158,7 +158,7 @@ func (w *World) CancelPending(p prebuilds.CancelPendingParams) ([]uuid.UUID, err
 // SetPresetStatus mirrors prebuilds.Store.SetPresetStatus.
 func (w *World) SetPresetStatus(presetID uuid.UUID, from, to prebuilds.PresetStatus) (bool, error) {
 	const op = "set preset status"
-	if !from.Valid() || !to.Valid() {
+	if !knownPresetStatus(from) || !knownPresetStatus(to) {
 		return false, errorf(op, presetID, prebuilds.ErrInvalidArgument)
 	}
 	pr := w.preset(presetID)

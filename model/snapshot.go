@@ -46,7 +46,7 @@ func (w *World) plannedPresets() []prebuilds.Preset {
 			out = append(out, p)
 		}
 	}
-	slices.SortFunc(out, func(a, b prebuilds.Preset) int { return prebuilds.CompareUUID(a.ID, b.ID) })
+	slices.SortFunc(out, func(a, b prebuilds.Preset) int { return compareUUID(a.ID, b.ID) })
 	return out
 }
 
@@ -93,7 +93,7 @@ func (w *World) running(presetID uuid.UUID) []prebuilds.RunningPrebuild {
 		if c := a.CreatedAt.Compare(b.CreatedAt); c != 0 {
 			return c
 		}
-		return prebuilds.CompareUUID(a.InstanceID, b.InstanceID)
+		return compareUUID(a.InstanceID, b.InstanceID)
 	})
 	return out
 }
@@ -160,7 +160,7 @@ func (w *World) candidates(p prebuilds.Preset) []prebuilds.Build {
 		if c := b.CreatedAt.Compare(a.CreatedAt); c != 0 {
 			return c
 		}
-		return prebuilds.CompareUUID(b.ID, a.ID)
+		return compareUUID(b.ID, a.ID)
 	})
 	return out
 }

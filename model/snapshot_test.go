@@ -105,7 +105,7 @@ func TestBackoffTieBreak(t *testing.T) {
 		prebuild(t, w, "a", "p1", 10, prebuilds.JobPending)
 		prebuild(t, w, "b", "p1", 10, prebuilds.JobPending)
 		hi, lo := "a/b1", "b/b1"
-		if prebuilds.CompareUUID(id(hi), id(lo)) < 0 {
+		if compareUUID(id(hi), id(lo)) < 0 {
 			hi, lo = lo, hi
 		}
 		failed, succeeded := hi, lo

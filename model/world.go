@@ -1,6 +1,7 @@
 package model
 
 import (
+	"bytes"
 	"fmt"
 	"maps"
 	"slices"
@@ -207,7 +208,7 @@ func (w *World) CreateTemplateVersion(v prebuilds.TemplateVersion) error {
 	if w.version(v.ID) != nil {
 		return errorf(op, v.ID, prebuilds.ErrConflict)
 	}
-	v.CreatedAt = prebuilds.Micro(v.CreatedAt)
+	v.CreatedAt = micro(v.CreatedAt)
 	w.Versions = append(w.Versions, v)
 	return nil
 }
@@ -277,8 +278,8 @@ func (w *World) UpsertPreset(p prebuilds.Preset) error {
 		if p.Status == "" {
 			p.Status = prebuilds.PresetHealthy
 		}
-		p.InvalidatedAt = prebuilds.Micro(p.InvalidatedAt)
-		p.ResetAt = prebuilds.Micro(p.ResetAt)
+		p.InvalidatedAt = micro(p.InvalidatedAt)
+		p.ResetAt = micro(p.ResetAt)
 		w.Presets = append(w.Presets, p)
 		return nil
 	}
@@ -297,7 +298,7 @@ func (w *World) InvalidatePreset(presetID uuid.UUID, at time.Time) error {
 	if p == nil {
 		return errorf("invalidate preset", presetID, prebuilds.ErrNotFound)
 	}
-	p.InvalidatedAt = prebuilds.Micro(at)
+	p.InvalidatedAt = micro(at)
 	return nil
 }
 
@@ -308,7 +309,7 @@ func (w *World) ResetPreset(presetID uuid.UUID, at time.Time) error {
 		return errorf("reset preset", presetID, prebuilds.ErrNotFound)
 	}
 	p.Status = prebuilds.PresetHealthy
-	p.ResetAt = prebuilds.Micro(at)
+	p.ResetAt = micro(at)
 	return nil
 }
 
@@ -322,7 +323,7 @@ func (w *World) SetPaused(paused bool) error {
 func (w *World) CreateInstance(p prebuilds.CreateInstanceParams) error {
 	const op = "create instance"
 	if p.InstanceID == uuid.Nil || p.BuildID == uuid.Nil || p.OwnerID == uuid.Nil ||
-		p.TemplateID == uuid.Nil || p.TemplateVersionID == uuid.Nil || !p.Transition.Valid() {
+		p.TemplateID == uuid.Nil || p.TemplateVersionID == uuid.Nil || !knownTransition(p.Transition) {
 		return errorf(op, p.InstanceID, prebuilds.ErrInvalidArgument)
 	}
 	if w.template(p.TemplateID) == nil {
@@ -344,7 +345,7 @@ func (w *World) CreateInstance(p prebuilds.CreateInstanceParams) error {
 	if w.instance(p.InstanceID) != nil || w.build(p.BuildID) != nil {
 		return errorf(op, p.InstanceID, prebuilds.ErrConflict)
 	}
-	now := prebuilds.Micro(p.Now)
+	now := micro(p.Now)
 	w.Instances = append(w.Instances, Instance{
 		Instance: prebuilds.Instance{
 			ID:         p.InstanceID,
@@ -372,7 +373,7 @@ func (w *World) CreateInstance(p prebuilds.CreateInstanceParams) error {
 // StartBuild mirrors prebuilds.ControlPlane.StartBuild.
 func (w *World) StartBuild(p prebuilds.StartBuildParams) error {
 	const op = "start build"
-	if p.InstanceID == uuid.Nil || p.BuildID == uuid.Nil || p.TemplateVersionID == uuid.Nil || !p.Transition.Valid() {
+	if p.InstanceID == uuid.Nil || p.BuildID == uuid.Nil || p.TemplateVersionID == uuid.Nil || !knownTransition(p.Transition) {
 		return errorf(op, p.InstanceID, prebuilds.ErrInvalidArgument)
 	}
 	inst := w.instance(p.InstanceID)
@@ -383,7 +384,7 @@ func (w *World) StartBuild(p prebuilds.StartBuildParams) error {
 		return errorf(op, p.InstanceID, prebuilds.ErrConflict)
 	}
 	latest, ok := w.latestBuild(p.InstanceID)
-	if ok && !latest.JobStatus.Terminal() {
+	if ok && !finished(latest.JobStatus) {
 		return errorf(op, p.InstanceID, prebuilds.ErrConflict)
 	}
 	v := w.version(p.TemplateVersionID)
@@ -414,7 +415,7 @@ func (w *World) StartBuild(p prebuilds.StartBuildParams) error {
 		Transition:        p.Transition,
 		JobStatus:         prebuilds.JobPending,
 		Parameters:        maps.Clone(p.Parameters),
-		CreatedAt:         prebuilds.Micro(p.Now),
+		CreatedAt:         micro(p.Now),
 	})
 	return nil
 }
@@ -440,7 +441,7 @@ func (w *World) UpdateJob(p prebuilds.UpdateJobParams) (prebuilds.UpdateJobResul
 	var res prebuilds.UpdateJobResult
 	knownKind := p.FailureKind == prebuilds.FailureNone || p.FailureKind == prebuilds.FailureTransient ||
 		p.FailureKind == prebuilds.FailureValidation
-	if !p.Status.Valid() || (p.FailureKind != prebuilds.FailureNone && p.Status != prebuilds.JobFailed) || !knownKind {
+	if !knownJobStatus(p.Status) || (p.FailureKind != prebuilds.FailureNone && p.Status != prebuilds.JobFailed) || !knownKind {
 		return res, errorf(op, p.BuildID, prebuilds.ErrInvalidArgument)
 	}
 	b := w.build(p.BuildID)
@@ -452,8 +453,8 @@ func (w *World) UpdateJob(p prebuilds.UpdateJobParams) (prebuilds.UpdateJobResul
 	}
 	b.JobStatus = p.Status
 	b.FailureKind = p.FailureKind
-	if p.Status.Terminal() {
-		b.CompletedAt = prebuilds.Micro(p.Now)
+	if finished(p.Status) {
+		b.CompletedAt = micro(p.Now)
 	}
 	inst := w.instance(b.InstanceID)
 	if p.Status == prebuilds.JobSucceeded && b.Transition == prebuilds.TransitionDelete && inst != nil {
@@ -493,7 +494,7 @@ func (w *World) Claim(p prebuilds.ClaimParams) (prebuilds.Instance, error) {
 	if !w.active(*pr) {
 		return prebuilds.Instance{}, errorf(op, p.PresetID, prebuilds.ErrNoClaimablePrebuild)
 	}
-	now := prebuilds.Micro(p.Now)
+	now := micro(p.Now)
 	var best *Instance
 	for i := range w.Instances {
 		inst := &w.Instances[i]
@@ -511,7 +512,7 @@ func (w *World) Claim(p prebuilds.ClaimParams) (prebuilds.Instance, error) {
 			continue
 		}
 		if best == nil || inst.CreatedAt.Before(best.CreatedAt) ||
-			(inst.CreatedAt.Equal(best.CreatedAt) && prebuilds.CompareUUID(inst.ID, best.ID) < 0) {
+			(inst.CreatedAt.Equal(best.CreatedAt) && compareUUID(inst.ID, best.ID) < 0) {
 			best = inst
 		}
 	}
@@ -585,7 +586,7 @@ func (w *World) PendingJobs(p prebuilds.PendingJobsParams) ([]prebuilds.Job, err
 		if c := a.CreatedAt.Compare(b.CreatedAt); c != 0 {
 			return c
 		}
-		return prebuilds.CompareUUID(a.ID, b.ID)
+		return compareUUID(a.ID, b.ID)
 	})
 	jobs := []prebuilds.Job{}
 	for _, b := range pending[:min(len(pending), p.Limit)] {
@@ -600,3 +601,12 @@ func (w *World) PendingJobs(p prebuilds.PendingJobsParams) ([]prebuilds.Job, err
 	}
 	return jobs, nil
 }
+
+// micro truncates t to the microsecond precision stores keep, in UTC. The
+// model has its own rather than calling prebuilds.Micro, so that it never
+// shares a bug with the code it checks.
+func micro(t time.Time) time.Time { return t.UTC().Truncate(time.Microsecond) }
+
+// compareUUID orders IDs by their bytes (the uuid order of PostgreSQL and of
+// the stores' tie-breaks), independently of prebuilds.CompareUUID.
+func compareUUID(a, b uuid.UUID) int { return bytes.Compare(a[:], b[:]) }

@@ -276,7 +276,7 @@ func TestPendingJobs(t *testing.T) {
 	startBuild(t, w, "e", "e/b2", "", prebuilds.TransitionDelete, 4)
 
 	first, second := "c", "d"
-	if prebuilds.CompareUUID(id("c/b1"), id("d/b1")) > 0 {
+	if compareUUID(id("c/b1"), id("d/b1")) > 0 {
 		first, second = second, first
 	}
 	want := []uuid.UUID{id(first + "/b1"), id(second + "/b1"), id("a/b1"), id("e/b2")}
