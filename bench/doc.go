@@ -17,7 +17,7 @@
 // into pgtestdb: the fleet is loaded once per server into a template
 // database and every benchmark gets a cheap clone.
 //
-// NaivePlanAll is the baseline DESIGN §10 asks for: it builds each preset's
+// NaivePlanAll is the naive baseline of the planner target: it builds each preset's
 // view by scanning every row of the snapshot, then plans it with
 // prebuilds.PlanPreset.
 //

@@ -151,7 +151,7 @@ func (w *World) CancelPending(p prebuilds.CancelPendingParams) ([]uuid.UUID, err
 		inst.Deleted = true
 		ids = append(ids, inst.ID)
 	}
-	slices.SortFunc(ids, prebuilds.CompareUUID)
+	slices.SortFunc(ids, compareUUID)
 	return ids, nil
 }
 

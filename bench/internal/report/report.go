@@ -8,7 +8,7 @@ import (
 	"strings"
 )
 
-// Target is one DESIGN §10 target: a ratio of two benchmarks' medians.
+// Target is one capacity target of the project: a ratio of two benchmarks' medians.
 type Target struct {
 	Title string
 	// Num and Den are benchmark names; the ratio is Num's median over
@@ -47,7 +47,7 @@ func (t Target) bound() string {
 	return "—"
 }
 
-// Targets are the DESIGN §10 targets the report checks.
+// Targets are the capacity targets the report checks.
 var Targets = []Target{
 	{
 		Title: "Planner: naive ÷ indexed time at 10,000 presets (10% scheduled)",
@@ -142,7 +142,7 @@ func Write(w io.Writer, rs *Results, o Options) error {
 		fmt.Fprintf(&b, "\nRaw output: %s.\n", "`"+strings.Join(o.Raw, "`, `")+"`")
 	}
 
-	b.WriteString("\n## Targets (DESIGN §10)\n\n| target | ratio | bound | verdict |\n|---|---:|---:|---|\n")
+	b.WriteString("\n## Targets\n\n| target | ratio | bound | verdict |\n|---|---:|---:|---|\n")
 	for _, t := range Targets {
 		ratio, ok := t.Ratio(rs)
 		switch {
