@@ -196,8 +196,10 @@ func TestSnapshotBackoff(t *testing.T) {
 		{name: "lookback boundary counts", desired: 2, builds: []build{
 			{0, prebuilds.JobFailed}, {-time.Microsecond, prebuilds.JobFailed}},
 			want: &prebuilds.BackoffRow{NumFailed: 1, LastBuildAt: at(0)}},
-		{name: "pending and running are candidates too", desired: 1, builds: []build{
+		{name: "a pending build is a candidate too", desired: 1, builds: []build{
 			{0, prebuilds.JobFailed}, {time.Second, prebuilds.JobPending}}},
+		{name: "a running build is a candidate too", desired: 1, builds: []build{
+			{0, prebuilds.JobFailed}, {time.Second, prebuilds.JobRunning}}},
 		{name: "canceled is not failed", desired: 1, builds: []build{{0, prebuilds.JobCanceled}}},
 	}
 	for _, c := range cases {

@@ -240,6 +240,11 @@ func (r *Reconciler) pass(ctx context.Context, snap *GlobalSnapshot, stats *Stat
 		}
 		v, plan := views[i], plans[i]
 		g.Go(func() error {
+			// Go may have waited for a slot while the pass was being
+			// stopped: check again before touching the store.
+			if ctx.Err() != nil {
+				return nil
+			}
 			var ps Stats
 			err := r.execute(ctx, v, plan, now, &ps)
 			if err != nil && ctx.Err() != nil {

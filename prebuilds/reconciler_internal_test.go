@@ -30,6 +30,9 @@ type fakeStore struct {
 	deleteErr map[uuid.UUID]error
 	createErr map[uuid.UUID]error
 	snapErr   error
+	// createCalls counts CreatePrebuilds calls of wrappers that bypass
+	// fakeStore.CreatePrebuilds.
+	createCalls int
 }
 
 func (f *fakeStore) WithReconciliationLock(ctx context.Context, fn func(context.Context, SnapshotReader) error) (bool, error) {
@@ -446,9 +449,88 @@ func TestStopBeforeRun(t *testing.T) {
 	t.Parallel()
 	r := NewReconciler(&fakeStore{}, Config{})
 	require.NoError(t, r.Stop(context.Background(), nil))
+	require.ErrorIs(t, r.Run(context.Background()), ErrReconcilerStopped, "a reconciler stopped before running never starts")
 }
 
-func TestTrackResourceReplacementAndReportJob(t *testing.T) {
+// jobControlPlane answers UpdateJob with a scripted result and GetPreset
+// from one preset; every other ControlPlane method is unused (nil).
+type jobControlPlane struct {
+	ControlPlane
+	res       UpdateJobResult
+	err       error
+	preset    Preset
+	getPreset int
+}
+
+func (c *jobControlPlane) UpdateJob(context.Context, UpdateJobParams) (UpdateJobResult, error) {
+	return c.res, c.err
+}
+
+func (c *jobControlPlane) GetPreset(_ context.Context, id uuid.UUID) (Preset, error) {
+	c.getPreset++
+	if id != c.preset.ID {
+		return Preset{}, ErrNotFound
+	}
+	return c.preset, nil
+}
+
+func TestReportJob(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	now := time.Date(2026, 3, 2, 10, 0, 0, 1500, time.UTC) // sub-microsecond: the event time is Micro(now)
+	p := presetRow("p", 1)
+	p.TemplateID = uuid.New()
+
+	t.Run("PresetSeenByLastPass", func(t *testing.T) {
+		t.Parallel()
+		rec := &recorder{}
+		r, _, logs := newTestReconciler(t, &fakeStore{snap: GlobalSnapshot{Presets: []PresetRow{p}}}, Config{Notifier: rec})
+		_, err := r.ReconcileAll(ctx)
+		require.NoError(t, err)
+		cp := &jobControlPlane{res: UpdateJobResult{ValidationFailedPreset: p.ID}}
+		res, err := r.ReportJob(ctx, cp, UpdateJobParams{BuildID: uuid.New(), Status: JobFailed, FailureKind: FailureValidation, Now: now})
+		require.NoError(t, err)
+		require.Equal(t, p.ID, res.ValidationFailedPreset)
+		require.Zero(t, cp.getPreset, "the row of the last pass is used")
+		require.Len(t, rec.events, 1)
+		require.Equal(t, presetEvent(EventValidationFailed, p, Micro(now)), rec.events[0])
+		require.Equal(t, "tmpl", rec.events[0].TemplateName)
+		require.Contains(t, logs.String(), "preset failed validation")
+	})
+	t.Run("PresetLookedUpBeforeAnyPass", func(t *testing.T) {
+		t.Parallel()
+		rec := &recorder{}
+		r, _, _ := newTestReconciler(t, &fakeStore{}, Config{Notifier: rec})
+		cp := &jobControlPlane{res: UpdateJobResult{ValidationFailedPreset: p.ID}, preset: p.Preset}
+		_, err := r.ReportJob(ctx, cp, UpdateJobParams{BuildID: uuid.New(), Status: JobFailed, FailureKind: FailureValidation, Now: now})
+		require.NoError(t, err)
+		require.Equal(t, 1, cp.getPreset)
+		require.Len(t, rec.events, 1)
+		require.Equal(t, EventValidationFailed, rec.events[0].Kind)
+		require.Equal(t, p.ID, rec.events[0].PresetID)
+		require.Equal(t, p.Name, rec.events[0].PresetName)
+		require.Equal(t, p.TemplateVersionID, rec.events[0].TemplateVersionID)
+	})
+	t.Run("NoEventWithoutTransition", func(t *testing.T) {
+		t.Parallel()
+		rec := &recorder{}
+		r, _, _ := newTestReconciler(t, &fakeStore{}, Config{Notifier: rec})
+		_, err := r.ReportJob(ctx, &jobControlPlane{}, UpdateJobParams{BuildID: uuid.New(), Status: JobFailed, FailureKind: FailureValidation, Now: now})
+		require.NoError(t, err)
+		require.Empty(t, rec.events, "the store did not move the preset: no event")
+	})
+	t.Run("UpdateJobError", func(t *testing.T) {
+		t.Parallel()
+		rec := &recorder{}
+		r, _, _ := newTestReconciler(t, &fakeStore{}, Config{Notifier: rec})
+		cp := &jobControlPlane{res: UpdateJobResult{ValidationFailedPreset: p.ID}, err: ErrInvalidTransition}
+		_, err := r.ReportJob(ctx, cp, UpdateJobParams{BuildID: uuid.New(), Status: JobFailed, Now: now})
+		require.ErrorIs(t, err, ErrInvalidTransition)
+		require.Empty(t, rec.events)
+	})
+}
+
+func TestTrackResourceReplacement(t *testing.T) {
 	t.Parallel()
 	p := presetRow("p", 0)
 	p.TemplateID = uuid.New()
@@ -539,7 +621,7 @@ func TestCanceledPassIsNotAPresetFailure(t *testing.T) {
 	stats, err := r.ReconcileAll(context.WithValue(ctx, cancelKey{}, cancel))
 	require.NoError(t, err)
 	require.Zero(t, stats.PresetErrors, "stopping mid-pass is not a failure")
-	require.Equal(t, 0, stats.Created)
+	require.Equal(t, 1, fs.createCalls, "the pass stops after the create that saw the cancellation")
 }
 
 type cancelKey struct{}
@@ -549,6 +631,9 @@ type cancelKey struct{}
 type cancelingStore struct{ *fakeStore }
 
 func (c *cancelingStore) CreatePrebuilds(ctx context.Context, p CreatePrebuildsParams) ([]Job, error) {
+	c.mu.Lock()
+	c.createCalls++
+	c.mu.Unlock()
 	ctx.Value(cancelKey{}).(context.CancelFunc)()
 	return nil, ctx.Err()
 }

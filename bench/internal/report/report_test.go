@@ -68,9 +68,13 @@ func TestTargets(t *testing.T) {
 		"pgstore snapshot ÷ plain table scan at 10,000 presets":           {4.5, false},
 		"pgstore creates: per-instance ÷ batched time (10 prebuilds)":     {8, true},
 	}
+	seen := 0
 	for _, tg := range Targets {
 		w, ok := want[tg.Title]
 		ratio, measured := tg.Ratio(rs)
+		if ok {
+			seen++
+		}
 		if !ok {
 			if measured {
 				t.Errorf("%s: measured from a sample that lacks it", tg.Title)
@@ -80,6 +84,9 @@ func TestTargets(t *testing.T) {
 		if !measured || ratio != w.ratio || tg.Met(ratio) != w.met {
 			t.Errorf("%s: ratio %v (measured %v, met %v), want %v met %v", tg.Title, ratio, measured, tg.Met(ratio), w.ratio, w.met)
 		}
+	}
+	if seen != len(want) {
+		t.Errorf("%d of the %d expected targets exist in Targets (renamed?)", seen, len(want))
 	}
 }
 
