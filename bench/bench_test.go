@@ -442,6 +442,60 @@ func BenchmarkCreatePrebuilds(b *testing.B) {
 	}
 }
 
+// BenchmarkCreatePrebuildsSchema prices the per-row work of pgstore's
+// schema: the marginal cost of one more prebuild in a CreatePrebuilds call
+// (ns/prebuild, from calls of 1 and of 10 prebuilds on the same database),
+// on the schema as migrated and with the three foreign keys to the
+// catalogue that migration 0002 dropped put back (bench/NOTES.md).
+func BenchmarkCreatePrebuildsSchema(b *testing.B) {
+	ctx := context.Background()
+	p := coldParams(coldPresets)
+	restoreFKs := `
+		ALTER TABLE instances ADD FOREIGN KEY (template_id) REFERENCES templates (id);
+		ALTER TABLE builds ADD FOREIGN KEY (template_version_id) REFERENCES template_versions (id);
+		ALTER TABLE builds ADD FOREIGN KEY (preset_id) REFERENCES presets (id);`
+	for _, variant := range []struct{ name, ddl string }{{"migrated", ""}, {"catalogue-fks", restoreFKs}} {
+		b.Run("schema="+variant.name, func(b *testing.B) {
+			f := fleet(b, p)
+			pool := pgPool(b, FleetMigrator{Fleet: f}, 1)
+			if variant.ddl != "" {
+				if _, err := pool.Exec(ctx, variant.ddl); err != nil {
+					b.Fatal(err)
+				}
+			}
+			s := pgstore.New(pool)
+			presets := f.ConfiguredPresets()
+			create := func(i, n int) time.Duration {
+				pr := presets[i%len(presets)]
+				news := make([]prebuilds.NewPrebuild, n)
+				for k := range news {
+					news[k] = prebuilds.NewPrebuild{InstanceID: uuid.New(), BuildID: uuid.New(), Name: "bench"}
+				}
+				start := time.Now()
+				if _, err := s.CreatePrebuilds(ctx, prebuilds.CreatePrebuildsParams{
+					PresetID: pr.ID, TemplateVersionID: pr.TemplateVersionID, Now: f.Now, Instances: news,
+				}); err != nil {
+					b.Fatal(err)
+				}
+				return time.Since(start)
+			}
+			// Alternate the two sizes so that both see the same table
+			// sizes and the same machine noise.
+			var one, ten time.Duration
+			i := 0
+			for b.Loop() {
+				one += create(i, 1)
+				ten += create(i+1, 10)
+				i += 2
+			}
+			if b.N > 0 {
+				b.ReportMetric(float64((ten-one).Nanoseconds())/9/float64(b.N), "ns/prebuild")
+				b.ReportMetric(float64(one.Nanoseconds())/float64(b.N), "ns/call")
+			}
+		})
+	}
+}
+
 // claimPoolSize is the number of claimable prebuilds per preset in
 // BenchmarkClaim: realistic pools are small, and Claim's cost may grow with
 // the pool.

@@ -96,6 +96,7 @@ var Sections = []Section{
 	{"Steady-state pass", "BenchmarkReconcileSteady", "ReconcileAll with nothing to do (lock, snapshot, plan): the latency every replica pays each Interval. allocs/op is per pass."},
 	{"Cold fill", "BenchmarkReconcileCold", "One ReconcileAll filling 1,000 empty pools of 10 (10,000 creates), by executor MaxConcurrency."},
 	{"Batched creates", "BenchmarkCreatePrebuilds", "10 prebuilds of one preset per op: one CreatePrebuilds call (one statement) or ten. pg-rtt500us is the same server with every client write delayed 0.5 ms (≥ 0.5 ms more per round trip), as across a network."},
+	{"Per-row cost of creates", "BenchmarkCreatePrebuildsSchema", "Marginal cost of one more prebuild in a pgstore CreatePrebuilds call (ns/prebuild, from alternating calls of 1 and 10 prebuilds) and the cost of a 1-prebuild call (ns/call): on the migrated schema, and with the three foreign keys to the catalogue that migration 0002 dropped put back."},
 	{"Claims", "BenchmarkClaim", "Concurrent claims (b.RunParallel, GOMAXPROCS goroutines) from pools of 10."},
 	{"memstore footprint", "BenchmarkMemstoreFootprint", "Live heap of a seeded memstore per instance (its builds, indexes and the presets' share included)."},
 }
