@@ -161,7 +161,7 @@ func recordServerVersion(tb testing.TB, pool *pgxpool.Pool) {
 
 func reconciler(tb testing.TB, s prebuilds.Store, f *Fleet, concurrency int) *prebuilds.Reconciler {
 	tb.Helper()
-	clock := quartz.NewMock(tb)
+	clock := quartz.NewMock(tb).WithLogger(quartz.NoOpLogger)
 	clock.Set(f.Now)
 	return prebuilds.NewReconciler(s, prebuilds.Config{
 		Clock:          clock,

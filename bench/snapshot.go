@@ -21,7 +21,7 @@ func (f *Fleet) SnapshotParams() prebuilds.SnapshotParams {
 	}
 }
 
-// Snapshot computes, without a store, the DESIGN §3 snapshot a store seeded
+// Snapshot computes, without a store, the snapshot (docs/spec.md, "The snapshot") a store seeded
 // with f returns for p, in canonical order (prebuilds.SortSnapshot). It
 // serves the planner benchmarks, which must not pay for a store, and the
 // tests prove it equal to memstore's and pgstore's. It is one pass over the

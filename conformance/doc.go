@@ -4,7 +4,7 @@
 // Run drives a fresh store per subtest through its prebuilds.ControlPlane and
 // compares it with the reference model (package model), exactly:
 //
-//   - Scenarios: every row of DESIGN §8 (Scenarios) is replayed into the
+//   - Scenarios: every scenario of scenarios.go is replayed into the
 //     store. "<name>/Snapshot" requires the store's snapshot to equal the
 //     model's at every check (after prebuilds.SortSnapshot) and the planner
 //     fed that snapshot to produce the hand-written plan. "<name>/Reconcile"

@@ -97,7 +97,7 @@ type statusChange struct {
 	kind     prebuilds.EventKind
 }
 
-// expectedStatusChanges derives DESIGN §5's hard-limit transitions from a
+// expectedStatusChanges derives the hard-limit transitions from a
 // (model) snapshot: the stored status of an active preset follows the live
 // condition; an inactive preset (its version replaced, its template
 // deprecated or deleted) keeps its status, since a version change is not a

@@ -21,7 +21,7 @@ type Config struct {
 	HardLimit int
 }
 
-// DefaultConfig is DESIGN §5's defaults: BackoffInterval 1m, BackoffLookback
+// DefaultConfig is the Reconciler's defaults: BackoffInterval 1m, BackoffLookback
 // 1h, FailureHardLimit 3.
 var DefaultConfig = Config{BackoffInterval: time.Minute, BackoffLookback: time.Hour, HardLimit: 3}
 
@@ -35,7 +35,7 @@ func (c Config) SnapshotParams(now time.Time) prebuilds.SnapshotParams {
 	return prebuilds.SnapshotParams{Now: now, Lookback: now.Add(-c.BackoffLookback), HardLimit: c.HardLimit}
 }
 
-// Scenario is one row of DESIGN §8 as data: operations at time offsets, and
+// Scenario is one scenario as data: operations at time offsets, and
 // the plans expected at later offsets. Keys ("t1", "p1", "i1") become IDs
 // through ID.
 type Scenario struct {
@@ -262,9 +262,9 @@ func withConfig(s Scenario) Scenario {
 
 // ---- the table ----
 
-// Scenarios returns the planning rows of DESIGN §8 (and a few more that pin
+// Scenarios returns the planning scenarios of docs/spec.md (and a few more that pin
 // definitions down), each a fresh value. The expected plans are written by
-// hand from DESIGN §3–§4.
+// hand from the rules of docs/spec.md.
 func Scenarios() []Scenario {
 	const (
 		expired    = prebuilds.ReasonExpired

@@ -36,7 +36,7 @@ type machine struct {
 }
 
 func (s *suite) newMachine(t *testing.T, rt *rapid.T) *machine {
-	clock := quartz.NewMock(t)
+	clock := quartz.NewMock(t).WithLogger(quartz.NoOpLogger)
 	clock.Set(Epoch)
 	st := s.h.NewStore(t, clock)
 	if st == nil {
@@ -686,7 +686,7 @@ func (m *machine) reconcile(t *rapid.T) {
 	})
 }
 
-// stateMachine is the rapid state machine of DESIGN §7.
+// stateMachine is the rapid state machine run against the model.
 func (s *suite) stateMachine(t *testing.T) {
 	s.rapidCheck(t, func(rt *rapid.T) {
 		m := s.newMachine(t, rt)

@@ -122,7 +122,7 @@ type env struct {
 // start.
 func (s *suite) newEnv(t *testing.T, start time.Time) *env {
 	t.Helper()
-	clock := quartz.NewMock(t)
+	clock := quartz.NewMock(t).WithLogger(quartz.NoOpLogger)
 	clock.Set(start)
 	st := s.h.NewStore(t, clock)
 	if st == nil {

@@ -8,7 +8,7 @@ import (
 	"github.com/prebuildkit/prebuildkit/prebuilds"
 )
 
-// ties: DESIGN §3 ranks backoff candidates newest first, created_at desc,
+// ties: docs/spec.md ranks backoff candidates newest first, created_at desc,
 // then build ID desc (UUID byte order). Two prebuilds of a preset with
 // desired 1 are created in the same microsecond; one build fails, the other
 // succeeds. The backoff row and the hard limit (K = 1) exist iff the failed

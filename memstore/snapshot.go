@@ -29,7 +29,7 @@ func (r *reader) Snapshot(_ context.Context, p prebuilds.SnapshotParams) (*prebu
 	return r.s.snapshot(p), nil
 }
 
-// snapshot computes DESIGN §3 in one pass over the presets and, for each
+// snapshot computes the snapshot of docs/spec.md in one pass over the presets and, for each
 // preset with a desired count, one pass over the live prebuilds attributed
 // to it (Store.live). Callers hold s.mu.
 func (s *Store) snapshot(p prebuilds.SnapshotParams) *prebuilds.GlobalSnapshot {
@@ -134,7 +134,7 @@ func (s *Store) snapshot(p prebuilds.SnapshotParams) *prebuilds.GlobalSnapshot {
 	return snap
 }
 
-// backoffRow applies DESIGN §3 backoff(P) to C(P) ranked newest first:
+// backoffRow applies backoff(P), docs/spec.md to C(P) ranked newest first:
 // num_failed counts failures at or after lookback over all of C(P); the row
 // exists iff one of them has rank ≤ desired, and last_build_at is the latest
 // created_at among those.

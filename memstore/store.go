@@ -178,7 +178,7 @@ func (s *Store) counter(presetID uuid.UUID) *prebuilds.PresetCounters {
 	return c
 }
 
-// active reports whether p is active (DESIGN §2). Callers hold s.mu.
+// active reports whether p is active (docs/spec.md, "Vocabulary"). Callers hold s.mu.
 func (s *Store) active(p *prebuilds.Preset) bool {
 	t := s.templateOf(p)
 	return t != nil && t.ActiveVersionID == p.TemplateVersionID && !t.Deprecated && !t.Deleted

@@ -5,8 +5,8 @@
 // every question is answered by scanning them, and nothing is indexed or
 // cached. Its operations mirror prebuilds.ControlPlane and the write side of
 // prebuilds.Store with the error semantics and check order of
-// docs/store-semantics.md; World.Snapshot follows DESIGN §3 and
-// prebuilds/doc.go literally; World.Plan computes DESIGN §4 straight from the
+// docs/store-semantics.md; World.Snapshot follows docs/spec.md ("The snapshot") and
+// prebuilds/doc.go literally; World.Plan computes the planner rules of docs/spec.md straight from the
 // state, without going through a snapshot.
 //
 // The model shares plain types, constants and sentinel errors with package

@@ -9,7 +9,7 @@ import (
 	"github.com/prebuildkit/prebuildkit/prebuilds"
 )
 
-// Plan computes DESIGN §4 for one preset at now, straight from the world
+// Plan computes the planner rules of docs/spec.md for one preset at now, straight from the world
 // (it does not go through a snapshot). Of p it reads Lookback and HardLimit.
 // A preset that does not exist or whose desired count is nil is not planned:
 // the result is an empty plan naming it.

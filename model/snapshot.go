@@ -10,7 +10,7 @@ import (
 	"github.com/prebuildkit/prebuildkit/prebuilds"
 )
 
-// Snapshot computes the DESIGN §3 snapshot by scanning the world. Rows are
+// Snapshot computes the snapshot (docs/spec.md, "The snapshot") by scanning the world. Rows are
 // in canonical order (prebuilds.SortSnapshot's), Now is p.Now.
 func (w *World) Snapshot(p prebuilds.SnapshotParams) *prebuilds.GlobalSnapshot {
 	s := &prebuilds.GlobalSnapshot{Now: p.Now, Paused: w.Paused}
@@ -136,7 +136,7 @@ func (w *World) pendingInactive(p prebuilds.Preset) int {
 	return n
 }
 
-// candidates is C(P) of DESIGN §3, ranked newest first (created_at desc,
+// candidates is C(P) of docs/spec.md, ranked newest first (created_at desc,
 // then build ID desc).
 func (w *World) candidates(p prebuilds.Preset) []prebuilds.Build {
 	if !w.versionActive(p) {
@@ -165,7 +165,7 @@ func (w *World) candidates(p prebuilds.Preset) []prebuilds.Build {
 	return out
 }
 
-// backoff(P) of DESIGN §3, nil when there is no row.
+// backoff(P) of docs/spec.md, nil when there is no row.
 func (w *World) backoff(p prebuilds.Preset, lookback time.Time) *prebuilds.BackoffRow {
 	static := 0
 	if p.Desired != nil {

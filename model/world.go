@@ -162,7 +162,7 @@ func (w *World) versionActive(p prebuilds.Preset) bool {
 	return t != nil && t.ActiveVersionID == p.TemplateVersionID && !t.Deleted
 }
 
-// active is DESIGN §2: version active, template neither deleted nor deprecated.
+// active is the rule of docs/spec.md ("Vocabulary"): version active, template neither deleted nor deprecated.
 func (w *World) active(p prebuilds.Preset) bool {
 	if !w.versionActive(p) {
 		return false
@@ -170,7 +170,7 @@ func (w *World) active(p prebuilds.Preset) bool {
 	return !w.template(w.version(p.TemplateVersionID).TemplateID).Deprecated
 }
 
-// expired is DESIGN §4's expiry rule.
+// expired is the expiry rule of docs/spec.md.
 func expired(p prebuilds.Preset, createdAt, now time.Time) bool {
 	if !p.InvalidatedAt.IsZero() && createdAt.Before(p.InvalidatedAt) {
 		return true

@@ -23,7 +23,7 @@ import (
 	"github.com/prebuildkit/prebuildkit/prebuilds"
 )
 
-// The DESIGN §10 multi-replica reliability test: several Reconcilers on one
+// The multi-replica reliability test: several Reconcilers on one
 // database, concurrent claimers, a provisioner that fails at random, and
 // killed connections. Time is a shared quartz mock clock that only the test
 // goroutine moves, between rounds; every pass is a direct ReconcileAll call.
@@ -215,18 +215,16 @@ func TestReplicasUnderFaults(t *testing.T) {
 
 func newReplicaHarness(t *testing.T) *replicaHarness {
 	t.Helper()
-	// Not a cancelable context, on purpose: pgx v5.7.6 leaks its
-	// context-watcher goroutine when a connection dies mid-query under a
-	// context that can be canceled (jackc/pgx#1999), and goleak in TestMain
-	// would report it. With a Done-less context pgx starts no watcher. The
-	// go test timeout bounds the test instead.
-	ctx := context.Background()
+	// The test's own context: the replicas' connections die mid-query under
+	// it (pg_terminate_backend) and goleak in TestMain checks that pgx
+	// leaves no context watcher behind.
+	ctx := t.Context()
 	dsn := pgtest.NewDatabase(t, pgstoretest.New())
 	admin := openNamedPool(t, dsn, "prebuildkit-test-admin", 4)
 	_, err := admin.Exec(ctx, replicaTriggersSQL)
 	require.NoError(t, err)
 
-	clk := quartz.NewMock(t)
+	clk := quartz.NewMock(t).WithLogger(quartz.NoOpLogger)
 	clk.Set(t0).MustWait(ctx)
 	h := &replicaHarness{
 		t: t, ctx: ctx, clk: clk, admin: admin,

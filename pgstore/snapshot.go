@@ -79,7 +79,7 @@ func (r *snapshotReader) close() {
 	r.mu.Unlock()
 }
 
-// Snapshot reads the DESIGN §3 snapshot with a handful of set-based
+// Snapshot reads the snapshot (docs/spec.md, "The snapshot") with a handful of set-based
 // queries sent in one batch, in a REPEATABLE READ READ ONLY transaction on
 // the lock's connection that is committed before Snapshot returns.
 func (r *snapshotReader) Snapshot(ctx context.Context, p prebuilds.SnapshotParams) (*prebuilds.GlobalSnapshot, error) {

@@ -13,7 +13,7 @@
 //
 // Each pass of Reconciler.ReconcileAll tries the cluster-wide lock without
 // blocking (another replica holding it means this pass does nothing), reads
-// one consistent snapshot (§3 of DESIGN.md), persists hard-limit status
+// one consistent snapshot (docs/spec.md, "The snapshot"), persists hard-limit status
 // transitions with a compare-and-set (one event per real transition across
 // all replicas), plans every preset with the pure planner, and executes the
 // non-empty plans concurrently with a bound. After each committed write the

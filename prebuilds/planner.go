@@ -110,7 +110,7 @@ func Expired(p Preset, createdAt, now time.Time) bool {
 	return p.TTL > 0 && now.Sub(createdAt) > p.TTL
 }
 
-// PlanPreset is the pure planner (DESIGN §4): it decides what to do for one
+// PlanPreset is the pure planner (docs/spec.md, "The planner"): it decides what to do for one
 // preset at now. It performs no I/O and depends on nothing but its inputs.
 func PlanPreset(s PresetSnapshot, now time.Time, cfg PlanConfig) Plan {
 	plan := Plan{PresetID: s.Preset.ID}

@@ -137,7 +137,7 @@ func (r *recorder) Notify(_ context.Context, e Event) {
 
 func newTestReconciler(t *testing.T, store Store, cfg Config) (*Reconciler, *quartz.Mock, *bytes.Buffer) {
 	t.Helper()
-	clk := quartz.NewMock(t)
+	clk := quartz.NewMock(t).WithLogger(quartz.NoOpLogger)
 	clk.Set(t0)
 	var buf bytes.Buffer
 	cfg.Clock = clk
@@ -430,7 +430,7 @@ func TestRunAndStop(t *testing.T) {
 	errc := make(chan error, 1)
 	go func() { errc <- r.Run(ctx) }()
 	call := trap.MustWait(ctx) // the immediate pass has completed
-	call.Release()
+	call.MustRelease(ctx)
 	fs.mu.Lock()
 	require.Len(t, fs.creates, 1, "reconciled once at start")
 	fs.mu.Unlock()

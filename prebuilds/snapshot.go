@@ -101,7 +101,7 @@ type PendingInactiveCount struct {
 	Count    int
 }
 
-// BackoffRow says a preset failed recently (DESIGN §3 backoff(P)).
+// BackoffRow says a preset failed recently (backoff(P), docs/spec.md).
 type BackoffRow struct {
 	PresetID    uuid.UUID
 	NumFailed   int
@@ -121,7 +121,7 @@ type PresetCounters struct {
 }
 
 // GlobalSnapshot is one consistent read of everything the reconciler needs
-// (DESIGN §3). Rows other than Presets only name presets listed in Presets
+// (docs/spec.md, "The snapshot"). Rows other than Presets only name presets listed in Presets
 // (those whose desired count is set). Row order is unspecified; SortSnapshot
 // puts it in canonical order for comparison. Counts are never zero: a count
 // row exists only when its count is positive.

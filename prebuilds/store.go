@@ -48,7 +48,7 @@ type Store interface {
 
 // SnapshotReader reads the state under the reconciliation lock.
 type SnapshotReader interface {
-	// Snapshot returns the DESIGN §3 snapshot as of one consistent read.
+	// Snapshot returns the snapshot (docs/spec.md, "The snapshot") as of one consistent read.
 	Snapshot(ctx context.Context, p SnapshotParams) (*GlobalSnapshot, error)
 }
 
@@ -141,7 +141,7 @@ type ControlPlane interface {
 
 	// PendingJobs is the polling side of the job hand-off: provisioners call
 	// it to find the jobs whose JobSink hand-off they missed (the Reconciler
-	// drops hand-offs when the sink is full, DESIGN §5) and jobs of builds
+	// drops hand-offs when the sink is full,  docs/spec.md) and jobs of builds
 	// started through the control plane. It returns the jobs of builds whose
 	// job status is pending, on instances that are not deleted, oldest
 	// first (build created_at, then build ID in UUID byte order, see

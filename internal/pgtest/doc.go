@@ -1,5 +1,5 @@
 // Package pgtest gives each test its own migrated PostgreSQL database
-// (DESIGN §9).
+// (the order is in docs/spec.md, "Test databases").
 //
 // A package that uses it stops the server it may start from TestMain:
 //
