@@ -201,7 +201,9 @@ func benchPlan(b *testing.B, params func(int) FleetParams) {
 		name string
 		plan func(*prebuilds.GlobalSnapshot, prebuilds.PlanConfig) []prebuilds.Plan
 	}{
-		{"indexed", prebuilds.PlanAll},
+		{"indexed", func(s *prebuilds.GlobalSnapshot, c prebuilds.PlanConfig) []prebuilds.Plan {
+			return prebuilds.PlanAll(s, c).Plans
+		}},
 		{"naive", NaivePlanAll},
 	}
 	for _, impl := range impls {

@@ -165,7 +165,7 @@ func TestNaivePlanAllMatchesPlanAll(t *testing.T) {
 			p.Now = p.Now.Add(tc.later)
 			p.Lookback = p.Now.Add(-time.Hour)
 			snap := f.Snapshot(p)
-			indexed := prebuilds.PlanAll(snap, cfg)
+			indexed := prebuilds.PlanAll(snap, cfg).Plans
 			naive := NaivePlanAll(snap, cfg)
 			if diff := cmp.Diff(indexed, naive); diff != "" {
 				t.Fatalf("naive plans differ from PlanAll (-indexed +naive):\n%s", diff)
@@ -182,8 +182,8 @@ func TestNaivePlanAllMatchesPlanAll(t *testing.T) {
 func TestPlanKinds(t *testing.T) {
 	t.Parallel()
 	cfg := prebuilds.PlanConfig{BackoffInterval: prebuilds.DefaultBackoffInterval}
-	count := func(plans []prebuilds.Plan) (creates, deletes, backoffs int) {
-		for _, pl := range plans {
+	count := func(pp prebuilds.PassPlan) (creates, deletes, backoffs int) {
+		for _, pl := range pp.Plans {
 			creates += pl.Creates()
 			deletes += len(pl.Deletes())
 			for _, a := range pl.Actions {

@@ -13,12 +13,7 @@ import (
 // SnapshotParams returns the snapshot inputs a Reconciler with the default
 // Config (BackoffLookback 1h, FailureHardLimit 3) uses at f.Now.
 func (f *Fleet) SnapshotParams() prebuilds.SnapshotParams {
-	now := prebuilds.Micro(f.Now)
-	return prebuilds.SnapshotParams{
-		Now:       now,
-		Lookback:  now.Add(-prebuilds.DefaultBackoffLookback),
-		HardLimit: prebuilds.DefaultFailureHardLimit,
-	}
+	return prebuilds.Config{}.SnapshotParams(f.Now)
 }
 
 // Snapshot computes, without a store, the snapshot (docs/spec.md, "The snapshot") a store seeded
@@ -148,7 +143,7 @@ func (f *Fleet) Snapshot(p prebuilds.SnapshotParams) *prebuilds.GlobalSnapshot {
 		if backoff {
 			snap.Backoffs = append(snap.Backoffs, prebuilds.BackoffRow{PresetID: id, NumFailed: numFailed, LastBuildAt: prebuilds.Micro(last)})
 		}
-		if k := p.HardLimit; k > 0 && len(cs) >= k {
+		if k := p.HardLimit.K(); k > 0 && len(cs) >= k {
 			all := true
 			for _, b := range cs[:k] {
 				all = all && b.JobStatus == prebuilds.JobFailed

@@ -30,6 +30,11 @@ func (m *modelStore) WithReconciliationLock(ctx context.Context, fn func(ctx con
 	return true, fn(ctx, modelReader{m.w})
 }
 
+// Snapshot implements prebuilds.Store without the lock.
+func (m *modelStore) Snapshot(_ context.Context, p prebuilds.SnapshotParams) (*prebuilds.GlobalSnapshot, error) {
+	return m.w.Snapshot(p), nil
+}
+
 type modelReader struct{ w *model.World }
 
 func (r modelReader) Snapshot(_ context.Context, p prebuilds.SnapshotParams) (*prebuilds.GlobalSnapshot, error) {

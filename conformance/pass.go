@@ -89,47 +89,34 @@ func (s *passSummary) list() []presetWrites {
 	return out
 }
 
-// statusChange is a hard-limit status transition the Reconciler must make
-// before planning.
-type statusChange struct {
-	preset   prebuilds.PresetRow
-	from, to prebuilds.PresetStatus
-	kind     prebuilds.EventKind
-}
-
-// expectedStatusChanges derives the hard-limit transitions from a
-// (model) snapshot: the stored status of an active preset follows the live
-// condition; an inactive preset (its version replaced, its template
-// deprecated or deleted) keeps its status, since a version change is not a
-// recovery.
-func expectedStatusChanges(snap *prebuilds.GlobalSnapshot) []statusChange {
-	if snap.Paused {
-		return nil
-	}
-	var out []statusChange
-	for _, p := range snap.Presets {
-		if p.TemplateVersionID != p.ActiveVersionID || p.Deprecated || p.Deleted {
-			continue
-		}
-		hl := slices.Contains(snap.HardLimited, p.ID)
-		switch {
-		case hl && p.Status == prebuilds.PresetHealthy:
-			out = append(out, statusChange{p, prebuilds.PresetHealthy, prebuilds.PresetHardLimited, prebuilds.EventHardLimited})
-		case !hl && p.Status == prebuilds.PresetHardLimited:
-			out = append(out, statusChange{p, prebuilds.PresetHardLimited, prebuilds.PresetHealthy, prebuilds.EventRecovered})
-		}
-	}
-	return out
-}
-
-// expectedPass is what a pass must write given the plans and the status
-// changes, and the events it must emit at now.
-func expectedPass(plans []prebuilds.Plan, changes []statusChange, l labeler, now time.Time) ([]presetWrites, []prebuilds.Event) {
+// expectedPass is what a pass must write given the plans, and the events it
+// must emit at now: the status transitions are the plans' SetStatus actions;
+// the preset rows of before (the snapshot the plans were made from) label
+// their events.
+func expectedPass(plans []prebuilds.Plan, before *prebuilds.GlobalSnapshot, l labeler, now time.Time) ([]presetWrites, []prebuilds.Event) {
 	s := newPassSummary(l)
+	rows := map[uuid.UUID]prebuilds.PresetRow{}
+	for _, r := range before.Presets {
+		rows[r.ID] = r
+	}
+	var events []prebuilds.Event
 	for _, plan := range plans {
 		p := s.at(plan.PresetID)
 		for _, a := range plan.Actions {
 			switch a.Kind {
+			case prebuilds.ActionSetStatus:
+				p.Status = append(p.Status, fmt.Sprintf("%s→%s", a.From, a.To))
+				kind := prebuilds.EventRecovered
+				if a.To == prebuilds.PresetHardLimited {
+					kind = prebuilds.EventHardLimited
+				}
+				row := rows[plan.PresetID]
+				events = append(events, prebuilds.Event{
+					Kind: kind, At: now,
+					PresetID: row.ID, PresetName: row.Name,
+					TemplateID: row.TemplateID, TemplateName: row.TemplateName,
+					TemplateVersionID: row.TemplateVersionID, OrganizationName: row.OrganizationName,
+				})
 			case prebuilds.ActionCreate:
 				p.Creates += a.Count
 			case prebuilds.ActionDelete:
@@ -141,17 +128,6 @@ func expectedPass(plans []prebuilds.Plan, changes []statusChange, l labeler, now
 				p.Canceled += a.Count
 			}
 		}
-	}
-	var events []prebuilds.Event
-	for _, c := range changes {
-		p := s.at(c.preset.ID)
-		p.Status = append(p.Status, fmt.Sprintf("%s→%s", c.from, c.to))
-		events = append(events, prebuilds.Event{
-			Kind: c.kind, At: now,
-			PresetID: c.preset.ID, PresetName: c.preset.Name,
-			TemplateID: c.preset.TemplateID, TemplateName: c.preset.TemplateName,
-			TemplateVersionID: c.preset.TemplateVersionID, OrganizationName: c.preset.OrganizationName,
-		})
 	}
 	sortEvents(events)
 	return s.list(), events
@@ -221,12 +197,7 @@ type passConfig struct {
 }
 
 func (c passConfig) params(now time.Time) prebuilds.SnapshotParams {
-	now = prebuilds.Micro(now)
-	k := c.cfg.HardLimit
-	if k < 0 {
-		k = 0
-	}
-	return prebuilds.SnapshotParams{Now: now, Lookback: now.Add(-c.cfg.BackoffLookback), HardLimit: k}
+	return c.cfg.SnapshotParams(now)
 }
 
 // reconcileOnce runs one real Reconciler pass over store (through a
@@ -270,7 +241,7 @@ func reconcileWith(ctx context.Context, t tb, clock *quartz.Mock, store prebuild
 	}
 	writes, events := rec.Writes(), rec.Events()
 
-	wantWrites, wantEvents := expectedPass(want, expectedStatusChanges(before), labels, now)
+	wantWrites, wantEvents := expectedPass(want, before, labels, now)
 	gotWrites := actualPass(writes, before, labels)
 	if diff := cmp.Diff(wantWrites, gotWrites, cmpopts.EquateEmpty()); diff != "" {
 		t.Fatalf("reconciliation pass at %s wrote something else than planned (-want +got):\n%s\nplans: %s",
@@ -348,21 +319,13 @@ func describePlans(plans []prebuilds.Plan, l labeler) string {
 	return b.String()
 }
 
-// reconcilerConfig maps a scenario Config to a prebuilds.Config. A
-// HardLimit of 0 (off in scenarios) becomes prebuilds.NoHardLimit.
+// reconcilerConfig is the prebuilds.Config of a scenario Config.
 func reconcilerConfig(t tb, c Config, clock quartz.Clock, n prebuilds.Notifier) prebuilds.Config {
-	k := c.HardLimit
-	if k <= 0 {
-		k = prebuilds.NoHardLimit
-	}
-	return prebuilds.Config{
-		BackoffInterval:  c.BackoffInterval,
-		BackoffLookback:  c.BackoffLookback,
-		FailureHardLimit: k,
-		Clock:            clock,
-		Logger:           testLogger(t),
-		Notifier:         n,
-	}
+	rc := c.reconciler()
+	rc.Clock = clock
+	rc.Logger = testLogger(t)
+	rc.Notifier = n
+	return rc
 }
 
 // testLogger sends warnings and errors of the Reconciler to t's log, so

@@ -105,6 +105,11 @@ func (r *Recorder) WithReconciliationLock(ctx context.Context, fn func(ctx conte
 	return r.inner.WithReconciliationLock(ctx, fn)
 }
 
+// Snapshot implements prebuilds.Store by passing through.
+func (r *Recorder) Snapshot(ctx context.Context, p prebuilds.SnapshotParams) (*prebuilds.GlobalSnapshot, error) {
+	return r.inner.Snapshot(ctx, p)
+}
+
 // CreatePrebuilds implements prebuilds.Store and records the call.
 func (r *Recorder) CreatePrebuilds(ctx context.Context, p prebuilds.CreatePrebuildsParams) ([]prebuilds.Job, error) {
 	p.Instances = slices.Clone(p.Instances)

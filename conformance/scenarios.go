@@ -25,14 +25,23 @@ type Config struct {
 // 1h, FailureHardLimit 3.
 var DefaultConfig = Config{BackoffInterval: time.Minute, BackoffLookback: time.Hour, HardLimit: 3}
 
-// PlanConfig is the planner's part of c.
-func (c Config) PlanConfig() prebuilds.PlanConfig {
-	return prebuilds.PlanConfig{BackoffInterval: c.BackoffInterval}
+// reconciler is the Reconciler configuration of c: a HardLimit of 0 (off in
+// scenarios) becomes prebuilds.NoHardLimit.
+func (c Config) reconciler() prebuilds.Config {
+	k := prebuilds.HardLimit(c.HardLimit)
+	if c.HardLimit <= 0 {
+		k = prebuilds.NoHardLimit
+	}
+	return prebuilds.Config{BackoffInterval: c.BackoffInterval, BackoffLookback: c.BackoffLookback, FailureHardLimit: k}
 }
 
-// SnapshotParams are the snapshot inputs at now under c.
+// PlanConfig is the planner's part of c (prebuilds.Config.PlanConfig).
+func (c Config) PlanConfig() prebuilds.PlanConfig { return c.reconciler().PlanConfig() }
+
+// SnapshotParams are the snapshot inputs at now under c
+// (prebuilds.Config.SnapshotParams).
 func (c Config) SnapshotParams(now time.Time) prebuilds.SnapshotParams {
-	return prebuilds.SnapshotParams{Now: now, Lookback: now.Add(-c.BackoffLookback), HardLimit: c.HardLimit}
+	return c.reconciler().SnapshotParams(now)
 }
 
 // Scenario is one scenario as data: operations at time offsets, and
@@ -80,6 +89,8 @@ type ExpectedAction struct {
 	Count     int
 	Instances []string
 	Until     time.Duration
+	// From and To are read only for ActionSetStatus.
+	From, To prebuilds.PresetStatus
 }
 
 // Time returns the instant of offset d.
@@ -104,6 +115,9 @@ func (s Scenario) Expected(c Check) []prebuilds.Plan {
 			}
 			if a.Kind == prebuilds.ActionBackoff {
 				act.Until = s.Time(a.Until)
+			}
+			if a.Kind == prebuilds.ActionSetStatus {
+				act.From, act.To = a.From, a.To
 			}
 			p.Actions = append(p.Actions, act)
 		}
@@ -248,6 +262,18 @@ func backoff(n int, until time.Duration) ExpectedAction {
 func blocked(reason prebuilds.Reason, n int) ExpectedAction {
 	return ExpectedAction{Kind: prebuilds.ActionBlocked, Reason: reason, Count: n}
 }
+
+func setStatus(from, to prebuilds.PresetStatus) ExpectedAction {
+	r := prebuilds.ReasonHardLimited
+	if to == prebuilds.PresetHealthy {
+		r = prebuilds.ReasonRecovered
+	}
+	return ExpectedAction{Kind: prebuilds.ActionSetStatus, Reason: r, From: from, To: to}
+}
+
+// hardLimited is the status transition of a healthy preset that reached the
+// hard limit.
+var hardLimited = setStatus(prebuilds.PresetHealthy, prebuilds.PresetHardLimited)
 
 func cancelPending(n int) ExpectedAction {
 	return ExpectedAction{Kind: prebuilds.ActionCancelPending, Reason: prebuilds.ReasonInactive, Count: n}
@@ -555,8 +581,8 @@ func Scenarios() []Scenario {
 			Name:   "HardLimit/Reached",
 			Config: Config{BackoffInterval: time.Minute, BackoffLookback: time.Hour, HardLimit: 1},
 			Steps:  steps(f1.active(1), f1.failed("i1", 10*sec, "")),
-			Checks: []Check{check(20*sec, want("p1", 1, blocked(prebuilds.ReasonHardLimited, 1))),
-				check(2*time.Minute, want("p1", 1, blocked(prebuilds.ReasonHardLimited, 1)))},
+			Checks: []Check{check(20*sec, want("p1", 1, hardLimited, blocked(prebuilds.ReasonHardLimited, 1))),
+				check(2*time.Minute, want("p1", 1, hardLimited, blocked(prebuilds.ReasonHardLimited, 1)))},
 		},
 		{
 			Name:   "HardLimit/NotReached",
@@ -576,7 +602,7 @@ func Scenarios() []Scenario {
 			Steps: steps(f1.active(2), f1.running("i1", 10*sec), f1.failed("i2", 20*sec, ""),
 				f1.newVersion("v2", 40*sec, &p2)),
 			Checks: []Check{
-				check(30*sec, want("p1", 2, blocked(prebuilds.ReasonHardLimited, 1))),
+				check(30*sec, want("p1", 2, hardLimited, blocked(prebuilds.ReasonHardLimited, 1))),
 				check(50*sec, want("p1", 2, del(inactive, "i1")), want("p2", 1, create(1))),
 			},
 		},
@@ -585,7 +611,7 @@ func Scenarios() []Scenario {
 			Config: Config{BackoffInterval: time.Minute, BackoffLookback: time.Hour, HardLimit: 1},
 			Steps:  steps(f1.active(1), f1.failed("i1", 10*sec, ""), Step{30 * sec, RemoveInstance{"i1"}}),
 			Checks: []Check{
-				check(20*sec, want("p1", 1, blocked(prebuilds.ReasonHardLimited, 1))),
+				check(20*sec, want("p1", 1, hardLimited, blocked(prebuilds.ReasonHardLimited, 1))),
 				check(40*sec, want("p1", 1, create(1))),
 			},
 		},

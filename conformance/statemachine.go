@@ -116,7 +116,7 @@ func (m *machine) checkRandomParams(t *rapid.T) {
 	p := prebuilds.SnapshotParams{
 		Now:       prebuilds.Micro(now),
 		Lookback:  prebuilds.Micro(now.Add(-rapid.SampledFrom([]time.Duration{0, time.Second, 10 * time.Minute, time.Hour, 24 * time.Hour}).Draw(t, "lookback"))),
-		HardLimit: rapid.IntRange(0, 4).Draw(t, "k"),
+		HardLimit: prebuilds.HardLimit(rapid.IntRange(-1, 4).Draw(t, "k")),
 	}
 	diff, err := snapshotDiff(m.ctx, m.store, m.world, p)
 	if err != nil {

@@ -343,6 +343,7 @@ func (s *Store) Claim(_ context.Context, p prebuilds.ClaimParams) (prebuilds.Ins
 		return prebuilds.Instance{}, fmt.Errorf("memstore: claim from preset %s: %w", p.PresetID, prebuilds.ErrNotFound)
 	}
 	if !s.active(preset) {
+		s.counter(preset.ID).ClaimsMissed++
 		return prebuilds.Instance{}, fmt.Errorf("memstore: claim from preset %s: preset is not active: %w", p.PresetID, prebuilds.ErrNoClaimablePrebuild)
 	}
 	now := prebuilds.Micro(p.Now)
@@ -358,6 +359,7 @@ func (s *Store) Claim(_ context.Context, p prebuilds.ClaimParams) (prebuilds.Ins
 		}
 	}
 	if best == nil {
+		s.counter(preset.ID).ClaimsMissed++
 		return prebuilds.Instance{}, fmt.Errorf("memstore: claim from preset %s: %w", p.PresetID, prebuilds.ErrNoClaimablePrebuild)
 	}
 	best.OwnerID = p.Owner

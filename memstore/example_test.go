@@ -69,7 +69,7 @@ func ExampleStore() {
 	// provisioned 00000000-0000-0000-0000-000000000001 with cpu=8
 	// provisioned 00000000-0000-0000-0000-000000000002 with cpu=8
 	// claimed 00000000-0000-0000-0000-000000000001 (large-1), now owned by 00000000-0000-0000-0000-0000000000d1
-	// running 1, counters {PresetID:00000000-0000-0000-0000-0000000000c1 Created:2 Failed:0 Claimed:1}
+	// running 1, counters {PresetID:00000000-0000-0000-0000-0000000000c1 Created:2 Failed:0 Claimed:1 ClaimsMissed:0}
 }
 
 func must(err error) {

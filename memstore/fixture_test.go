@@ -164,7 +164,7 @@ func (f *fixture) advance(d time.Duration) { f.now = f.now.Add(d) }
 // and hard limit k.
 func (f *fixture) snapshot(k int) *prebuilds.GlobalSnapshot {
 	f.t.Helper()
-	return f.snapshotAt(prebuilds.SnapshotParams{Now: f.now, Lookback: f.now.Add(-time.Hour), HardLimit: k})
+	return f.snapshotAt(prebuilds.SnapshotParams{Now: f.now, Lookback: f.now.Add(-time.Hour), HardLimit: hardLimit(k)})
 }
 
 func (f *fixture) snapshotAt(p prebuilds.SnapshotParams) *prebuilds.GlobalSnapshot {
@@ -201,4 +201,12 @@ func ids(n int) []uuid.UUID {
 		out[i][0] = byte(i + 1) // ascending first byte
 	}
 	return out
+}
+
+// hardLimit encodes k for SnapshotParams: k > 0 is K, 0 turns it off here.
+func hardLimit(k int) prebuilds.HardLimit {
+	if k == 0 {
+		return prebuilds.NoHardLimit
+	}
+	return prebuilds.HardLimit(k)
 }

@@ -275,7 +275,7 @@ func (a *agreement) baseOps() map[string]func(*rapid.T) {
 			p := prebuilds.SnapshotParams{
 				Now:       a.now,
 				Lookback:  a.now.Add(-rapid.SampledFrom([]time.Duration{0, 1500 * time.Nanosecond, time.Minute, time.Hour}).Draw(t, "lookback")),
-				HardLimit: rapid.IntRange(-1, 3).Draw(t, "k"),
+				HardLimit: prebuilds.HardLimit(rapid.IntRange(-1, 3).Draw(t, "k")),
 			}
 			var got *prebuilds.GlobalSnapshot
 			acquired, err := a.s.WithReconciliationLock(a.ctx, func(ctx context.Context, r prebuilds.SnapshotReader) error {

@@ -9,6 +9,16 @@ import (
 	"github.com/prebuildkit/prebuildkit/prebuilds"
 )
 
+// Snapshot implements prebuilds.Store: one consistent read without the
+// reconciliation lock. It takes the state mutex for reading only, so it
+// waits for no reconciliation pass, only for the write in progress, and a
+// pass holding the lock is never kept from acting by it.
+func (s *Store) Snapshot(_ context.Context, p prebuilds.SnapshotParams) (*prebuilds.GlobalSnapshot, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.snapshot(p), nil
+}
+
 // reader is the SnapshotReader handed to WithReconciliationLock's fn.
 type reader struct {
 	s *Store
@@ -116,11 +126,11 @@ func (s *Store) snapshot(p prebuilds.SnapshotParams) *prebuilds.GlobalSnapshot {
 				row.PresetID = preset.ID
 				snap.Backoffs = append(snap.Backoffs, row)
 			}
-			if hardLimited(candidates, p.HardLimit) {
+			if hardLimited(candidates, p.HardLimit.K()) {
 				snap.HardLimited = append(snap.HardLimited, preset.ID)
 			}
 		}
-		if c := s.counters[preset.ID]; c != nil && c.Created > 0 {
+		if c := s.counters[preset.ID]; c != nil && (c.Created > 0 || c.ClaimsMissed > 0) {
 			snap.Counters = append(snap.Counters, *c)
 		}
 	}

@@ -63,6 +63,12 @@ func startBuild(tb testing.TB, w *World, inst, build, preset string, tr prebuild
 	must(tb, w.StartBuild(p))
 }
 
+// params are the snapshot inputs at now with hard limit k (0 = off here, for
+// table brevity; the encoding's 0 = default is tested in TestHardLimitK).
 func params(now time.Time, k int) prebuilds.SnapshotParams {
-	return prebuilds.SnapshotParams{Now: now, Lookback: now.Add(-time.Hour), HardLimit: k}
+	h := prebuilds.HardLimit(k)
+	if k == 0 {
+		h = prebuilds.NoHardLimit
+	}
+	return prebuilds.SnapshotParams{Now: now, Lookback: now.Add(-time.Hour), HardLimit: h}
 }

@@ -51,6 +51,19 @@ func (w *World) Plan(presetID uuid.UUID, now time.Time, cfg prebuilds.PlanConfig
 		return plan
 	}
 
+	limited := w.hardLimited(*pr, hardLimitK(p.HardLimit))
+	if limited && pr.Status == prebuilds.PresetHealthy {
+		plan.Actions = append(plan.Actions, prebuilds.Action{
+			Kind: prebuilds.ActionSetStatus, Reason: prebuilds.ReasonHardLimited,
+			From: prebuilds.PresetHealthy, To: prebuilds.PresetHardLimited,
+		})
+	}
+	if !limited && pr.Status == prebuilds.PresetHardLimited {
+		plan.Actions = append(plan.Actions, prebuilds.Action{
+			Kind: prebuilds.ActionSetStatus, Reason: prebuilds.ReasonRecovered,
+			From: prebuilds.PresetHardLimited, To: prebuilds.PresetHealthy,
+		})
+	}
 	if len(stale) > 0 {
 		plan.Actions = append(plan.Actions, prebuilds.Action{
 			Kind: prebuilds.ActionDelete, Reason: prebuilds.ReasonExpired, InstanceIDs: stale,
@@ -65,7 +78,7 @@ func (w *World) Plan(presetID uuid.UUID, now time.Time, cfg prebuilds.PlanConfig
 	if want == 0 {
 		return plan
 	}
-	if w.hardLimited(*pr, p.HardLimit) {
+	if limited {
 		plan.Actions = append(plan.Actions, prebuilds.Action{
 			Kind: prebuilds.ActionBlocked, Reason: prebuilds.ReasonHardLimited, Count: want,
 		})

@@ -28,10 +28,10 @@ func (w *World) Snapshot(p prebuilds.SnapshotParams) *prebuilds.GlobalSnapshot {
 		if b := w.backoff(pr, p.Lookback); b != nil {
 			s.Backoffs = append(s.Backoffs, *b)
 		}
-		if w.hardLimited(pr, p.HardLimit) {
+		if w.hardLimited(pr, hardLimitK(p.HardLimit)) {
 			s.HardLimited = append(s.HardLimited, pr.ID)
 		}
-		if c := w.counters(pr.ID); c.Created > 0 {
+		if c := w.counters(pr.ID); c != (prebuilds.PresetCounters{PresetID: pr.ID}) {
 			s.Counters = append(s.Counters, c)
 		}
 	}
@@ -206,8 +206,9 @@ func (w *World) hardLimited(p prebuilds.Preset, k int) bool {
 	return true
 }
 
-// counters follow prebuilds/doc.go: instances created as prebuilds whose
-// build #1 has the preset, deleted ones included.
+// counters follow docs/spec.md: instances created as prebuilds whose build
+// #1 has the preset, deleted ones included, and the claims of the preset
+// that found nothing claimable. A row exists iff one of them is positive.
 func (w *World) counters(presetID uuid.UUID) prebuilds.PresetCounters {
 	c := prebuilds.PresetCounters{PresetID: presetID}
 	for _, inst := range w.Instances {
@@ -226,5 +227,22 @@ func (w *World) counters(presetID uuid.UUID) prebuilds.PresetCounters {
 			c.Claimed++
 		}
 	}
+	for _, id := range w.ClaimMisses {
+		if id == presetID {
+			c.ClaimsMissed++
+		}
+	}
 	return c
+}
+
+// hardLimitK is the model's own reading of the hard-limit encoding: a
+// positive value is K, 0 the default 3, a negative value turns it off (0).
+func hardLimitK(h prebuilds.HardLimit) int {
+	switch {
+	case h == 0:
+		return 3
+	case h < 0:
+		return 0
+	}
+	return int(h)
 }

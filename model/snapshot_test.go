@@ -121,6 +121,29 @@ func TestBackoffTieBreak(t *testing.T) {
 	}
 }
 
+func TestHardLimitK(t *testing.T) {
+	t.Parallel()
+	for h, want := range map[prebuilds.HardLimit]int{0: 3, prebuilds.NoHardLimit: 0, -5: 0, 1: 1, 4: 4} {
+		if got := hardLimitK(h); got != want {
+			t.Errorf("hardLimitK(%d) = %d, want %d", h, got, want)
+		}
+	}
+}
+
+func TestClaimMissesCounted(t *testing.T) {
+	t.Parallel()
+	w := fixture(t, 1)
+	for range 2 {
+		if _, err := w.Claim(prebuilds.ClaimParams{PresetID: id("p1"), Owner: id("u"), Now: at(5)}); err == nil {
+			t.Fatal("claim from an empty pool succeeded")
+		}
+	}
+	s := w.Snapshot(params(at(10), 3))
+	if len(s.Counters) != 1 || s.Counters[0].ClaimsMissed != 2 || s.Counters[0].Created != 0 {
+		t.Errorf("counters %+v, want one row with 2 claims missed and nothing created", s.Counters)
+	}
+}
+
 func TestHardLimited(t *testing.T) {
 	t.Parallel()
 	ok, fail := prebuilds.JobSucceeded, prebuilds.JobFailed

@@ -32,15 +32,19 @@ type World struct {
 	Instances []Instance
 	Builds    []prebuilds.Build
 	Paused    bool
+	// ClaimMisses lists, once per Claim that found nothing claimable
+	// (ErrNoClaimablePrebuild), the preset asked for.
+	ClaimMisses []uuid.UUID
 }
 
 // Clone returns a deep copy of w: no slice or map is shared.
 func (w *World) Clone() World {
 	c := World{
-		Templates: slices.Clone(w.Templates),
-		Versions:  slices.Clone(w.Versions),
-		Instances: slices.Clone(w.Instances),
-		Paused:    w.Paused,
+		Templates:   slices.Clone(w.Templates),
+		Versions:    slices.Clone(w.Versions),
+		Instances:   slices.Clone(w.Instances),
+		Paused:      w.Paused,
+		ClaimMisses: slices.Clone(w.ClaimMisses),
 	}
 	for _, p := range w.Presets {
 		c.Presets = append(c.Presets, copyPreset(p))
@@ -492,6 +496,7 @@ func (w *World) Claim(p prebuilds.ClaimParams) (prebuilds.Instance, error) {
 		return prebuilds.Instance{}, errorf(op, p.PresetID, prebuilds.ErrNotFound)
 	}
 	if !w.active(*pr) {
+		w.ClaimMisses = append(w.ClaimMisses, p.PresetID)
 		return prebuilds.Instance{}, errorf(op, p.PresetID, prebuilds.ErrNoClaimablePrebuild)
 	}
 	now := micro(p.Now)
@@ -517,6 +522,7 @@ func (w *World) Claim(p prebuilds.ClaimParams) (prebuilds.Instance, error) {
 		}
 	}
 	if best == nil {
+		w.ClaimMisses = append(w.ClaimMisses, p.PresetID)
 		return prebuilds.Instance{}, errorf(op, p.PresetID, prebuilds.ErrNoClaimablePrebuild)
 	}
 	best.OwnerID = p.Owner

@@ -47,7 +47,10 @@ func (s *Store) claim(ctx context.Context, p prebuilds.ClaimParams) (prebuilds.I
 	if p.Owner == uuid.Nil || p.Owner == prebuilds.SystemOwner {
 		return prebuilds.Instance{}, errf(prebuilds.ErrInvalidArgument, "owner %s cannot claim", p.Owner)
 	}
-	var inst prebuilds.Instance
+	var (
+		inst prebuilds.Instance
+		miss error
+	)
 	err := s.inTx(ctx, func(tx pgx.Tx) error {
 		var (
 			active        bool
@@ -67,7 +70,9 @@ func (s *Store) claim(ctx context.Context, p prebuilds.ClaimParams) (prebuilds.I
 			return err
 		}
 		if !active {
-			return errf(prebuilds.ErrNoClaimablePrebuild, "preset %s is not active", p.PresetID)
+			miss = errf(prebuilds.ErrNoClaimablePrebuild, "preset %s is not active", p.PresetID)
+			_, err := tx.Exec(ctx, missSQL, pgUUID(p.PresetID))
+			return err // commit the count, then report the miss
 		}
 		// Not expired at now (taken at microsecond precision, like every
 		// stored time) ⇔ created_at ≥ invalidated_at (when set) and
@@ -90,7 +95,9 @@ func (s *Store) claim(ctx context.Context, p prebuilds.ClaimParams) (prebuilds.I
 				FOR UPDATE OF i SKIP LOCKED`,
 				prebuilds.SystemOwner, p.PresetID, invalidatedAt, ttlCutoff, pgUUIDs(passed)).Scan(&id)
 			if errors.Is(err, pgx.ErrNoRows) {
-				return errf(prebuilds.ErrNoClaimablePrebuild, "preset %s", p.PresetID)
+				miss = errf(prebuilds.ErrNoClaimablePrebuild, "preset %s", p.PresetID)
+				_, err := tx.Exec(ctx, missSQL, pgUUID(p.PresetID))
+				return err // commit the count, then report the miss
 			}
 			if err != nil {
 				return err
@@ -111,5 +118,13 @@ func (s *Store) claim(ctx context.Context, p prebuilds.ClaimParams) (prebuilds.I
 			return err
 		}
 	})
+	if err == nil && miss != nil {
+		return prebuilds.Instance{}, miss
+	}
 	return inst, err
 }
+
+// missSQL counts one claim of preset $1 that found nothing claimable.
+const missSQL = `
+INSERT INTO preset_claim_misses (preset_id, misses) VALUES ($1, 1)
+ON CONFLICT (preset_id) DO UPDATE SET misses = preset_claim_misses.misses + 1`

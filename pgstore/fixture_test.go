@@ -177,7 +177,7 @@ func (f *fixture) latestBuildID(inst uuid.UUID) uuid.UUID {
 // hard limit k.
 func (f *fixture) snapshot(now time.Time, k int) *prebuilds.GlobalSnapshot {
 	f.t.Helper()
-	return f.snapshotParams(prebuilds.SnapshotParams{Now: now, Lookback: now.Add(-time.Hour), HardLimit: k})
+	return f.snapshotParams(prebuilds.SnapshotParams{Now: now, Lookback: now.Add(-time.Hour), HardLimit: hardLimit(k)})
 }
 
 func (f *fixture) snapshotParams(p prebuilds.SnapshotParams) *prebuilds.GlobalSnapshot {
@@ -192,4 +192,12 @@ func (f *fixture) snapshotParams(p prebuilds.SnapshotParams) *prebuilds.GlobalSn
 	require.True(f.t, acquired)
 	prebuilds.SortSnapshot(snap)
 	return snap
+}
+
+// hardLimit encodes k for SnapshotParams: k > 0 is K, 0 turns it off here.
+func hardLimit(k int) prebuilds.HardLimit {
+	if k == 0 {
+		return prebuilds.NoHardLimit
+	}
+	return prebuilds.HardLimit(k)
 }

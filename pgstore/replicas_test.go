@@ -851,18 +851,13 @@ func (h *replicaHarness) checkEvents() {
 // nothing running and a plan that is only Blocked(HardLimited).
 func (h *replicaHarness) convergence() []string {
 	h.t.Helper()
-	rec := h.replicas[0].rec
-	var snap *prebuilds.GlobalSnapshot
-	acquired, err := h.cp.WithReconciliationLock(h.ctx, func(ctx context.Context, r prebuilds.SnapshotReader) error {
-		var err error
-		snap, err = r.Snapshot(ctx, rec.SnapshotParams(h.clk.Now()))
-		return err
-	})
+	pp, err := h.replicas[0].rec.Plan(h.ctx)
 	require.NoError(h.t, err)
-	require.True(h.t, acquired, "nothing else holds the lock between clean rounds")
 	views := map[uuid.UUID]prebuilds.PresetSnapshot{}
-	for _, v := range snap.Index() {
+	plans := map[uuid.UUID]prebuilds.Plan{}
+	for i, v := range pp.Views {
 		views[v.Preset.ID] = v
+		plans[v.Preset.ID] = pp.Plans[i]
 	}
 	var problems []string
 	for _, p := range h.presets {
@@ -871,7 +866,7 @@ func (h *replicaHarness) convergence() []string {
 			problems = append(problems, p.name+": not in the snapshot")
 			continue
 		}
-		plan := prebuilds.PlanPreset(v, snap.Now, rec.PlanConfig())
+		plan := plans[p.id]
 		if p.kind == kindBroken {
 			if v.Preset.Status != prebuilds.PresetHardLimited || len(v.Running) != 0 ||
 				len(plan.Actions) != 1 || plan.Actions[0].Kind != prebuilds.ActionBlocked {

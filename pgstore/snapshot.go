@@ -60,6 +60,18 @@ func (s *Store) WithReconciliationLock(ctx context.Context, fn func(ctx context.
 	return true, fn(ctx, r)
 }
 
+// Snapshot implements prebuilds.Store: one consistent read without the
+// reconciliation lock, in a REPEATABLE READ READ ONLY transaction on a pool
+// connection. It takes no lock a pass could wait for, and waits for none.
+func (s *Store) Snapshot(ctx context.Context, p prebuilds.SnapshotParams) (*prebuilds.GlobalSnapshot, error) {
+	pc, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return nil, opError("snapshot", prebuilds.Micro(p.Now).Format(time.RFC3339Nano), err)
+	}
+	defer pc.Release()
+	return snapshotOn(ctx, pc, p)
+}
+
 // errReaderClosed is returned by a SnapshotReader used after its lock was
 // released.
 var errReaderClosed = errors.New("pgstore: snapshot reader used after WithReconciliationLock returned")
@@ -89,7 +101,14 @@ func (r *snapshotReader) Snapshot(ctx context.Context, p prebuilds.SnapshotParam
 	if r.closed {
 		return nil, opError("snapshot", key, errReaderClosed)
 	}
-	tx, err := r.pc.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+	return snapshotOn(ctx, r.pc, p)
+}
+
+// snapshotOn reads the snapshot in a REPEATABLE READ READ ONLY transaction
+// on pc, committed before it returns.
+func snapshotOn(ctx context.Context, pc *pgxpool.Conn, p prebuilds.SnapshotParams) (*prebuilds.GlobalSnapshot, error) {
+	key := prebuilds.Micro(p.Now).Format(time.RFC3339Nano)
+	tx, err := pc.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
 	if err != nil {
 		return nil, opError("snapshot", key, fmt.Errorf("begin snapshot transaction: %w", err))
 	}
@@ -227,21 +246,28 @@ FROM failures f
 WHERE f.ranked_failed > 0 OR f.hard_limited`
 
 	// Cumulative counters over instances created as prebuilds, by the
-	// preset of build #1, deleted instances included.
+	// preset of build #1, deleted instances included, and the claims that
+	// found nothing claimable; a row when one of them is positive.
 	snapshotCountersSQL = `
-SELECT b.preset_id, count(*),
-       count(*) FILTER (WHERE b.job_status = 'failed'),
-       count(*) FILTER (WHERE i.claimed_at IS NOT NULL)
-FROM instances i
-JOIN builds b ON b.instance_id = i.id AND b.number = 1
-JOIN presets p ON p.id = b.preset_id
-WHERE i.created_as_prebuild AND p.desired IS NOT NULL
-GROUP BY b.preset_id`
+WITH made AS (
+    SELECT b.preset_id, count(*) AS created,
+           count(*) FILTER (WHERE b.job_status = 'failed') AS failed,
+           count(*) FILTER (WHERE i.claimed_at IS NOT NULL) AS claimed
+    FROM instances i
+    JOIN builds b ON b.instance_id = i.id AND b.number = 1
+    WHERE i.created_as_prebuild
+    GROUP BY b.preset_id
+)
+SELECT p.id, coalesce(m.created, 0), coalesce(m.failed, 0), coalesce(m.claimed, 0), coalesce(c.misses, 0)
+FROM presets p
+LEFT JOIN made m ON m.preset_id = p.id
+LEFT JOIN preset_claim_misses c ON c.preset_id = p.id
+WHERE p.desired IS NOT NULL AND (m.preset_id IS NOT NULL OR c.preset_id IS NOT NULL)`
 )
 
 func readSnapshot(ctx context.Context, tx pgx.Tx, p prebuilds.SnapshotParams) (*prebuilds.GlobalSnapshot, error) {
 	snap := &prebuilds.GlobalSnapshot{Now: p.Now}
-	hardLimit := int32(min(max(p.HardLimit, 0), math.MaxInt32)) // ≤ 0 turns the hard limit off
+	hardLimit := int32(min(p.HardLimit.K(), math.MaxInt32)) // 0 turns the hard limit off
 	lookback := ceilMicro(p.Lookback)
 	schedules := map[uuid.UUID][]prebuilds.Schedule{}
 
@@ -306,11 +332,11 @@ func readSnapshot(ctx context.Context, tx pgx.Tx, p prebuilds.SnapshotParams) (*
 		var err error
 		snap.Counters, err = pgx.CollectRows(rows, func(row pgx.CollectableRow) (prebuilds.PresetCounters, error) {
 			var (
-				c                        prebuilds.PresetCounters
-				created, failed, claimed int64
+				c                                prebuilds.PresetCounters
+				created, failed, claimed, missed int64
 			)
-			err := row.Scan(uuidDest(&c.PresetID), &created, &failed, &claimed)
-			c.Created, c.Failed, c.Claimed = int(created), int(failed), int(claimed)
+			err := row.Scan(uuidDest(&c.PresetID), &created, &failed, &claimed, &missed)
+			c.Created, c.Failed, c.Claimed, c.ClaimsMissed = int(created), int(failed), int(claimed), int(missed)
 			return c, err
 		})
 		return err

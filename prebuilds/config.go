@@ -8,9 +8,26 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// NoHardLimit turns the failure hard limit off when used as
-// Config.FailureHardLimit.
-const NoHardLimit = -1
+// HardLimit is the failure hard limit K, encoded the same way everywhere it
+// appears (Config.FailureHardLimit, SnapshotParams.HardLimit, the
+// simulator's -hard-limit flag): a positive value is K; 0 means the default,
+// DefaultFailureHardLimit (3); NoHardLimit, or any negative value, turns the
+// hard limit off. Resolve it with K.
+type HardLimit int
+
+// NoHardLimit turns the failure hard limit off.
+const NoHardLimit HardLimit = -1
+
+// K resolves h: the hard limit in force, or 0 when it is off.
+func (h HardLimit) K() int {
+	switch {
+	case h == 0:
+		return DefaultFailureHardLimit
+	case h < 0:
+		return 0
+	}
+	return int(h)
+}
 
 // Config configures a Reconciler. The zero value works: every field
 // documents its default.
@@ -24,10 +41,9 @@ type Config struct {
 	// Default 1h.
 	BackoffLookback time.Duration
 	// FailureHardLimit is K: a preset whose K newest builds all failed stops
-	// creating until the condition clears. Default 3 (the zero value means
-	// the default, so that a zero Config is usable); NoHardLimit (or any
-	// negative value) turns it off.
-	FailureHardLimit int
+	// creating until the condition clears. Default 3 (the zero value);
+	// NoHardLimit turns it off. See HardLimit.
+	FailureHardLimit HardLimit
 	// MaxConcurrency bounds the presets whose plans execute at once.
 	// Default 8.
 	MaxConcurrency int
@@ -66,12 +82,6 @@ func (c Config) withDefaults() Config {
 	if c.BackoffLookback <= 0 {
 		c.BackoffLookback = DefaultBackoffLookback
 	}
-	switch {
-	case c.FailureHardLimit == 0:
-		c.FailureHardLimit = DefaultFailureHardLimit
-	case c.FailureHardLimit < 0:
-		c.FailureHardLimit = 0
-	}
 	if c.MaxConcurrency <= 0 {
 		c.MaxConcurrency = DefaultMaxConcurrency
 	}
@@ -82,4 +92,21 @@ func (c Config) withDefaults() Config {
 		c.Logger = slog.Default()
 	}
 	return c
+}
+
+// SnapshotParams is the one mapping from a Config to the inputs of a
+// snapshot at instant now (defaults applied, now at store precision): the
+// Reconciler, the conformance suite, the benchmarks and the simulator all
+// use it.
+func (c Config) SnapshotParams(now time.Time) SnapshotParams {
+	c = c.withDefaults()
+	now = Micro(now)
+	return SnapshotParams{Now: now, Lookback: now.Add(-c.BackoffLookback), HardLimit: c.FailureHardLimit}
+}
+
+// PlanConfig is the one mapping from a Config to the planner's inputs
+// (defaults applied).
+func (c Config) PlanConfig() PlanConfig {
+	c = c.withDefaults()
+	return PlanConfig{BackoffInterval: c.BackoffInterval}
 }

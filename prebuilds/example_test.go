@@ -14,7 +14,7 @@ import (
 
 // ExampleReconciler runs reconciliation passes on memstore: the first fills
 // the pool, a provisioner (played inline) reports the builds, a user claims
-// one, and the next pass replaces it. PlanAll on a snapshot is the dry run.
+// one, and the next pass replaces it. Reconciler.Plan is the dry run.
 func ExampleReconciler() {
 	ctx := context.Background()
 	store := memstore.New()
@@ -48,20 +48,14 @@ func ExampleReconciler() {
 	check(err)
 	fmt.Printf("claimed a prebuild: owner is the user: %v\n", inst.OwnerID == user)
 
-	// Dry run: what would the next pass do, and why?
-	_, err = store.WithReconciliationLock(ctx, func(ctx context.Context, sr prebuilds.SnapshotReader) error {
-		snap, err := sr.Snapshot(ctx, r.SnapshotParams(time.Now()))
-		if err != nil {
-			return err
-		}
-		for _, plan := range prebuilds.PlanAll(snap, r.PlanConfig()) {
-			for _, a := range plan.Actions {
-				fmt.Printf("plan: %s %d (%s)\n", a.Kind, a.Count, a.Reason)
-			}
-		}
-		return nil
-	})
+	// Dry run: what would the next pass do, and why? It takes no lock.
+	pp, err := r.Plan(ctx)
 	check(err)
+	for _, plan := range pp.Plans {
+		for _, a := range plan.Actions {
+			fmt.Printf("plan: %s %d (%s)\n", a.Kind, a.Count, a.Reason)
+		}
+	}
 
 	stats, err = r.ReconcileAll(ctx)
 	check(err)

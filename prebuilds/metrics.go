@@ -2,7 +2,6 @@ package prebuilds
 
 import (
 	"sync"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -12,21 +11,22 @@ const metricsNamespace = "prebuilds"
 var presetLabels = []string{"organization", "template", "preset"}
 
 // metrics holds the Reconciler's Prometheus metrics. Per-preset values are
-// computed from the last snapshot this replica read and exported at scrape
-// time by a custom collector, so a preset that disappears stops being
-// exported; the created/failed/claimed counters come from the store, so
-// they do not depend on which replica created or claimed. Only the replica
-// that held the lock in its last pass exports per-preset series (the others
-// clear theirs), so summing across replicas counts each preset once; when
-// the lock moves, the series move with it.
+// computed from the last pass this replica ran under the lock and exported
+// at scrape time by a custom collector; the created, failed, claimed and
+// claims-missed counters come from the store, so they do not depend on which
+// replica created or claimed. Only the replica that held the lock in its
+// last pass exports per-preset series (the others clear theirs), so summing
+// across replicas counts each preset once; when the lock moves, the series
+// move with it. The exact rules are in docs/spec.md, "Metrics".
 type metrics struct {
-	jobsDropped prometheus.Counter
-	conflicts   prometheus.Counter
-	errors      prometheus.Counter
-	clamped     prometheus.Counter
-	duration    prometheus.Histogram
-	paused      prometheus.Gauge
-	lastSuccess prometheus.Gauge
+	jobsDropped  prometheus.Counter
+	conflicts    prometheus.Counter
+	errors       prometheus.Counter
+	clamped      prometheus.Counter
+	duration     prometheus.Histogram
+	paused       prometheus.Gauge
+	lastSuccess  prometheus.Gauge
+	replacements *prometheus.CounterVec
 
 	presets *presetCollector
 }
@@ -62,49 +62,61 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Namespace: metricsNamespace, Name: "last_successful_reconciliation_timestamp_seconds",
 			Help: "Unix time of the last pass that held the lock and completed without a pass-level error (lock or snapshot); per-preset failures are counted in prebuilds_preset_errors_total instead.",
 		}),
-		presets: newPresetCollector(),
+		replacements: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: metricsNamespace, Name: "resource_replacements_total",
+			Help: "Claimed prebuilds whose resources had to be replaced, as reported to this replica (sum across replicas for the total).",
+		}, presetLabels),
 	}
+	m.presets = newPresetCollector(m.replacements)
 	if reg != nil {
-		reg.MustRegister(m.jobsDropped, m.conflicts, m.errors, m.clamped, m.duration, m.paused, m.lastSuccess, m.presets)
+		reg.MustRegister(m.jobsDropped, m.conflicts, m.errors, m.clamped, m.duration, m.paused, m.lastSuccess, m.replacements, m.presets)
 	}
 	return m
 }
 
-// presetValues are the per-preset figures of one pass.
+// presetValues are the per-preset figures of one pass, for one label set.
 type presetValues struct {
-	labels                              [3]string
+	labels [3]string
+	// gauges is true when the label set has an active preset: only then
+	// are the gauges exported, and only from active presets.
+	gauges                              bool
 	desired, running, eligible, expired int
 	hardLimited, validationFailed       bool
-	created, failed, claimed            int
+	created, failed, claimed, missed    int
 }
 
 type presetCollector struct {
 	mu   sync.Mutex
 	rows []presetValues
+	// replacements is the resource-replacement counter, whose series of
+	// deleted templates' presets are removed with the collector's rows.
+	replacements *prometheus.CounterVec
 
 	desired, running, eligible, expired, hardLimited, validationFailed *prometheus.Desc
-	created, failed, claimed                                           *prometheus.Desc
+	created, failed, claimed, missed                                   *prometheus.Desc
 }
 
-func newPresetCollector() *presetCollector {
+func newPresetCollector(replacements *prometheus.CounterVec) *presetCollector {
 	d := func(name, help string) *prometheus.Desc {
 		return prometheus.NewDesc(prometheus.BuildFQName(metricsNamespace, "", name), help, presetLabels, nil)
 	}
 	return &presetCollector{
-		desired:          d("desired", "Prebuilds the preset wants now (schedule applied)."),
-		running:          d("running", "Running prebuilds of the preset, valid or expired."),
-		eligible:         d("eligible", "Running prebuilds that are ready and not expired: claimable."),
-		expired:          d("expired", "Running prebuilds that expired (TTL or invalidation)."),
-		hardLimited:      d("hard_limited", "1 when the preset is hard-limited."),
-		validationFailed: d("validation_failed", "1 when the preset's builds failed validation."),
-		created:          d("created_total", "Prebuilds created for the preset (from the store)."),
-		failed:           d("failed_total", "Prebuild first builds that failed (from the store)."),
-		claimed:          d("claimed_total", "Prebuilds claimed by users (from the store)."),
+		replacements:     replacements,
+		desired:          d("desired", "Prebuilds the active preset wants now (schedule applied)."),
+		running:          d("running", "Running prebuilds of the active preset, valid or expired."),
+		eligible:         d("eligible", "Prebuilds of the active preset that Claim would hand out now: running, ready, not expired."),
+		expired:          d("expired", "Running prebuilds of the active preset that expired (TTL or invalidation)."),
+		hardLimited:      d("hard_limited", "1 when the active preset is hard-limited."),
+		validationFailed: d("validation_failed", "1 when the active preset's builds failed validation."),
+		created:          d("created_total", "Prebuilds created for the presets of the label set (from the store)."),
+		failed:           d("failed_total", "Prebuild first builds of the presets of the label set that failed (from the store)."),
+		claimed:          d("claimed_total", "Prebuilds of the presets of the label set claimed by users (from the store)."),
+		missed:           d("claims_missed_total", "Claims for the presets of the label set that found nothing claimable (from the store)."),
 	}
 }
 
 func (c *presetCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.desired, c.running, c.eligible, c.expired, c.hardLimited, c.validationFailed, c.created, c.failed, c.claimed} {
+	for _, d := range []*prometheus.Desc{c.desired, c.running, c.eligible, c.expired, c.hardLimited, c.validationFailed, c.created, c.failed, c.claimed, c.missed} {
 		ch <- d
 	}
 }
@@ -131,15 +143,18 @@ func (c *presetCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	for _, r := range rows {
 		l := r.labels[:]
-		emit(c.desired, prometheus.GaugeValue, float64(r.desired), l)
-		emit(c.running, prometheus.GaugeValue, float64(r.running), l)
-		emit(c.eligible, prometheus.GaugeValue, float64(r.eligible), l)
-		emit(c.expired, prometheus.GaugeValue, float64(r.expired), l)
-		emit(c.hardLimited, prometheus.GaugeValue, b(r.hardLimited), l)
-		emit(c.validationFailed, prometheus.GaugeValue, b(r.validationFailed), l)
+		if r.gauges {
+			emit(c.desired, prometheus.GaugeValue, float64(r.desired), l)
+			emit(c.running, prometheus.GaugeValue, float64(r.running), l)
+			emit(c.eligible, prometheus.GaugeValue, float64(r.eligible), l)
+			emit(c.expired, prometheus.GaugeValue, float64(r.expired), l)
+			emit(c.hardLimited, prometheus.GaugeValue, b(r.hardLimited), l)
+			emit(c.validationFailed, prometheus.GaugeValue, b(r.validationFailed), l)
+		}
 		emit(c.created, prometheus.CounterValue, float64(r.created), l)
 		emit(c.failed, prometheus.CounterValue, float64(r.failed), l)
 		emit(c.claimed, prometheus.CounterValue, float64(r.claimed), l)
+		emit(c.missed, prometheus.CounterValue, float64(r.missed), l)
 	}
 }
 
@@ -153,14 +168,23 @@ func (c *presetCollector) clear() {
 	c.mu.Unlock()
 }
 
-// update replaces the per-preset rows with those of the last pass. Presets
-// sharing labels (same names in several versions) are summed so that the
-// exported series stay unique.
-func (c *presetCollector) update(views []PresetSnapshot, plans []Plan, now time.Time) {
-	index := make(map[[3]string]int, len(views))
-	rows := make([]presetValues, 0, len(views))
-	for i, v := range views {
+// update replaces the per-preset rows with those of a pass. A label set
+// (organization, template, preset name) may name several presets: the same
+// name in several versions of a template. Presets of deleted templates are
+// not exported at all. Gauges come from the active preset of the label set
+// only (a label set without one exports no gauges); counters are summed
+// over every preset of the label set, so they stay monotone across a
+// version switch.
+func (c *presetCollector) update(pp PassPlan) {
+	index := make(map[[3]string]int, len(pp.Views))
+	rows := make([]presetValues, 0, len(pp.Views))
+	deleted := map[[3]string]bool{}
+	for i, v := range pp.Views {
 		key := [3]string{v.Preset.OrganizationName, v.Preset.TemplateName, v.Preset.Name}
+		if v.Preset.Deleted {
+			deleted[key] = true
+			continue
+		}
 		j, ok := index[key]
 		if !ok {
 			j = len(rows)
@@ -168,13 +192,20 @@ func (c *presetCollector) update(views []PresetSnapshot, plans []Plan, now time.
 			rows = append(rows, presetValues{labels: key})
 		}
 		r := &rows[j]
-		// Only the active preset's target is desired; inactive presets want 0.
-		if v.Preset.Active() {
-			r.desired += plans[i].Desired
+		r.created += v.Counters.Created
+		r.failed += v.Counters.Failed
+		r.claimed += v.Counters.Claimed
+		r.missed += v.Counters.ClaimsMissed
+		if !v.Preset.Active() {
+			continue
 		}
+		// Two active presets share labels only when two templates of one
+		// organization share a name: their gauges add up.
+		r.gauges = true
+		r.desired += pp.Plans[i].Desired
 		for _, p := range v.Running {
 			r.running++
-			if Expired(v.Preset.Preset, p.CreatedAt, now) {
+			if Expired(v.Preset.Preset, p.CreatedAt, pp.Now) {
 				r.expired++
 			} else if p.Ready {
 				r.eligible++
@@ -182,9 +213,11 @@ func (c *presetCollector) update(views []PresetSnapshot, plans []Plan, now time.
 		}
 		r.hardLimited = r.hardLimited || v.HardLimited
 		r.validationFailed = r.validationFailed || v.Preset.Status == PresetValidationFailed
-		r.created += v.Counters.Created
-		r.failed += v.Counters.Failed
-		r.claimed += v.Counters.Claimed
+	}
+	for key := range deleted {
+		if _, live := index[key]; !live {
+			c.replacements.DeleteLabelValues(key[:]...)
+		}
 	}
 	c.mu.Lock()
 	c.rows = rows

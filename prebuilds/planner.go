@@ -9,9 +9,12 @@ import (
 // ActionKind says what an action does.
 type ActionKind string
 
-// Action kinds. Create, Delete and CancelPending write; Backoff and Blocked
-// explain why nothing is created.
+// Action kinds. SetStatus, Create, Delete and CancelPending write; Backoff
+// and Blocked explain why nothing is created.
 const (
+	// ActionSetStatus moves the preset's stored status From → To by
+	// compare-and-set, so that it follows the live hard-limit condition.
+	ActionSetStatus     ActionKind = "set_status"
 	ActionCreate        ActionKind = "create"
 	ActionDelete        ActionKind = "delete"
 	ActionCancelPending ActionKind = "cancel_pending"
@@ -37,6 +40,9 @@ const (
 	ReasonBackoff Reason = "backoff"
 	// ReasonHardLimited: the newest K builds failed; creation stops.
 	ReasonHardLimited Reason = "hard_limited"
+	// ReasonRecovered: the hard-limit condition cleared (ActionSetStatus
+	// hard_limited → healthy).
+	ReasonRecovered Reason = "recovered"
 	// ReasonValidationFailed: the provisioner reported a failure that
 	// retrying cannot fix; creation stops until an admin reset or a new
 	// version.
@@ -55,6 +61,8 @@ type Action struct {
 	// Until is when backoff ends (ActionBackoff); creation resumes strictly
 	// after it.
 	Until time.Time
+	// From and To are the status transition of ActionSetStatus.
+	From, To PresetStatus
 }
 
 // Plan is what the reconciler should do for one preset at one instant.
@@ -93,7 +101,18 @@ func (p Plan) Deletes() []uuid.UUID {
 	return ids
 }
 
-// PlanConfig is the part of Config the planner reads.
+// StatusChange returns the plan's status transition, if it has one.
+func (p Plan) StatusChange() (Action, bool) {
+	for _, a := range p.Actions {
+		if a.Kind == ActionSetStatus {
+			return a, true
+		}
+	}
+	return Action{}, false
+}
+
+// PlanConfig is the part of Config the planner reads. Build it with
+// Config.PlanConfig.
 type PlanConfig struct {
 	// BackoffInterval is multiplied by the number of recent failures to get
 	// the backoff window.
@@ -110,8 +129,9 @@ func Expired(p Preset, createdAt, now time.Time) bool {
 	return p.TTL > 0 && now.Sub(createdAt) > p.TTL
 }
 
-// PlanPreset is the pure planner (docs/spec.md, "The planner"): it decides what to do for one
-// preset at now. It performs no I/O and depends on nothing but its inputs.
+// PlanPreset is the pure planner (docs/spec.md, "The planner"): it decides
+// what to do for one preset at now. It performs no I/O and depends on
+// nothing but its inputs.
 func PlanPreset(s PresetSnapshot, now time.Time, cfg PlanConfig) Plan {
 	plan := Plan{PresetID: s.Preset.ID}
 	d, err := DesiredAt(s.Preset.Preset, now)
@@ -123,6 +143,8 @@ func PlanPreset(s PresetSnapshot, now time.Time, cfg PlanConfig) Plan {
 	}
 
 	if !s.Preset.Active() {
+		// An inactive preset keeps its status: its builds no longer count
+		// toward the hard limit, and a version change is not a recovery.
 		if s.PendingInactive > 0 {
 			plan.Actions = append(plan.Actions, Action{Kind: ActionCancelPending, Reason: ReasonInactive, Count: s.PendingInactive})
 		}
@@ -134,6 +156,15 @@ func PlanPreset(s PresetSnapshot, now time.Time, cfg PlanConfig) Plan {
 			plan.Actions = append(plan.Actions, Action{Kind: ActionDelete, Reason: ReasonInactive, InstanceIDs: ids})
 		}
 		return plan
+	}
+
+	// The stored status follows the live hard-limit condition in both
+	// directions; validation_failed is left to ResetPreset.
+	switch {
+	case s.HardLimited && s.Preset.Status == PresetHealthy:
+		plan.Actions = append(plan.Actions, Action{Kind: ActionSetStatus, Reason: ReasonHardLimited, From: PresetHealthy, To: PresetHardLimited})
+	case !s.HardLimited && s.Preset.Status == PresetHardLimited:
+		plan.Actions = append(plan.Actions, Action{Kind: ActionSetStatus, Reason: ReasonRecovered, From: PresetHardLimited, To: PresetHealthy})
 	}
 
 	// Running is oldest first. Count before collecting IDs, so that a preset
@@ -187,13 +218,36 @@ func backoffUntil(b BackoffRow, cfg PlanConfig) time.Time {
 	return b.LastBuildAt.Add(time.Duration(b.NumFailed) * cfg.BackoffInterval)
 }
 
+// PassPlan is the whole plan of one pass: every preset of a snapshot, its
+// view and its plan.
+type PassPlan struct {
+	// Now is the snapshot's instant, at which every preset was planned.
+	Now time.Time
+	// Paused is the snapshot's pause switch: every plan is empty.
+	Paused bool
+	// Views are the per-preset views of the snapshot in canonical preset
+	// order (see GlobalSnapshot.Index); Plans[i] is the plan of Views[i].
+	Views []PresetSnapshot
+	Plans []Plan
+}
+
+// Find returns the view and plan of a preset, if the pass planned it.
+func (pp PassPlan) Find(presetID uuid.UUID) (PresetSnapshot, Plan, bool) {
+	for i, v := range pp.Views {
+		if v.Preset.ID == presetID {
+			return v, pp.Plans[i], true
+		}
+	}
+	return PresetSnapshot{}, Plan{}, false
+}
+
 // PlanAll plans every preset of a snapshot: one indexing pass, then one
 // planning pass. Plans come back in canonical preset order.
-func PlanAll(s *GlobalSnapshot, cfg PlanConfig) []Plan {
+func PlanAll(s *GlobalSnapshot, cfg PlanConfig) PassPlan {
 	views := s.Index()
 	plans := make([]Plan, len(views))
 	for i, v := range views {
 		plans[i] = PlanPreset(v, s.Now, cfg)
 	}
-	return plans
+	return PassPlan{Now: s.Now, Paused: s.Paused, Views: views, Plans: plans}
 }

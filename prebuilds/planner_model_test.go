@@ -30,7 +30,7 @@ func TestPlanAllOnScenarios(t *testing.T) {
 				if diff := cmp.Diff(sorted, snap); diff != "" {
 					t.Errorf("at %s: model snapshot not in canonical order (-sorted +got):\n%s", c.At, diff)
 				}
-				got := prebuilds.PlanAll(snap, s.Config.PlanConfig())
+				got := prebuilds.PlanAll(snap, s.Config.PlanConfig()).Plans
 				if diff := cmp.Diff(s.Expected(c), got, cmpopts.EquateEmpty()); diff != "" {
 					t.Errorf("at %s: PlanAll (-want +got):\n%s", c.At, diff)
 				}

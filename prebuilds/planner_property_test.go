@@ -302,7 +302,7 @@ func TestPlanPresetMatchesModel(t *testing.T) {
 			BackoffInterval: rapid.SampledFrom([]time.Duration{0, time.Second, 30 * time.Second, time.Minute, 5 * time.Minute, time.Hour}).Draw(t, "interval"),
 		}
 		lookback := rapid.SampledFrom([]time.Duration{time.Minute, 10 * time.Minute, time.Hour, 6 * time.Hour}).Draw(t, "lookback")
-		k := rapid.IntRange(0, 4).Draw(t, "k")
+		k := prebuilds.HardLimit(rapid.IntRange(-1, 4).Draw(t, "k"))
 		// Several instants per world: each draw favours a boundary.
 		for range 12 {
 			now := g.base

@@ -112,6 +112,46 @@ func TestPlanPreset(t *testing.T) {
 		{name: "negative stored desired wants nothing", v: func() PresetSnapshot { return view(-1, 1) }, d: 0,
 			want: []Action{{Kind: ActionDelete, Reason: ReasonExtraneous, InstanceIDs: i[:1]}}},
 		{name: "paused", v: func() PresetSnapshot { v := view(1, 3); v.Paused = true; return v }, d: 1},
+		{name: "hard limit reached moves the status first", v: func() PresetSnapshot {
+			v := view(2, 3)
+			v.HardLimited = true
+			return v
+		}, d: 2, want: []Action{
+			{Kind: ActionSetStatus, Reason: ReasonHardLimited, From: PresetHealthy, To: PresetHardLimited},
+			{Kind: ActionDelete, Reason: ReasonExtraneous, InstanceIDs: i[:1]},
+		}},
+		{name: "hard limit cleared recovers", v: func() PresetSnapshot {
+			v := view(1, 0)
+			v.Preset.Status = PresetHardLimited
+			return v
+		}, d: 1, want: []Action{
+			{Kind: ActionSetStatus, Reason: ReasonRecovered, From: PresetHardLimited, To: PresetHealthy},
+			{Kind: ActionCreate, Reason: ReasonMissing, Count: 1},
+		}},
+		{name: "hard-limited status kept while the condition holds", v: func() PresetSnapshot {
+			v := view(1, 0)
+			v.Preset.Status = PresetHardLimited
+			v.HardLimited = true
+			return v
+		}, d: 1, want: []Action{{Kind: ActionBlocked, Reason: ReasonHardLimited, Count: 1}}},
+		{name: "validation_failed is not moved by the hard limit", v: func() PresetSnapshot {
+			v := view(1, 1)
+			v.Preset.Status = PresetValidationFailed
+			v.HardLimited = true
+			return v
+		}, d: 1},
+		{name: "inactive preset keeps its hard-limited status", v: func() PresetSnapshot {
+			v := view(1, 0)
+			v.Preset.Status = PresetHardLimited
+			v.Preset.ActiveVersionID = uuid.NameSpaceX500
+			return v
+		}, d: 1},
+		{name: "paused makes no status transition", v: func() PresetSnapshot {
+			v := view(1, 0)
+			v.HardLimited = true
+			v.Paused = true
+			return v
+		}, d: 1},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

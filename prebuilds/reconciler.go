@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"golang.org/x/sync/errgroup"
 )
 
 // ErrReconcilerStopped is returned by Run after Stop, or when Run is called
@@ -74,17 +73,6 @@ func NewReconciler(store Store, cfg Config) *Reconciler {
 // Config returns the effective configuration (defaults applied).
 func (r *Reconciler) Config() Config { return r.cfg }
 
-// PlanConfig returns the planner configuration derived from the Config.
-func (r *Reconciler) PlanConfig() PlanConfig {
-	return PlanConfig{BackoffInterval: r.cfg.BackoffInterval}
-}
-
-// SnapshotParams returns the snapshot inputs for instant now.
-func (r *Reconciler) SnapshotParams(now time.Time) SnapshotParams {
-	now = Micro(now)
-	return SnapshotParams{Now: now, Lookback: now.Add(-r.cfg.BackoffLookback), HardLimit: r.cfg.FailureHardLimit}
-}
-
 // Run reconciles once immediately, then on every Interval tick, until ctx
 // is done or Stop is called. It returns the cause of the stop.
 func (r *Reconciler) Run(ctx context.Context) error {
@@ -145,22 +133,40 @@ func (r *Reconciler) Stop(ctx context.Context, cause error) error {
 	}
 }
 
-// ReconcileAll runs one pass: lock, snapshot, status transitions, plan,
-// execute. It returns at once with Stats.Acquired false when another holder
-// has the lock. A preset whose plan fails is logged and counted in
-// Stats.PresetErrors; it never aborts the others. The error is for
-// pass-level failures (lock, snapshot).
+// Plan returns the whole plan of a pass at the clock's current instant
+// without executing it: a dry run. It reads a consistent snapshot without
+// the reconciliation lock (Store.Snapshot), so it never waits for a pass in
+// progress and never makes another replica skip one; what it returns is what
+// a pass would do if it started now. It writes nothing and changes no
+// metric.
+func (r *Reconciler) Plan(ctx context.Context) (PassPlan, error) {
+	snap, err := r.store.Snapshot(ctx, r.cfg.SnapshotParams(r.cfg.Clock.Now()))
+	if err != nil {
+		return PassPlan{}, fmt.Errorf("prebuilds: plan: snapshot: %w", err)
+	}
+	pp := PlanAll(snap, r.cfg.PlanConfig())
+	r.remember(pp)
+	return pp, nil
+}
+
+// ReconcileAll runs one pass, in a straight line: lock, snapshot, plan every
+// preset (status transitions are plan actions), execute, unlock. It returns
+// at once with Stats.Acquired false when another holder has the lock. A
+// preset whose plan fails is logged and counted in Stats.PresetErrors; it
+// never aborts the others. The error is for pass-level failures (lock,
+// snapshot).
 func (r *Reconciler) ReconcileAll(ctx context.Context) (Stats, error) {
 	start := r.cfg.Clock.Now()
 	var stats Stats
 	acquired, err := r.store.WithReconciliationLock(ctx, func(ctx context.Context, sr SnapshotReader) error {
-		stats.Acquired = true
-		now := Micro(r.cfg.Clock.Now())
-		snap, err := sr.Snapshot(ctx, r.SnapshotParams(now))
+		snap, err := sr.Snapshot(ctx, r.cfg.SnapshotParams(r.cfg.Clock.Now()))
 		if err != nil {
 			return fmt.Errorf("snapshot: %w", err)
 		}
-		r.pass(ctx, snap, &stats)
+		pp := PlanAll(snap, r.cfg.PlanConfig())
+		r.remember(pp)
+		r.metrics.presets.update(pp)
+		r.execute(ctx, pp, &stats)
 		return nil
 	})
 	stats.Acquired = acquired
@@ -178,256 +184,37 @@ func (r *Reconciler) ReconcileAll(ctx context.Context) (Stats, error) {
 	return stats, nil
 }
 
-// pass does everything between the snapshot and the release of the lock.
-func (r *Reconciler) pass(ctx context.Context, snap *GlobalSnapshot, stats *Stats) {
-	now := snap.Now
-	views := snap.Index()
-	stats.Presets = len(views)
-	stats.Paused = snap.Paused
-
-	cache := make(map[uuid.UUID]PresetRow, len(views))
-	for _, v := range views {
+// remember caches the preset rows of pp for event and metric labels
+// (ReportJob, TrackResourceReplacement).
+func (r *Reconciler) remember(pp PassPlan) {
+	cache := make(map[uuid.UUID]PresetRow, len(pp.Views))
+	for _, v := range pp.Views {
 		cache[v.Preset.ID] = v.Preset
 	}
 	r.mu.Lock()
 	r.lastPresets = cache
 	r.mu.Unlock()
-
-	if snap.Paused {
-		r.metrics.paused.Set(1)
-		plans := make([]Plan, len(views))
-		for i, v := range views {
-			plans[i] = PlanPreset(v, now, r.PlanConfig())
-		}
-		r.metrics.presets.update(views, plans, now)
-		r.log.InfoContext(ctx, "reconciliation paused, writing nothing", slog.Int("presets", len(views)))
-		return
-	}
-	r.metrics.paused.Set(0)
-
-	for i := range views {
-		changed, err := r.syncHardLimitStatus(ctx, &views[i], now)
-		if changed {
-			stats.StatusChanges++
-		}
-		if err != nil {
-			stats.PresetErrors++
-			r.metrics.errors.Inc()
-		}
-	}
-
-	plans := make([]Plan, len(views))
-	for i, v := range views {
-		plans[i] = PlanPreset(v, now, r.PlanConfig())
-		if plans[i].ScheduleInvalid {
-			r.log.WarnContext(ctx, "stored preset schedule cannot be evaluated, using static desired count",
-				presetAttrs(v.Preset)...)
-		}
-	}
-	r.metrics.presets.update(views, plans, now)
-
-	var mu sync.Mutex
-	var g errgroup.Group
-	g.SetLimit(r.cfg.MaxConcurrency)
-	for i := range views {
-		if plans[i].Empty() {
-			continue
-		}
-		if ctx.Err() != nil {
-			// Stopping: leave the remaining presets to the next pass (of
-			// this replica or another); they are not failures.
-			break
-		}
-		v, plan := views[i], plans[i]
-		g.Go(func() error {
-			// Go may have waited for a slot while the pass was being
-			// stopped: check again before touching the store.
-			if ctx.Err() != nil {
-				return nil
-			}
-			var ps Stats
-			err := r.execute(ctx, v, plan, now, &ps)
-			if err != nil && ctx.Err() != nil {
-				err = nil // canceled mid-plan: not a preset failure
-			}
-			mu.Lock()
-			stats.add(ps)
-			if err != nil {
-				stats.PresetErrors++
-			}
-			mu.Unlock()
-			if err != nil {
-				r.metrics.errors.Inc()
-				r.log.ErrorContext(ctx, "executing preset plan failed",
-					append(presetAttrs(v.Preset), slog.Any("error", err))...)
-			}
-			return nil // one preset's failure never aborts the others
-		})
-	}
-	_ = g.Wait()
 }
 
-func (s *Stats) add(o Stats) {
-	s.Created += o.Created
-	s.Deleted += o.Deleted
-	s.Canceled += o.Canceled
-	s.Conflicts += o.Conflicts
-	s.Backoff += o.Backoff
-	s.Blocked += o.Blocked
-	s.Clamped += o.Clamped
-	s.JobsDropped += o.JobsDropped
-}
-
-// syncHardLimitStatus makes the stored status of an active preset follow
-// the live hard-limit condition, healthy ⇄ hard_limited, by compare-and-set.
-// Only the replica whose CAS changed the row emits the event. It reports
-// whether it changed the status.
-//
-// An inactive preset keeps its status: its builds no longer count toward the
-// condition (C(P) needs an active version), so following it would announce
-// a "recovery" that is only a version change. If the preset becomes active
-// again, the condition is followed from there.
-func (r *Reconciler) syncHardLimitStatus(ctx context.Context, v *PresetSnapshot, now time.Time) (bool, error) {
-	if !v.Preset.Active() {
-		return false, nil
+// presetRow returns the labels of a preset as of the last snapshot this
+// replica read; a preset it has not seen (a replica that never held the
+// lock, a preset created since) is looked up in a fresh lock-free snapshot.
+// A preset without a desired count is in no snapshot: only its ID is known.
+func (r *Reconciler) presetRow(ctx context.Context, id uuid.UUID) PresetRow {
+	r.mu.Lock()
+	row, ok := r.lastPresets[id]
+	r.mu.Unlock()
+	if ok {
+		return row
 	}
-	var from, to PresetStatus
-	var kind EventKind
-	switch {
-	case v.HardLimited && v.Preset.Status == PresetHealthy:
-		from, to, kind = PresetHealthy, PresetHardLimited, EventHardLimited
-	case !v.HardLimited && v.Preset.Status == PresetHardLimited:
-		from, to, kind = PresetHardLimited, PresetHealthy, EventRecovered
-	default:
-		return false, nil
-	}
-	changed, err := r.store.SetPresetStatus(ctx, v.Preset.ID, from, to)
-	if err != nil {
-		r.log.ErrorContext(ctx, "setting preset status failed",
-			append(presetAttrs(v.Preset), slog.String("from", string(from)), slog.String("to", string(to)), slog.Any("error", err))...)
-		return false, err
-	}
-	if !changed {
-		return false, nil
-	}
-	v.Preset.Status = to
-	if kind == EventHardLimited {
-		r.log.WarnContext(ctx, "preset hit the failure hard limit, creation stopped",
-			append(presetAttrs(v.Preset), slog.Int("hard_limit", r.cfg.FailureHardLimit))...)
-	} else {
-		r.log.InfoContext(ctx, "preset recovered from the failure hard limit", presetAttrs(v.Preset)...)
-	}
-	r.notify(ctx, presetEvent(kind, v.Preset, now))
-	return true, nil
-}
-
-// execute carries out one preset's plan: cancel queued first builds,
-// delete (one conditional transaction each), then create in one batch.
-func (r *Reconciler) execute(ctx context.Context, v PresetSnapshot, plan Plan, now time.Time, stats *Stats) error {
-	var errs []error
-	for _, a := range plan.Actions {
-		switch a.Kind {
-		case ActionCancelPending:
-			ids, err := r.store.CancelPending(ctx, CancelPendingParams{PresetID: v.Preset.ID, Now: now})
-			if err != nil {
-				errs = append(errs, fmt.Errorf("cancel pending: %w", err))
-				continue
+	if snap, err := r.store.Snapshot(ctx, r.cfg.SnapshotParams(r.cfg.Clock.Now())); err == nil {
+		for _, p := range snap.Presets {
+			if p.ID == id {
+				return p
 			}
-			stats.Canceled += len(ids)
-			if len(ids) > 0 {
-				r.log.InfoContext(ctx, "canceled queued prebuilds of inactive preset",
-					append(presetAttrs(v.Preset), slog.Int("count", len(ids)))...)
-			}
-		case ActionDelete:
-			for _, id := range a.InstanceIDs {
-				job, err := r.store.DeletePrebuild(ctx, DeletePrebuildParams{InstanceID: id, BuildID: uuid.New(), Now: now})
-				switch {
-				case errors.Is(err, ErrConflict):
-					stats.Conflicts++
-					r.metrics.conflicts.Inc()
-					r.log.InfoContext(ctx, "prebuild changed before its delete, skipped",
-						append(presetAttrs(v.Preset), slog.String("instance_id", id.String()), slog.String("reason", string(a.Reason)))...)
-				case err != nil:
-					errs = append(errs, fmt.Errorf("delete prebuild %s: %w", id, err))
-				default:
-					stats.Deleted++
-					r.handOff(ctx, job, stats)
-				}
-			}
-			r.log.InfoContext(ctx, "deleting prebuilds",
-				append(presetAttrs(v.Preset), slog.String("reason", string(a.Reason)), slog.Int("count", len(a.InstanceIDs)))...)
-		case ActionCreate:
-			n := r.clamp(ctx, v, a.Count, stats)
-			if n <= 0 {
-				continue
-			}
-			news := make([]NewPrebuild, n)
-			for i := range news {
-				id := uuid.New()
-				news[i] = NewPrebuild{InstanceID: id, BuildID: uuid.New(), Name: prebuildName(v.Preset.Name, id)}
-			}
-			jobs, err := r.store.CreatePrebuilds(ctx, CreatePrebuildsParams{
-				PresetID: v.Preset.ID, TemplateVersionID: v.Preset.TemplateVersionID, Instances: news, Now: now,
-			})
-			if err != nil {
-				errs = append(errs, fmt.Errorf("create %d prebuilds: %w", n, err))
-				continue
-			}
-			stats.Created += len(jobs)
-			r.log.InfoContext(ctx, "creating prebuilds", append(presetAttrs(v.Preset), slog.Int("count", len(jobs)))...)
-			for _, j := range jobs {
-				r.handOff(ctx, j, stats)
-			}
-		case ActionBackoff:
-			stats.Backoff++
-			r.log.InfoContext(ctx, "preset backing off after failures",
-				append(presetAttrs(v.Preset), slog.Time("until", a.Until), slog.Int("missing", a.Count))...)
-		case ActionBlocked:
-			stats.Blocked++
-			r.log.DebugContext(ctx, "preset creation blocked",
-				append(presetAttrs(v.Preset), slog.String("reason", string(a.Reason)), slog.Int("missing", a.Count))...)
 		}
 	}
-	return errors.Join(errs...)
-}
-
-// clamp bounds a create count by desired_at(P) evaluated again right before
-// executing (on the clock, not the snapshot instant: a long pass may cross a
-// schedule boundary), the most a preset can ever want. A larger count is
-// logged at error level: it means a planner or executor bug, or a schedule
-// that just turned down.
-func (r *Reconciler) clamp(ctx context.Context, v PresetSnapshot, n int, stats *Stats) int {
-	d, _ := DesiredAt(v.Preset.Preset, r.cfg.Clock.Now())
-	d = max(d, 0)
-	if n <= d {
-		return n
-	}
-	stats.Clamped++
-	r.metrics.clamped.Inc()
-	r.log.ErrorContext(ctx, "CRITICAL: create count exceeds desired, clamping",
-		append(presetAttrs(v.Preset), slog.Int("requested", n), slog.Int("desired", d))...)
-	return d
-}
-
-// handOff gives a committed job to the JobSink without blocking.
-func (r *Reconciler) handOff(ctx context.Context, j Job, stats *Stats) {
-	if r.cfg.JobSink == nil {
-		return
-	}
-	select {
-	case r.cfg.JobSink <- j:
-	default:
-		stats.JobsDropped++
-		r.metrics.jobsDropped.Inc()
-		r.log.WarnContext(ctx, "job sink full, hand-off dropped (the provisioner will find the job in the store)",
-			slog.String("build_id", j.BuildID.String()), slog.String("instance_id", j.InstanceID.String()))
-	}
-}
-
-func (r *Reconciler) notify(ctx context.Context, e Event) {
-	if r.cfg.Notifier != nil {
-		r.cfg.Notifier.Notify(ctx, e)
-	}
+	return PresetRow{Preset: Preset{ID: id}}
 }
 
 // ReplacementReport is an integrator's report that a claimed prebuild's
@@ -440,16 +227,14 @@ type ReplacementReport struct {
 	Resources []string
 }
 
-// TrackResourceReplacement emits EventResourcesReplaced for the report,
+// TrackResourceReplacement counts the report in
+// prebuilds_resource_replacements_total and emits EventResourcesReplaced,
 // labelled with the preset, template and version known from the last
-// snapshot this replica read (IDs only when the preset is unknown).
+// snapshot this replica read (or a fresh one; IDs only when the preset has
+// no desired count).
 func (r *Reconciler) TrackResourceReplacement(ctx context.Context, rep ReplacementReport) {
-	r.mu.Lock()
-	row, ok := r.lastPresets[rep.PresetID]
-	r.mu.Unlock()
-	if !ok {
-		row = PresetRow{Preset: Preset{ID: rep.PresetID}}
-	}
+	row := r.presetRow(ctx, rep.PresetID)
+	r.metrics.replacements.WithLabelValues(row.OrganizationName, row.TemplateName, row.Name).Inc()
 	e := presetEvent(EventResourcesReplaced, row, Micro(r.cfg.Clock.Now()))
 	e.InstanceID = rep.InstanceID
 	e.Claimant = rep.Claimant
@@ -469,15 +254,7 @@ func (r *Reconciler) ReportJob(ctx context.Context, cp ControlPlane, p UpdateJob
 		return res, err
 	}
 	if res.ValidationFailedPreset != uuid.Nil {
-		r.mu.Lock()
-		row, ok := r.lastPresets[res.ValidationFailedPreset]
-		r.mu.Unlock()
-		if !ok {
-			row = PresetRow{Preset: Preset{ID: res.ValidationFailedPreset}}
-			if pr, err := cp.GetPreset(ctx, res.ValidationFailedPreset); err == nil {
-				row.Preset = pr
-			}
-		}
+		row := r.presetRow(ctx, res.ValidationFailedPreset)
 		r.log.WarnContext(ctx, "preset failed validation, creation stopped until reset", presetAttrs(row)...)
 		r.notify(ctx, presetEvent(EventValidationFailed, row, Micro(p.Now)))
 	}

@@ -316,11 +316,11 @@ func TestClampLogsAndCaps(t *testing.T) {
 	fs := &fakeStore{}
 	r, _, logs := newTestReconciler(t, fs, Config{})
 	var stats Stats
-	plan := Plan{PresetID: p.ID, Actions: []Action{{Kind: ActionCreate, Reason: ReasonMissing, Count: 5}}}
-	require.NoError(t, r.execute(context.Background(), PresetSnapshot{Preset: p}, plan, t0, &stats))
+	plan := Plan{PresetID: p.ID, Desired: 2, Actions: []Action{{Kind: ActionCreate, Reason: ReasonMissing, Count: 5}}}
+	require.NoError(t, r.executePlan(context.Background(), PresetSnapshot{Preset: p}, plan, t0, &stats))
 	require.Equal(t, 1, stats.Clamped)
 	require.Len(t, fs.creates, 1)
-	require.Len(t, fs.creates[0].Instances, 2, "clamped to desired_at")
+	require.Len(t, fs.creates[0].Instances, 2, "clamped to the plan's desired count")
 	require.Contains(t, logs.String(), "CRITICAL")
 	require.Contains(t, logs.String(), `"level":"ERROR"`)
 }
@@ -345,14 +345,25 @@ func TestConfigDefaults(t *testing.T) {
 	require.Equal(t, time.Minute, c.Interval)
 	require.Equal(t, time.Minute, c.BackoffInterval)
 	require.Equal(t, time.Hour, c.BackoffLookback)
-	require.Equal(t, 3, c.FailureHardLimit)
+	require.Equal(t, 3, c.FailureHardLimit.K())
 	require.Equal(t, 8, c.MaxConcurrency)
 	require.NotNil(t, c.Clock)
 	require.NotNil(t, c.Logger)
-	require.Equal(t, 0, Config{FailureHardLimit: NoHardLimit}.withDefaults().FailureHardLimit)
-	r := NewReconciler(&fakeStore{}, Config{BackoffLookback: 10 * time.Minute, FailureHardLimit: 2})
-	sp := r.SnapshotParams(t0.Add(123 * time.Nanosecond))
+	sp := Config{BackoffLookback: 10 * time.Minute, FailureHardLimit: 2}.SnapshotParams(t0.Add(123 * time.Nanosecond))
 	require.Equal(t, SnapshotParams{Now: t0, Lookback: t0.Add(-10 * time.Minute), HardLimit: 2}, sp)
+	require.Equal(t, time.Hour, Config{}.SnapshotParams(t0).Now.Sub(Config{}.SnapshotParams(t0).Lookback))
+	require.Equal(t, PlanConfig{BackoffInterval: time.Minute}, Config{}.PlanConfig())
+	require.Equal(t, PlanConfig{BackoffInterval: time.Second}, Config{BackoffInterval: time.Second}.PlanConfig())
+}
+
+func TestHardLimitEncoding(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		h    HardLimit
+		want int
+	}{{0, DefaultFailureHardLimit}, {NoHardLimit, 0}, {-7, 0}, {1, 1}, {5, 5}} {
+		require.Equal(t, tc.want, tc.h.K(), "HardLimit(%d).K()", tc.h)
+	}
 }
 
 func TestMetrics(t *testing.T) {
@@ -367,38 +378,41 @@ func TestMetrics(t *testing.T) {
 			{InstanceID: uuid.New(), PresetID: p.ID, CreatedAt: t0, Ready: true},                     // eligible
 			{InstanceID: uuid.New(), PresetID: p.ID, CreatedAt: t0, Ready: false},                    // running, not ready
 		},
-		Counters: []PresetCounters{{PresetID: p.ID, Created: 7, Failed: 2, Claimed: 3}},
+		Counters: []PresetCounters{{PresetID: p.ID, Created: 7, Failed: 2, Claimed: 3, ClaimsMissed: 4}},
 	}}
 	reg := prometheus.NewPedanticRegistry()
 	r, _, _ := newTestReconciler(t, fs, Config{Registerer: reg})
 	_, err := r.ReconcileAll(context.Background())
 	require.NoError(t, err)
 	const want = `
-# HELP prebuilds_claimed_total Prebuilds claimed by users (from the store).
+# HELP prebuilds_claimed_total Prebuilds of the presets of the label set claimed by users (from the store).
 # TYPE prebuilds_claimed_total counter
 prebuilds_claimed_total{organization="acme",preset="p",template="tmpl"} 3
-# HELP prebuilds_created_total Prebuilds created for the preset (from the store).
+# HELP prebuilds_claims_missed_total Claims for the presets of the label set that found nothing claimable (from the store).
+# TYPE prebuilds_claims_missed_total counter
+prebuilds_claims_missed_total{organization="acme",preset="p",template="tmpl"} 4
+# HELP prebuilds_created_total Prebuilds created for the presets of the label set (from the store).
 # TYPE prebuilds_created_total counter
 prebuilds_created_total{organization="acme",preset="p",template="tmpl"} 7
-# HELP prebuilds_desired Prebuilds the preset wants now (schedule applied).
+# HELP prebuilds_desired Prebuilds the active preset wants now (schedule applied).
 # TYPE prebuilds_desired gauge
 prebuilds_desired{organization="acme",preset="p",template="tmpl"} 3
-# HELP prebuilds_eligible Running prebuilds that are ready and not expired: claimable.
+# HELP prebuilds_eligible Prebuilds of the active preset that Claim would hand out now: running, ready, not expired.
 # TYPE prebuilds_eligible gauge
 prebuilds_eligible{organization="acme",preset="p",template="tmpl"} 1
-# HELP prebuilds_expired Running prebuilds that expired (TTL or invalidation).
+# HELP prebuilds_expired Running prebuilds of the active preset that expired (TTL or invalidation).
 # TYPE prebuilds_expired gauge
 prebuilds_expired{organization="acme",preset="p",template="tmpl"} 1
-# HELP prebuilds_failed_total Prebuild first builds that failed (from the store).
+# HELP prebuilds_failed_total Prebuild first builds of the presets of the label set that failed (from the store).
 # TYPE prebuilds_failed_total counter
 prebuilds_failed_total{organization="acme",preset="p",template="tmpl"} 2
-# HELP prebuilds_hard_limited 1 when the preset is hard-limited.
+# HELP prebuilds_hard_limited 1 when the active preset is hard-limited.
 # TYPE prebuilds_hard_limited gauge
 prebuilds_hard_limited{organization="acme",preset="p",template="tmpl"} 0
-# HELP prebuilds_running Running prebuilds of the preset, valid or expired.
+# HELP prebuilds_running Running prebuilds of the active preset, valid or expired.
 # TYPE prebuilds_running gauge
 prebuilds_running{organization="acme",preset="p",template="tmpl"} 3
-# HELP prebuilds_validation_failed 1 when the preset's builds failed validation.
+# HELP prebuilds_validation_failed 1 when the active preset's builds failed validation.
 # TYPE prebuilds_validation_failed gauge
 prebuilds_validation_failed{organization="acme",preset="p",template="tmpl"} 0
 # HELP prebuilds_paused 1 when reconciliation is paused, as of the last pass.
@@ -406,7 +420,7 @@ prebuilds_validation_failed{organization="acme",preset="p",template="tmpl"} 0
 prebuilds_paused 0
 `
 	require.NoError(t, testutil.GatherAndCompare(reg, strings.NewReader(want),
-		"prebuilds_claimed_total", "prebuilds_created_total", "prebuilds_desired", "prebuilds_eligible",
+		"prebuilds_claimed_total", "prebuilds_claims_missed_total", "prebuilds_created_total", "prebuilds_desired", "prebuilds_eligible",
 		"prebuilds_expired", "prebuilds_failed_total", "prebuilds_hard_limited", "prebuilds_running",
 		"prebuilds_validation_failed", "prebuilds_paused"))
 	problems, err := testutil.GatherAndLint(reg)
@@ -452,26 +466,16 @@ func TestStopBeforeRun(t *testing.T) {
 	require.ErrorIs(t, r.Run(context.Background()), ErrReconcilerStopped, "a reconciler stopped before running never starts")
 }
 
-// jobControlPlane answers UpdateJob with a scripted result and GetPreset
-// from one preset; every other ControlPlane method is unused (nil).
+// jobControlPlane answers UpdateJob with a scripted result; every other
+// ControlPlane method is unused (nil).
 type jobControlPlane struct {
 	ControlPlane
-	res       UpdateJobResult
-	err       error
-	preset    Preset
-	getPreset int
+	res UpdateJobResult
+	err error
 }
 
 func (c *jobControlPlane) UpdateJob(context.Context, UpdateJobParams) (UpdateJobResult, error) {
 	return c.res, c.err
-}
-
-func (c *jobControlPlane) GetPreset(_ context.Context, id uuid.UUID) (Preset, error) {
-	c.getPreset++
-	if id != c.preset.ID {
-		return Preset{}, ErrNotFound
-	}
-	return c.preset, nil
 }
 
 func TestReportJob(t *testing.T) {
@@ -491,7 +495,6 @@ func TestReportJob(t *testing.T) {
 		res, err := r.ReportJob(ctx, cp, UpdateJobParams{BuildID: uuid.New(), Status: JobFailed, FailureKind: FailureValidation, Now: now})
 		require.NoError(t, err)
 		require.Equal(t, p.ID, res.ValidationFailedPreset)
-		require.Zero(t, cp.getPreset, "the row of the last pass is used")
 		require.Len(t, rec.events, 1)
 		require.Equal(t, presetEvent(EventValidationFailed, p, Micro(now)), rec.events[0])
 		require.Equal(t, "tmpl", rec.events[0].TemplateName)
@@ -500,16 +503,24 @@ func TestReportJob(t *testing.T) {
 	t.Run("PresetLookedUpBeforeAnyPass", func(t *testing.T) {
 		t.Parallel()
 		rec := &recorder{}
-		r, _, _ := newTestReconciler(t, &fakeStore{}, Config{Notifier: rec})
-		cp := &jobControlPlane{res: UpdateJobResult{ValidationFailedPreset: p.ID}, preset: p.Preset}
+		fs := &fakeStore{snap: GlobalSnapshot{Presets: []PresetRow{p}}, lockHeld: true} // another replica reconciles
+		r, _, _ := newTestReconciler(t, fs, Config{Notifier: rec})
+		cp := &jobControlPlane{res: UpdateJobResult{ValidationFailedPreset: p.ID}}
 		_, err := r.ReportJob(ctx, cp, UpdateJobParams{BuildID: uuid.New(), Status: JobFailed, FailureKind: FailureValidation, Now: now})
 		require.NoError(t, err)
-		require.Equal(t, 1, cp.getPreset)
 		require.Len(t, rec.events, 1)
-		require.Equal(t, EventValidationFailed, rec.events[0].Kind)
+		require.Equal(t, presetEvent(EventValidationFailed, p, Micro(now)), rec.events[0], "labelled from a lock-free snapshot")
+	})
+	t.Run("PresetUnknown", func(t *testing.T) {
+		t.Parallel()
+		rec := &recorder{}
+		r, _, _ := newTestReconciler(t, &fakeStore{}, Config{Notifier: rec})
+		cp := &jobControlPlane{res: UpdateJobResult{ValidationFailedPreset: p.ID}}
+		_, err := r.ReportJob(ctx, cp, UpdateJobParams{BuildID: uuid.New(), Status: JobFailed, FailureKind: FailureValidation, Now: now})
+		require.NoError(t, err)
+		require.Len(t, rec.events, 1)
 		require.Equal(t, p.ID, rec.events[0].PresetID)
-		require.Equal(t, p.Name, rec.events[0].PresetName)
-		require.Equal(t, p.TemplateVersionID, rec.events[0].TemplateVersionID)
+		require.Empty(t, rec.events[0].PresetName, "only the ID is known")
 	})
 	t.Run("NoEventWithoutTransition", func(t *testing.T) {
 		t.Parallel()
@@ -559,7 +570,7 @@ func TestMetricsOnlyFromLockHolder(t *testing.T) {
 	r, _, _ := newTestReconciler(t, fs, Config{Registerer: reg})
 	_, err := r.ReconcileAll(context.Background())
 	require.NoError(t, err)
-	require.Equal(t, 9, testutil.CollectAndCount(r.metrics.presets), "nine series for one preset")
+	require.Equal(t, 10, testutil.CollectAndCount(r.metrics.presets), "ten series for one active preset")
 	fs.mu.Lock()
 	fs.lockHeld = true // another replica holds the lock now
 	fs.mu.Unlock()

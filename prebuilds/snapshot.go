@@ -10,16 +10,18 @@ import (
 )
 
 // SnapshotParams are the inputs of a snapshot. Stores never read their own
-// clock for a decision: Now and Lookback come from here.
+// clock for a decision: Now and Lookback come from here. Build them with
+// Config.SnapshotParams.
 type SnapshotParams struct {
 	// Now is the reconciliation instant (microsecond precision).
 	Now time.Time
 	// Lookback is Now − BackoffLookback: failures created before it are
 	// forgotten by backoff.
 	Lookback time.Time
-	// HardLimit is K: a preset is hard-limited when its K newest candidate
-	// builds all failed. 0 turns the hard limit off.
-	HardLimit int
+	// HardLimit is the failure hard limit (see HardLimit for its encoding;
+	// stores read HardLimit.K()): a preset is hard-limited when its K newest
+	// candidate builds all failed.
+	HardLimit HardLimit
 }
 
 // PresetRow is a preset with everything the planner and the metrics need
@@ -118,6 +120,9 @@ type PresetCounters struct {
 	Failed int
 	// Claimed counts prebuilds of the preset handed to users.
 	Claimed int
+	// ClaimsMissed counts Claim calls for the preset that found nothing
+	// claimable (ErrNoClaimablePrebuild).
+	ClaimsMissed int
 }
 
 // GlobalSnapshot is one consistent read of everything the reconciler needs

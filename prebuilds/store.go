@@ -13,6 +13,13 @@ import (
 // Every method must be safe for concurrent use. Errors must match the
 // sentinels of this package with errors.Is.
 type Store interface {
+	// Snapshot reads one consistent snapshot without the reconciliation
+	// lock: it neither waits for a lock holder nor keeps one from acting
+	// (Reconciler.Plan, dry runs, dashboards). Under the lock, use the
+	// reader handed to WithReconciliationLock's fn instead, which sees every
+	// write the previous holder committed.
+	SnapshotReader
+
 	// WithReconciliationLock tries to take the cluster-wide reconciliation
 	// lock without blocking. When another holder has it, it returns
 	// (false, nil) at once and fn is not called. Otherwise it calls fn with a
@@ -46,9 +53,10 @@ type Store interface {
 	SetPresetStatus(ctx context.Context, presetID uuid.UUID, from, to PresetStatus) (changed bool, err error)
 }
 
-// SnapshotReader reads the state under the reconciliation lock.
+// SnapshotReader reads the snapshot.
 type SnapshotReader interface {
-	// Snapshot returns the snapshot (docs/spec.md, "The snapshot") as of one consistent read.
+	// Snapshot returns the snapshot (docs/spec.md, "The snapshot") as of one
+	// consistent read.
 	Snapshot(ctx context.Context, p SnapshotParams) (*GlobalSnapshot, error)
 }
 

@@ -9,6 +9,8 @@ import (
 	"math"
 	"os"
 	"time"
+
+	"github.com/prebuildkit/prebuildkit/prebuilds"
 )
 
 // Exit codes.
@@ -102,7 +104,7 @@ func newFlagSet(o *options, start *string, stderr io.Writer) *flag.FlagSet {
 	fs.DurationVar(&o.operatorDelay, "operator-delay", 15*time.Minute, "the operator removes a hard-limited preset's failed prebuilds this long after the hard_limited event (0: no operator)")
 	fs.Float64Var(&o.failureRate, "failure-rate", 0.05, "probability in [0,1] that a start build of a healthy preset fails (broken: 1, flaky: 0.5)")
 	fs.Float64Var(&o.claimRate, "claim-rate", 4, "user claims per simulated minute over the whole fleet (Poisson)")
-	fs.IntVar(&o.hardLimit, "hard-limit", 3, "Reconciler FailureHardLimit: a preset whose N newest builds failed stops creating (0: off)")
+	fs.IntVar(&o.hardLimit, "hard-limit", 0, "Reconciler FailureHardLimit: a preset whose N newest builds failed stops creating (0: the library default, 3; -1: off)")
 	fs.IntVar(&o.presets, "presets", 1, fmt.Sprintf("scale factor: presets per group, each with the group's desired count (1-%d)", maxPresets))
 	fs.IntVar(&o.sinkBuffer, "sink-buffer", 16, "capacity of the JobSink channel; hand-offs beyond it are dropped and found by polling")
 	fs.Uint64Var(&o.seed, "seed", 1, "seed of every random draw")
@@ -167,8 +169,8 @@ func (o options) validate(rest []string) error {
 	if math.IsNaN(o.claimRate) || o.claimRate < 0 || o.claimRate > maxClaimRate {
 		return fmt.Errorf("-claim-rate must be in [0,%d] claims per minute, got %v", maxClaimRate, o.claimRate)
 	}
-	if o.hardLimit < 0 {
-		return fmt.Errorf("-hard-limit must not be negative (0 turns it off), got %d", o.hardLimit)
+	if o.hardLimit < int(prebuilds.NoHardLimit) {
+		return fmt.Errorf("-hard-limit must be a limit ≥ 1, 0 (the default, 3) or -1 (off), got %d", o.hardLimit)
 	}
 	if o.presets < 1 || o.presets > maxPresets {
 		return fmt.Errorf("-presets must be in [1,%d], got %d", maxPresets, o.presets)

@@ -38,7 +38,7 @@ func TestRunRejectsBadFlags(t *testing.T) {
 		{"failure rate below 0", []string{"-failure-rate=-0.1"}, "-failure-rate must be in [0,1], got -0.1"},
 		{"failure rate NaN", []string{"-failure-rate=NaN"}, "-failure-rate must be in [0,1], got NaN"},
 		{"negative claim rate", []string{"-claim-rate=-1"}, "-claim-rate must be in [0,10000]"},
-		{"negative hard limit", []string{"-hard-limit=-1"}, "-hard-limit must not be negative"},
+		{"hard limit below off", []string{"-hard-limit=-2"}, "-hard-limit must be a limit ≥ 1, 0 (the default, 3) or -1 (off), got -2"},
 		{"zero presets", []string{"-presets=0"}, "-presets must be in [1,100], got 0"},
 		{"negative sink buffer", []string{"-sink-buffer=-1"}, "-sink-buffer must be in"},
 		{"bad start", []string{"-start=yesterday"}, `-start "yesterday": not an RFC 3339 instant`},

@@ -75,7 +75,7 @@ func (p poolState) status() string {
 // pools reads the state of every group's pools now.
 func (s *sim) pools(ctx context.Context) (map[*group]*poolState, error) {
 	now := s.clock.Now()
-	views, err := s.snapshot(ctx, now)
+	views, err := s.snapshot(ctx)
 	if err != nil {
 		return nil, err
 	}

@@ -105,14 +105,10 @@ func newSim(opts options, out, stderr io.Writer) *sim {
 		},
 	}
 	s.log = newLogger(stderr, opts.verbose, s.clock, start)
-	hardLimit := opts.hardLimit
-	if hardLimit == 0 {
-		hardLimit = prebuilds.NoHardLimit
-	}
 	s.rec = prebuilds.NewReconciler(s.store, prebuilds.Config{
 		Interval:         opts.interval,
 		BackoffInterval:  opts.backoff,
-		FailureHardLimit: hardLimit,
+		FailureHardLimit: prebuilds.HardLimit(opts.hardLimit),
 		MaxConcurrency:   1, // one plan at a time: uuid.New calls come in a fixed order
 		Clock:            s.clock,
 		Logger:           s.log,
@@ -200,15 +196,16 @@ func (s *sim) activateNewVersions(ctx context.Context, now time.Time) error {
 }
 
 // pass runs one reconciliation pass and prints its progress line. Before
-// the pass it plans the same snapshot itself to learn, per preset, what the
-// aggregate Stats do not say (backoff, blocked, schedule changes).
+// the pass it asks the Reconciler for its dry run (Plan) to learn, per
+// preset, what the aggregate Stats do not say (backoff, blocked, schedule
+// changes).
 func (s *sim) pass(ctx context.Context, now time.Time) error {
-	views, err := s.snapshot(ctx, now)
+	pp, err := s.rec.Plan(ctx)
 	if err != nil {
 		return err
 	}
-	for _, v := range views {
-		s.observe(v, prebuilds.PlanPreset(v, now, s.rec.PlanConfig()), now)
+	for i, v := range pp.Views {
+		s.observe(v, pp.Plans[i], now)
 	}
 	stats, err := s.rec.ReconcileAll(ctx)
 	if err != nil {
@@ -225,7 +222,7 @@ func (s *sim) pass(ctx context.Context, now time.Time) error {
 	if s.opts.quiet {
 		return nil
 	}
-	after, err := s.snapshot(ctx, now)
+	after, err := s.snapshot(ctx)
 	if err != nil {
 		return err
 	}
@@ -263,21 +260,14 @@ func (s *sim) observe(v prebuilds.PresetSnapshot, plan prebuilds.Plan, now time.
 	ps.seenDesired, ps.lastDesired = true, plan.Desired
 }
 
-// snapshot reads the store the way the Reconciler does and indexes it.
-func (s *sim) snapshot(ctx context.Context, now time.Time) ([]prebuilds.PresetSnapshot, error) {
-	var snap *prebuilds.GlobalSnapshot
-	acquired, err := s.store.WithReconciliationLock(ctx, func(ctx context.Context, r prebuilds.SnapshotReader) error {
-		var err error
-		snap, err = r.Snapshot(ctx, s.rec.SnapshotParams(now))
-		return err
-	})
+// snapshot reads the pools at the clock's instant through the Reconciler's
+// dry run (no lock taken).
+func (s *sim) snapshot(ctx context.Context) ([]prebuilds.PresetSnapshot, error) {
+	pp, err := s.rec.Plan(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("snapshot: %w", err)
+		return nil, err
 	}
-	if !acquired {
-		return nil, errors.New("snapshot: reconciliation lock held elsewhere")
-	}
-	return snap.Index(), nil
+	return pp.Views, nil
 }
 
 // operator removes the failed prebuilds of presets hard-limited for at

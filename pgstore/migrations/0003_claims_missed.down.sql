@@ -1,0 +1,1 @@
+DROP TABLE preset_claim_misses;
