@@ -2,7 +2,7 @@
 // prebuilds.ControlPlane: the embedded default, used by examples, fast tests
 // and single-process deployments that do not need durability.
 //
-// It follows docs/store-semantics.md and docs/spec.md exactly; the conformance
+// It follows docs/spec.md ("Store operations", "The snapshot") exactly; the conformance
 // suite compares its snapshots with the reference model's.
 //
 // # Consistency

@@ -5,7 +5,7 @@
 // every question is answered by scanning them, and nothing is indexed or
 // cached. Its operations mirror prebuilds.ControlPlane and the write side of
 // prebuilds.Store with the error semantics and check order of
-// docs/store-semantics.md; World.Snapshot follows docs/spec.md ("The snapshot") and
+// docs/spec.md ("Store operations"); World.Snapshot follows docs/spec.md ("The snapshot") and
 // prebuilds/doc.go literally; World.Plan computes the planner rules of docs/spec.md straight from the
 // state, without going through a snapshot.
 //

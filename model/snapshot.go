@@ -136,7 +136,7 @@ func (w *World) pendingInactive(p prebuilds.Preset) int {
 	return n
 }
 
-// candidates is C(P) of docs/spec.md, ranked newest first (created_at desc,
+// candidates is C(P) of docs/spec.md ("Candidate builds"), ranked newest first (created_at desc,
 // then build ID desc).
 func (w *World) candidates(p prebuilds.Preset) []prebuilds.Build {
 	if !w.versionActive(p) {
@@ -165,7 +165,7 @@ func (w *World) candidates(p prebuilds.Preset) []prebuilds.Build {
 	return out
 }
 
-// backoff(P) of docs/spec.md, nil when there is no row.
+// backoff(P) of docs/spec.md ("Backoff"), nil when there is no row.
 func (w *World) backoff(p prebuilds.Preset, lookback time.Time) *prebuilds.BackoffRow {
 	static := 0
 	if p.Desired != nil {

@@ -34,7 +34,7 @@
 //
 // # Semantics
 //
-// Every operation behaves as docs/store-semantics.md says; errors match the
+// Every operation behaves as docs/spec.md ("Store operations") says; errors match the
 // sentinels of package prebuilds (driver errors are translated once, at the
 // package boundary: no rows → ErrNotFound, unique violation → ErrConflict,
 // foreign-key violation → ErrNotFound, check violation → ErrInvalidArgument)
