@@ -206,8 +206,8 @@ func (w *World) hardLimited(p prebuilds.Preset, k int) bool {
 	return true
 }
 
-// counters follow prebuilds/doc.go: instances created as prebuilds whose
-// build #1 has the preset, deleted ones included.
+// counters follow docs/spec.md ("Counters"): instances created as
+// prebuilds whose build #1 has the preset, deleted ones included.
 func (w *World) counters(presetID uuid.UUID) prebuilds.PresetCounters {
 	c := prebuilds.PresetCounters{PresetID: presetID}
 	for _, inst := range w.Instances {
