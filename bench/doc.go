@@ -2,7 +2,9 @@
 // deployment of prebuildkit costs: planning, snapshots, reconciliation
 // passes, creates, claims and memory, for memstore and pgstore. Its
 // benchmarks are the capacity-planning tool of the project; scripts/bench.sh
-// runs them and writes bench/REPORT.md.
+// runs them and writes bench/REPORT.md. What a snapshot, a pass, a create
+// and a claim do is specified in docs/spec.md; the benchmarks measure what
+// that costs.
 //
 // # Fleets
 //

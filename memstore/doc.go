@@ -2,8 +2,9 @@
 // prebuilds.ControlPlane: the embedded default, used by examples, fast tests
 // and single-process deployments that do not need durability.
 //
-// It follows docs/store-semantics.md and docs/spec.md exactly; the conformance
-// suite compares its snapshots with the reference model's.
+// The semantics are specified in docs/spec.md ("The snapshot", "Store
+// operations"); memstore follows them exactly, and the conformance suite
+// compares it with the reference model.
 //
 // # Consistency
 //
@@ -54,7 +55,8 @@
 //
 // # Decisions where the contract is silent
 //
-// Snapshot rows come in preset insertion order, running prebuilds oldest
+// Beyond those every store shares (docs/spec.md, "Decisions"): snapshot
+// rows come in preset insertion order, running prebuilds oldest
 // first within a preset; callers must not rely on it (see
 // prebuilds.SortSnapshot). CancelPending returns an empty, non-nil slice
 // when nothing was canceled. Snapshot never fails inside fn; a negative

@@ -39,9 +39,9 @@ func (r *reader) Snapshot(_ context.Context, p prebuilds.SnapshotParams) (*prebu
 	return r.s.snapshot(p), nil
 }
 
-// snapshot computes the snapshot of docs/spec.md in one pass over the presets and, for each
-// preset with a desired count, one pass over the live prebuilds attributed
-// to it (Store.live). Callers hold s.mu.
+// snapshot computes the snapshot (docs/spec.md, "The snapshot") in one
+// pass over the presets and, for each preset with a desired count, one pass
+// over the live prebuilds attributed to it (Store.live). Callers hold s.mu.
 func (s *Store) snapshot(p prebuilds.SnapshotParams) *prebuilds.GlobalSnapshot {
 	// Now is echoed as given. Lookback is compared as given: created_at is
 	// microsecond-precise, so "created_at ≥ lookback" needs no rounding.
@@ -144,7 +144,7 @@ func (s *Store) snapshot(p prebuilds.SnapshotParams) *prebuilds.GlobalSnapshot {
 	return snap
 }
 
-// backoffRow applies backoff(P), docs/spec.md to C(P) ranked newest first:
+// backoffRow applies backoff(P) (docs/spec.md, "Backoff") to C(P) ranked newest first:
 // num_failed counts failures at or after lookback over all of C(P); the row
 // exists iff one of them has rank ≤ desired, and last_build_at is the latest
 // created_at among those.

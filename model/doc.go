@@ -3,11 +3,12 @@
 //
 // It is deliberately naive. A World keeps the whole state in plain slices,
 // every question is answered by scanning them, and nothing is indexed or
-// cached. Its operations mirror prebuilds.ControlPlane and the write side of
-// prebuilds.Store with the error semantics and check order of
-// docs/store-semantics.md; World.Snapshot follows docs/spec.md ("The snapshot") and
-// prebuilds/doc.go literally; World.Plan computes the planner rules of docs/spec.md straight from the
-// state, without going through a snapshot.
+// cached. The semantics it implements are specified in docs/spec.md: its
+// operations mirror prebuilds.ControlPlane and the write side of
+// prebuilds.Store with the errors and check order of "Store operations";
+// World.Snapshot follows "The snapshot" literally; World.Plan computes the
+// rules of "The planner" straight from the state, without going through a
+// snapshot.
 //
 // The model shares plain types, constants and sentinel errors with package
 // prebuilds and calls none of its functions: not the planner, the snapshot

@@ -6,7 +6,7 @@ import (
 	"github.com/prebuildkit/prebuildkit/prebuilds"
 )
 
-// The model's own reading of the enumerations, written from docs/spec.md rather
+// The model's own reading of the enumerations, written from docs/spec.md ("Vocabulary") rather
 // than by calling the methods of package prebuilds, so that a wrong method
 // there is caught by the conformance suite instead of being shared.
 

@@ -9,8 +9,9 @@ import (
 	"github.com/prebuildkit/prebuildkit/prebuilds"
 )
 
-// Plan computes the planner rules of docs/spec.md for one preset at now, straight from the world
-// (it does not go through a snapshot). Of p it reads Lookback and HardLimit.
+// Plan computes the planner rules (docs/spec.md, "The planner") for one
+// preset at now, straight from the world (it does not go through a
+// snapshot). Of p it reads Lookback and HardLimit.
 // A preset that does not exist or whose desired count is nil is not planned:
 // the result is an empty plan naming it.
 func (w *World) Plan(presetID uuid.UUID, now time.Time, cfg prebuilds.PlanConfig, p prebuilds.SnapshotParams) prebuilds.Plan {

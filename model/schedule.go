@@ -38,7 +38,7 @@ func zone(name string) (*time.Location, error) {
 	return time.LoadLocation(name)
 }
 
-// desiredAt is desired_at(P, now) of docs/spec.md. invalid reports that a stored
+// desiredAt is desired_at(P, now) of docs/spec.md ("desired_at"). invalid reports that a stored
 // zone or cron expression could not be evaluated and the static count was
 // used.
 func desiredAt(desired *int, tz string, schedules []prebuilds.Schedule, now time.Time) (n int, invalid bool) {

@@ -136,7 +136,7 @@ func (w *World) pendingInactive(p prebuilds.Preset) int {
 	return n
 }
 
-// candidates is C(P) of docs/spec.md, ranked newest first (created_at desc,
+// candidates is C(P) of docs/spec.md ("Candidate builds"), ranked newest first (created_at desc,
 // then build ID desc).
 func (w *World) candidates(p prebuilds.Preset) []prebuilds.Build {
 	if !w.versionActive(p) {
@@ -165,7 +165,7 @@ func (w *World) candidates(p prebuilds.Preset) []prebuilds.Build {
 	return out
 }
 
-// backoff(P) of docs/spec.md, nil when there is no row.
+// backoff(P) of docs/spec.md ("Backoff"), nil when there is no row.
 func (w *World) backoff(p prebuilds.Preset, lookback time.Time) *prebuilds.BackoffRow {
 	static := 0
 	if p.Desired != nil {
@@ -206,9 +206,10 @@ func (w *World) hardLimited(p prebuilds.Preset, k int) bool {
 	return true
 }
 
-// counters follow docs/spec.md: instances created as prebuilds whose build
-// #1 has the preset, deleted ones included, and the claims of the preset
-// that found nothing claimable. A row exists iff one of them is positive.
+// counters follow docs/spec.md ("Counters"): instances created as
+// prebuilds whose build #1 has the preset, deleted ones included, and the
+// claims of the preset that found nothing claimable. A row exists iff one of
+// them is positive.
 func (w *World) counters(presetID uuid.UUID) prebuilds.PresetCounters {
 	c := prebuilds.PresetCounters{PresetID: presetID}
 	for _, inst := range w.Instances {

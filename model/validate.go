@@ -13,7 +13,7 @@ import (
 )
 
 // ValidatePreset is the model's own reading of the preset rules of
-// docs/store-semantics.md (UpsertPreset). It shares no code with
+// docs/spec.md ("Preset validation"). It shares no code with
 // prebuilds.ValidatePreset: zones are loaded with time.LoadLocation and cron
 // expressions parsed with robfig/cron here, so a bug in either validator
 // shows up as a disagreement. A rejection is a *prebuilds.ValidationError

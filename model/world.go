@@ -174,7 +174,7 @@ func (w *World) active(p prebuilds.Preset) bool {
 	return !w.template(w.version(p.TemplateVersionID).TemplateID).Deprecated
 }
 
-// expired is the expiry rule of docs/spec.md.
+// expired is the expiry rule of docs/spec.md ("Expiry").
 func expired(p prebuilds.Preset, createdAt, now time.Time) bool {
 	if !p.InvalidatedAt.IsZero() && createdAt.Before(p.InvalidatedAt) {
 		return true
@@ -424,7 +424,7 @@ func (w *World) StartBuild(p prebuilds.StartBuildParams) error {
 	return nil
 }
 
-// jobTransitionAllowed is the job status graph of docs/store-semantics.md.
+// jobTransitionAllowed is the job status graph of docs/spec.md ("Job status graph").
 func jobTransitionAllowed(from, to prebuilds.JobStatus) bool {
 	switch from {
 	case prebuilds.JobPending:

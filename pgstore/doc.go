@@ -34,7 +34,8 @@
 //
 // # Semantics
 //
-// Every operation behaves as docs/store-semantics.md says; errors match the
+// The semantics are specified in docs/spec.md ("The snapshot", "Store
+// operations"); every operation behaves as it says. Errors match the
 // sentinels of package prebuilds (driver errors are translated once, at the
 // package boundary: no rows → ErrNotFound, unique violation → ErrConflict,
 // foreign-key violation → ErrNotFound, check violation → ErrInvalidArgument)

@@ -140,7 +140,7 @@ func (g *worldGen) instance() {
 		}
 		if next.Transition == prebuilds.TransitionStart {
 			// A build's preset must be one of the build's version
-			// (docs/store-semantics.md), so a restart on a new version can
+			// (docs/spec.md, "Store operations"), so a restart on a new version can
 			// move the instance to another preset.
 			var onVersion []prebuilds.Preset
 			for _, q := range g.presets {

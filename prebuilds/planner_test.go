@@ -248,7 +248,7 @@ func TestExpired(t *testing.T) {
 }
 
 // TestJobStatusCanBecome pins the job status graph against the table in
-// docs/store-semantics.md, all 36 pairs.
+// docs/spec.md ("Job status graph"), all 36 pairs.
 func TestJobStatusCanBecome(t *testing.T) {
 	t.Parallel()
 	all := []JobStatus{JobPending, JobRunning, JobSucceeded, JobFailed, JobCanceling, JobCanceled}

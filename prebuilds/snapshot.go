@@ -103,7 +103,7 @@ type PendingInactiveCount struct {
 	Count    int
 }
 
-// BackoffRow says a preset failed recently (backoff(P), docs/spec.md).
+// BackoffRow says a preset failed recently (backoff(P), docs/spec.md, "Backoff").
 type BackoffRow struct {
 	PresetID    uuid.UUID
 	NumFailed   int

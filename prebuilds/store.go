@@ -149,12 +149,12 @@ type ControlPlane interface {
 
 	// PendingJobs is the polling side of the job hand-off: provisioners call
 	// it to find the jobs whose JobSink hand-off they missed (the Reconciler
-	// drops hand-offs when the sink is full,  docs/spec.md) and jobs of builds
-	// started through the control plane. It returns the jobs of builds whose
-	// job status is pending, on instances that are not deleted, oldest
-	// first (build created_at, then build ID in UUID byte order, see
-	// CompareUUID), at most p.Limit of them. p.Limit must be in
-	// 1..MaxPendingJobsLimit, else ErrInvalidArgument.
+	// drops hand-offs when the sink is full: docs/spec.md, "Jobs: hand-off
+	// and polling") and jobs of builds started through the control plane.
+	// It returns the jobs of builds whose job status is pending, on
+	// instances that are not deleted, oldest first (build created_at, then
+	// build ID in UUID byte order, see CompareUUID), at most p.Limit of them.
+	// p.Limit must be in 1..MaxPendingJobsLimit, else ErrInvalidArgument.
 	//
 	// Listing a job does not reserve it. A provisioner takes a job with
 	// UpdateJob(pending → running): the store checks the transition
