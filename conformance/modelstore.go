@@ -30,6 +30,11 @@ func (m *modelStore) WithReconciliationLock(ctx context.Context, fn func(ctx con
 	return true, fn(ctx, modelReader{m.w})
 }
 
+// FailStuckBuild implements prebuilds.Store.
+func (m *modelStore) FailStuckBuild(_ context.Context, p prebuilds.FailStuckBuildParams) error {
+	return m.w.FailStuckBuild(p)
+}
+
 // Snapshot implements prebuilds.Store without the lock.
 func (m *modelStore) Snapshot(_ context.Context, p prebuilds.SnapshotParams) (*prebuilds.GlobalSnapshot, error) {
 	return m.w.Snapshot(p), nil

@@ -41,13 +41,15 @@ type presetWrites struct {
 	// Status lists status transitions ("healthy→hard_limited"); a
 	// compare-and-set that changed nothing is marked "(unchanged)".
 	Status []string
+	// TimedOut names the stuck builds failed, sorted.
+	TimedOut []string
 	// Errors lists writes that failed.
 	Errors []string
 }
 
 func (p presetWrites) empty() bool {
 	return p.Creates == 0 && len(p.Deletes) == 0 && p.CancelPending == 0 && p.Canceled == 0 &&
-		len(p.Status) == 0 && len(p.Errors) == 0
+		len(p.Status) == 0 && len(p.TimedOut) == 0 && len(p.Errors) == 0
 }
 
 type passSummary struct {
@@ -82,6 +84,7 @@ func (s *passSummary) list() []presetWrites {
 	for _, id := range ids {
 		p := s.byID[id]
 		slices.Sort(p.Deletes)
+		slices.Sort(p.TimedOut)
 		if !p.empty() {
 			out = append(out, *p)
 		}
@@ -126,6 +129,10 @@ func expectedPass(plans []prebuilds.Plan, before *prebuilds.GlobalSnapshot, l la
 			case prebuilds.ActionCancelPending:
 				p.CancelPending++
 				p.Canceled += a.Count
+			case prebuilds.ActionFailStuck:
+				for _, id := range a.BuildIDs {
+					p.TimedOut = append(p.TimedOut, l.of(id))
+				}
 			}
 		}
 	}
@@ -139,6 +146,10 @@ func actualPass(writes []Write, snap *prebuilds.GlobalSnapshot, l labeler) []pre
 	owner := map[uuid.UUID]uuid.UUID{}
 	for _, r := range snap.Running {
 		owner[r.InstanceID] = r.PresetID
+	}
+	stuckOwner := map[uuid.UUID]uuid.UUID{}
+	for _, b := range snap.Stuck {
+		stuckOwner[b.BuildID] = b.PresetID
 	}
 	s := newPassSummary(l)
 	for _, w := range writes {
@@ -165,6 +176,13 @@ func actualPass(writes []Write, snap *prebuilds.GlobalSnapshot, l labeler) []pre
 				continue
 			}
 			p.Canceled += len(w.Canceled)
+		case WriteFailStuckBuild:
+			p := s.at(stuckOwner[w.Fail.BuildID])
+			if w.Err != nil {
+				p.Errors = append(p.Errors, fmt.Sprintf("FailStuckBuild(%s): %s", l.of(w.Fail.BuildID), errClass(w.Err)))
+				continue
+			}
+			p.TimedOut = append(p.TimedOut, l.of(w.Fail.BuildID))
 		case WriteSetPresetStatus:
 			p := s.at(w.PresetID)
 			if w.Err != nil {
@@ -270,6 +288,9 @@ func applyWrites(t tb, w *model.World, writes []Write, l labeler) {
 			if err == nil && changed != wr.Changed {
 				t.Fatalf("SetPresetStatus(%s, %s→%s): store changed=%v, model changed=%v", l.of(wr.PresetID), wr.From, wr.To, wr.Changed, changed)
 			}
+		case WriteFailStuckBuild:
+			err := w.FailStuckBuild(wr.Fail)
+			sameError(t, fmt.Sprintf("FailStuckBuild(%s)", l.of(wr.Fail.BuildID)), wr.Err, err)
 		case WriteCreatePrebuilds:
 			jobs, err := w.CreatePrebuilds(wr.Create)
 			sameError(t, fmt.Sprintf("CreatePrebuilds(%s, %d)", l.of(wr.Create.PresetID), len(wr.Create.Instances)), wr.Err, err)

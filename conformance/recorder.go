@@ -19,6 +19,7 @@ const (
 	WriteDeletePrebuild  WriteKind = "delete_prebuild"
 	WriteCancelPending   WriteKind = "cancel_pending"
 	WriteSetPresetStatus WriteKind = "set_preset_status"
+	WriteFailStuckBuild  WriteKind = "fail_stuck_build"
 )
 
 // Write is one call of a writing Store method, with its inputs and results.
@@ -36,6 +37,8 @@ type Write struct {
 	PresetID uuid.UUID
 	From, To prebuilds.PresetStatus
 	Changed  bool
+	// Fail: FailStuckBuild's params.
+	Fail prebuilds.FailStuckBuildParams
 
 	Jobs []prebuilds.Job
 	Job  prebuilds.Job
@@ -138,6 +141,13 @@ func (r *Recorder) CancelPending(ctx context.Context, p prebuilds.CancelPendingP
 	ids, err := r.inner.CancelPending(ctx, p)
 	r.record(Write{Kind: WriteCancelPending, Cancel: p, PresetID: p.PresetID, Canceled: slices.Clone(ids), Err: err})
 	return ids, err
+}
+
+// FailStuckBuild implements prebuilds.Store and records the call.
+func (r *Recorder) FailStuckBuild(ctx context.Context, p prebuilds.FailStuckBuildParams) error {
+	err := r.inner.FailStuckBuild(ctx, p)
+	r.record(Write{Kind: WriteFailStuckBuild, Fail: p, Err: err})
+	return err
 }
 
 // SetPresetStatus implements prebuilds.Store and records the call.

@@ -283,7 +283,7 @@ func (s *Store) UpdateJob(_ context.Context, p prebuilds.UpdateJobParams) (prebu
 		return res, fmt.Errorf("memstore: update job %s: unknown status %q: %w", p.BuildID, p.Status, prebuilds.ErrInvalidArgument)
 	case p.FailureKind != prebuilds.FailureNone && p.Status != prebuilds.JobFailed:
 		return res, fmt.Errorf("memstore: update job %s: failure kind %q with status %s: %w", p.BuildID, p.FailureKind, p.Status, prebuilds.ErrInvalidArgument)
-	case p.FailureKind != prebuilds.FailureNone && p.FailureKind != prebuilds.FailureTransient && p.FailureKind != prebuilds.FailureValidation:
+	case !p.FailureKind.Valid():
 		return res, fmt.Errorf("memstore: update job %s: unknown failure kind %q: %w", p.BuildID, p.FailureKind, prebuilds.ErrInvalidArgument)
 	}
 	s.mu.Lock()
@@ -308,6 +308,7 @@ func (s *Store) UpdateJob(_ context.Context, p prebuilds.UpdateJobParams) (prebu
 	if p.Status == prebuilds.JobFailed && b.Number == 1 && in.counted != uuid.Nil {
 		s.counter(in.counted).Failed++
 	}
+	s.recordOutcome(in, b)
 	if p.Status == prebuilds.JobFailed && p.FailureKind == prebuilds.FailureValidation &&
 		b.Transition == prebuilds.TransitionStart && in.OwnerID == prebuilds.SystemOwner && b.PresetID != uuid.Nil {
 		if preset := s.presets[b.PresetID]; preset != nil && preset.Status == prebuilds.PresetHealthy {

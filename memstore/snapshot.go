@@ -14,6 +14,9 @@ import (
 // waits for no reconciliation pass, only for the write in progress, and a
 // pass holding the lock is never kept from acting by it.
 func (s *Store) Snapshot(_ context.Context, p prebuilds.SnapshotParams) (*prebuilds.GlobalSnapshot, error) {
+	if !p.Policy.Valid() {
+		return nil, fmt.Errorf("memstore: snapshot: unknown failure policy %q: %w", p.Policy, prebuilds.ErrInvalidArgument)
+	}
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	return s.snapshot(p), nil
@@ -31,6 +34,9 @@ type reader struct {
 // read, and it shares no memory with the store. Using the reader after the
 // fn it was handed to returned is an error matching prebuilds.ErrConflict.
 func (r *reader) Snapshot(_ context.Context, p prebuilds.SnapshotParams) (*prebuilds.GlobalSnapshot, error) {
+	if !p.Policy.Valid() {
+		return nil, fmt.Errorf("memstore: snapshot: unknown failure policy %q: %w", p.Policy, prebuilds.ErrInvalidArgument)
+	}
 	r.s.mu.RLock()
 	defer r.s.mu.RUnlock()
 	if !r.held {
@@ -46,6 +52,8 @@ func (s *Store) snapshot(p prebuilds.SnapshotParams) *prebuilds.GlobalSnapshot {
 	// Now is echoed as given. Lookback is compared as given: created_at is
 	// microsecond-precise, so "created_at ≥ lookback" needs no rounding.
 	now, lookback := p.Now, p.Lookback
+	adaptive := p.Policy.Resolved() == prebuilds.PolicyAdaptive
+	k := p.HardLimit.K()
 	snap := &prebuilds.GlobalSnapshot{
 		Now:     now,
 		Paused:  s.paused,
@@ -88,8 +96,13 @@ func (s *Store) snapshot(p prebuilds.SnapshotParams) *prebuilds.GlobalSnapshot {
 					deleting++
 				}
 			}
-			if !active && pendingFirstBuild(in) {
+			queued := !active && pendingFirstBuild(in)
+			if queued {
 				pendingInactive++
+			}
+			if !p.StuckBefore.IsZero() && latest.Transition == prebuilds.TransitionStart && latest.JobStatus.InProgress() &&
+				latest.CreatedAt.Before(p.StuckBefore) && !queued {
+				snap.Stuck = append(snap.Stuck, prebuilds.StuckBuild{PresetID: preset.ID, InstanceID: in.ID, BuildID: latest.ID})
 			}
 			if failureScope && latest.Transition == prebuilds.TransitionStart &&
 				(preset.ResetAt.IsZero() || !latest.CreatedAt.Before(preset.ResetAt)) {
@@ -114,7 +127,23 @@ func (s *Store) snapshot(p prebuilds.SnapshotParams) *prebuilds.GlobalSnapshot {
 		if pendingInactive > 0 {
 			snap.PendingInactive = append(snap.PendingInactive, prebuilds.PendingInactiveCount{PresetID: preset.ID, Count: pendingInactive})
 		}
-		if len(candidates) > 0 {
+		if adaptive {
+			if l := s.outcomes[preset.ID]; l != nil {
+				since := lookback
+				if preset.ResetAt.After(since) {
+					since = preset.ResetAt
+				}
+				if n, at := l.streak(since); n > 0 {
+					snap.Streaks = append(snap.Streaks, prebuilds.StreakRow{PresetID: preset.ID, Streak: n, LastFailedAt: at})
+					if k > 0 && n >= k {
+						snap.HardLimited = append(snap.HardLimited, preset.ID)
+					}
+				}
+				if l.proven(preset.ResetAt) {
+					snap.Proven = append(snap.Proven, preset.ID)
+				}
+			}
+		} else if len(candidates) > 0 {
 			// Rank C(P) newest first: created_at desc, then build ID desc.
 			slices.SortFunc(candidates, func(a, b *prebuilds.Build) int {
 				if c := b.CreatedAt.Compare(a.CreatedAt); c != 0 {
@@ -126,7 +155,7 @@ func (s *Store) snapshot(p prebuilds.SnapshotParams) *prebuilds.GlobalSnapshot {
 				row.PresetID = preset.ID
 				snap.Backoffs = append(snap.Backoffs, row)
 			}
-			if hardLimited(candidates, p.HardLimit.K()) {
+			if hardLimited(candidates, k) {
 				snap.HardLimited = append(snap.HardLimited, preset.ID)
 			}
 		}

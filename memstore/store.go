@@ -50,6 +50,9 @@ type Store struct {
 	configured int
 	// counters are the cumulative per-preset totals, maintained on write.
 	counters map[uuid.UUID]*prebuilds.PresetCounters
+	// outcomes are the results of prebuilds' first builds by preset (the
+	// adaptive policy's O(P)), maintained on write.
+	outcomes map[uuid.UUID]*outcomeLog
 	// pending holds exactly the builds whose job is pending on instances
 	// that are not deleted: what PendingJobs lists. It is maintained on
 	// every write that changes a job status or deletes an instance.
@@ -85,6 +88,7 @@ func New() *Store {
 		builds:           make(map[uuid.UUID]*prebuilds.Build),
 		live:             make(map[uuid.UUID][]*instance),
 		counters:         make(map[uuid.UUID]*prebuilds.PresetCounters),
+		outcomes:         make(map[uuid.UUID]*outcomeLog),
 		pending:          make(map[uuid.UUID]*prebuilds.Build),
 	}
 }

@@ -27,6 +27,16 @@ func (w *World) Plan(presetID uuid.UUID, now time.Time, cfg prebuilds.PlanConfig
 		return plan
 	}
 
+	stuck := w.stuck(*pr, p.StuckBefore)
+	if len(stuck) > 0 {
+		a := prebuilds.Action{Kind: prebuilds.ActionFailStuck, Reason: prebuilds.ReasonDeadline}
+		for _, b := range stuck {
+			a.BuildIDs = append(a.BuildIDs, b.BuildID)
+			a.InstanceIDs = append(a.InstanceIDs, b.InstanceID)
+		}
+		plan.Actions = append(plan.Actions, a)
+	}
+
 	running := w.running(presetID) // oldest first
 	var all, valid, stale []uuid.UUID
 	for _, r := range running {
@@ -52,7 +62,7 @@ func (w *World) Plan(presetID uuid.UUID, now time.Time, cfg prebuilds.PlanConfig
 		return plan
 	}
 
-	limited := w.hardLimited(*pr, hardLimitK(p.HardLimit))
+	limited := w.limited(*pr, p)
 	if limited && pr.Status == prebuilds.PresetHealthy {
 		plan.Actions = append(plan.Actions, prebuilds.Action{
 			Kind: prebuilds.ActionSetStatus, Reason: prebuilds.ReasonHardLimited,
@@ -75,7 +85,8 @@ func (w *World) Plan(presetID uuid.UUID, now time.Time, cfg prebuilds.PlanConfig
 			Kind: prebuilds.ActionDelete, Reason: prebuilds.ReasonExtraneous, InstanceIDs: slices.Clone(valid[:extra]),
 		})
 	}
-	want := max(d-len(valid)-w.inProgress(presetID, prebuilds.TransitionStart), 0)
+	starting := max(w.inProgress(presetID, prebuilds.TransitionStart)-len(stuck), 0)
+	want := max(d-len(valid)-starting, 0)
 	if want == 0 {
 		return plan
 	}
@@ -89,6 +100,10 @@ func (w *World) Plan(presetID uuid.UUID, now time.Time, cfg prebuilds.PlanConfig
 		plan.Actions = append(plan.Actions, prebuilds.Action{
 			Kind: prebuilds.ActionBlocked, Reason: prebuilds.ReasonValidationFailed, Count: want,
 		})
+		return plan
+	}
+	if policyOf(cfg.Policy) == prebuilds.PolicyAdaptive {
+		plan.Actions = append(plan.Actions, w.adaptive(*pr, now, cfg, p, want, starting)...)
 		return plan
 	}
 	if b := w.backoff(*pr, p.Lookback); b != nil {
@@ -106,11 +121,41 @@ func (w *World) Plan(presetID uuid.UUID, now time.Time, cfg prebuilds.PlanConfig
 	return plan
 }
 
-// PlanAll plans every preset whose desired count is set, in preset ID order.
+// adaptive is PolicyAdaptive's decision for an active preset that wants
+// more prebuilds (after the hard limit and validation_failed).
+func (w *World) adaptive(pr prebuilds.Preset, now time.Time, cfg prebuilds.PlanConfig, p prebuilds.SnapshotParams, want, starting int) []prebuilds.Action {
+	single := func(r prebuilds.Reason) []prebuilds.Action {
+		if starting > 0 {
+			return []prebuilds.Action{{Kind: prebuilds.ActionBlocked, Reason: r, Count: want}}
+		}
+		out := []prebuilds.Action{{Kind: prebuilds.ActionCreate, Reason: r, Count: 1}}
+		if want > 1 {
+			out = append(out, prebuilds.Action{Kind: prebuilds.ActionBlocked, Reason: r, Count: want - 1})
+		}
+		return out
+	}
+	if n, lastFailedAt := w.streak(pr, p.Lookback); n >= 1 {
+		until := lastFailedAt.Add(adaptiveWait(n, cfg.BackoffInterval, cfg.BackoffMax))
+		if !now.After(until) {
+			return []prebuilds.Action{{Kind: prebuilds.ActionBackoff, Reason: prebuilds.ReasonBackoff, Count: want, Until: until}}
+		}
+		return single(prebuilds.ReasonProbe)
+	}
+	if cfg.Canary && !w.proven(pr) {
+		return single(prebuilds.ReasonCanary)
+	}
+	return []prebuilds.Action{{Kind: prebuilds.ActionCreate, Reason: prebuilds.ReasonMissing, Count: want}}
+}
+
+// PlanAll plans every preset whose desired count is set, in preset ID order,
+// then applies the create budget (cfg.MaxCreatesPerPass).
 func (w *World) PlanAll(now time.Time, cfg prebuilds.PlanConfig, p prebuilds.SnapshotParams) []prebuilds.Plan {
 	var plans []prebuilds.Plan
 	for _, pr := range w.plannedPresets() {
 		plans = append(plans, w.Plan(pr.ID, now, cfg, p))
+	}
+	if cfg.MaxCreatesPerPass > 0 {
+		applyBudget(plans, cfg.MaxCreatesPerPass)
 	}
 	return plans
 }

@@ -25,12 +25,23 @@ func (w *World) Snapshot(p prebuilds.SnapshotParams) *prebuilds.GlobalSnapshot {
 		if n := w.pendingInactive(pr); n > 0 {
 			s.PendingInactive = append(s.PendingInactive, prebuilds.PendingInactiveCount{PresetID: pr.ID, Count: n})
 		}
-		if b := w.backoff(pr, p.Lookback); b != nil {
-			s.Backoffs = append(s.Backoffs, *b)
+		switch policyOf(p.Policy) {
+		case prebuilds.PolicyAdaptive:
+			if n, at := w.streak(pr, p.Lookback); n > 0 {
+				s.Streaks = append(s.Streaks, prebuilds.StreakRow{PresetID: pr.ID, Streak: n, LastFailedAt: at})
+			}
+			if w.proven(pr) {
+				s.Proven = append(s.Proven, pr.ID)
+			}
+		default:
+			if b := w.backoff(pr, p.Lookback); b != nil {
+				s.Backoffs = append(s.Backoffs, *b)
+			}
 		}
-		if w.hardLimited(pr, hardLimitK(p.HardLimit)) {
+		if w.limited(pr, p) {
 			s.HardLimited = append(s.HardLimited, pr.ID)
 		}
+		s.Stuck = append(s.Stuck, w.stuck(pr, p.StuckBefore)...)
 		if c := w.counters(pr.ID); c != (prebuilds.PresetCounters{PresetID: pr.ID}) {
 			s.Counters = append(s.Counters, c)
 		}
@@ -190,6 +201,17 @@ func (w *World) backoff(p prebuilds.Preset, lookback time.Time) *prebuilds.Backo
 		return nil
 	}
 	return &row
+}
+
+// limited is hard_limited(P) under the policy of p: PolicyCoder looks at
+// the K newest candidates, PolicyAdaptive at the failure streak.
+func (w *World) limited(pr prebuilds.Preset, p prebuilds.SnapshotParams) bool {
+	k := hardLimitK(p.HardLimit)
+	if policyOf(p.Policy) == prebuilds.PolicyAdaptive {
+		n, _ := w.streak(pr, p.Lookback)
+		return k > 0 && n >= k
+	}
+	return w.hardLimited(pr, k)
 }
 
 // hardLimited(P): K > 0, |C(P)| ≥ K and the K newest all failed.

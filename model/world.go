@@ -444,7 +444,7 @@ func (w *World) UpdateJob(p prebuilds.UpdateJobParams) (prebuilds.UpdateJobResul
 	const op = "update job"
 	var res prebuilds.UpdateJobResult
 	knownKind := p.FailureKind == prebuilds.FailureNone || p.FailureKind == prebuilds.FailureTransient ||
-		p.FailureKind == prebuilds.FailureValidation
+		p.FailureKind == prebuilds.FailureValidation || p.FailureKind == prebuilds.FailureTimeout
 	if !knownJobStatus(p.Status) || (p.FailureKind != prebuilds.FailureNone && p.Status != prebuilds.JobFailed) || !knownKind {
 		return res, errorf(op, p.BuildID, prebuilds.ErrInvalidArgument)
 	}

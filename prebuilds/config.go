@@ -1,6 +1,7 @@
 package prebuilds
 
 import (
+	"fmt"
 	"log/slog"
 	"time"
 
@@ -40,6 +41,28 @@ type Config struct {
 	// BackoffLookback is how far back failures count toward backoff.
 	// Default 1h.
 	BackoffLookback time.Duration
+	// FailurePolicy decides how failures hold creation back: PolicyCoder or
+	// PolicyAdaptive. Default DefaultFailurePolicy (the empty value).
+	FailurePolicy FailurePolicy
+	// BackoffMax bounds the exponential backoff of PolicyAdaptive.
+	// Default 10m.
+	BackoffMax time.Duration
+	// DisableCanary turns off PolicyAdaptive's canary: a preset with no
+	// successful build yet (a new version, a cold start, an admin reset)
+	// then fills its whole pool at once instead of building one prebuild
+	// first. The canary costs about one build time before the pool fills; it
+	// saves the failed builds a broken version would cost. Default false
+	// (canary on).
+	DisableCanary bool
+	// BuildTimeout fails prebuild start builds still pending or running
+	// this long after they were created (failure kind timeout), under both
+	// policies. Default 0: off. Negative is invalid.
+	BuildTimeout time.Duration
+	// MaxCreatesPerPass bounds the prebuilds one pass creates, shared
+	// max-min fairly by missing fraction; deletes, cancels and failing
+	// stuck builds are never limited. Default 0: unlimited. Negative is
+	// invalid.
+	MaxCreatesPerPass int
 	// FailureHardLimit is K: a preset whose K newest builds all failed stops
 	// creating until the condition clears. Default 3 (the zero value);
 	// NoHardLimit turns it off. See HardLimit.
@@ -69,7 +92,25 @@ const (
 	DefaultBackoffLookback  = time.Hour
 	DefaultFailureHardLimit = 3
 	DefaultMaxConcurrency   = 8
+	DefaultBackoffMax       = 10 * time.Minute
 )
+
+// Validate reports a configuration the Reconciler cannot run with, as an
+// error matching ErrInvalidArgument: an unknown FailurePolicy, a negative
+// BuildTimeout or MaxCreatesPerPass. Every other out-of-range value means
+// the field's default. A Reconciler with an invalid Config refuses to plan
+// or reconcile and returns this error from Plan, ReconcileAll and Run.
+func (c Config) Validate() error {
+	switch {
+	case !c.FailurePolicy.Valid():
+		return fmt.Errorf("prebuilds: config: unknown FailurePolicy %q (want %q or %q): %w", c.FailurePolicy, PolicyCoder, PolicyAdaptive, ErrInvalidArgument)
+	case c.BuildTimeout < 0:
+		return fmt.Errorf("prebuilds: config: negative BuildTimeout %s: %w", c.BuildTimeout, ErrInvalidArgument)
+	case c.MaxCreatesPerPass < 0:
+		return fmt.Errorf("prebuilds: config: negative MaxCreatesPerPass %d: %w", c.MaxCreatesPerPass, ErrInvalidArgument)
+	}
+	return nil
+}
 
 // withDefaults returns c with every unset field at its default.
 func (c Config) withDefaults() Config {
@@ -81,6 +122,10 @@ func (c Config) withDefaults() Config {
 	}
 	if c.BackoffLookback <= 0 {
 		c.BackoffLookback = DefaultBackoffLookback
+	}
+	c.FailurePolicy = c.FailurePolicy.Resolved()
+	if c.BackoffMax <= 0 {
+		c.BackoffMax = DefaultBackoffMax
 	}
 	if c.MaxConcurrency <= 0 {
 		c.MaxConcurrency = DefaultMaxConcurrency
@@ -101,12 +146,22 @@ func (c Config) withDefaults() Config {
 func (c Config) SnapshotParams(now time.Time) SnapshotParams {
 	c = c.withDefaults()
 	now = Micro(now)
-	return SnapshotParams{Now: now, Lookback: now.Add(-c.BackoffLookback), HardLimit: c.FailureHardLimit}
+	p := SnapshotParams{Now: now, Lookback: now.Add(-c.BackoffLookback), HardLimit: c.FailureHardLimit, Policy: c.FailurePolicy}
+	if c.BuildTimeout > 0 {
+		p.StuckBefore = now.Add(-c.BuildTimeout)
+	}
+	return p
 }
 
 // PlanConfig is the one mapping from a Config to the planner's inputs
 // (defaults applied).
 func (c Config) PlanConfig() PlanConfig {
 	c = c.withDefaults()
-	return PlanConfig{BackoffInterval: c.BackoffInterval}
+	return PlanConfig{
+		BackoffInterval:   c.BackoffInterval,
+		Policy:            c.FailurePolicy,
+		BackoffMax:        c.BackoffMax,
+		Canary:            !c.DisableCanary,
+		MaxCreatesPerPass: max(c.MaxCreatesPerPass, 0),
+	}
 }

@@ -51,7 +51,7 @@ func (r *Reconciler) execute(ctx context.Context, pp PassPlan, stats *Stats) {
 				return nil
 			}
 			var ps Stats
-			err := r.executePlan(ctx, v, plan, pp.Now, &ps)
+			err := r.executePlan(ctx, v, plan, pp.Now, pp.StuckBefore, &ps)
 			if err != nil && ctx.Err() != nil {
 				err = nil // canceled mid-plan: not a preset failure
 			}
@@ -81,6 +81,7 @@ func (s *Stats) add(o Stats) {
 	s.Blocked += o.Blocked
 	s.Clamped += o.Clamped
 	s.StatusChanges += o.StatusChanges
+	s.TimedOut += o.TimedOut
 	s.JobsDropped += o.JobsDropped
 }
 
@@ -88,10 +89,29 @@ func (s *Stats) add(o Stats) {
 // transition, cancel queued first builds, delete (one conditional
 // transaction each), then create in one batch. A failed action does not
 // stop the ones after it; their errors are joined.
-func (r *Reconciler) executePlan(ctx context.Context, v PresetSnapshot, plan Plan, now time.Time, stats *Stats) error {
+func (r *Reconciler) executePlan(ctx context.Context, v PresetSnapshot, plan Plan, now, stuckBefore time.Time, stats *Stats) error {
 	var errs []error
 	for _, a := range plan.Actions {
 		switch a.Kind {
+		case ActionFailStuck:
+			for i, id := range a.BuildIDs {
+				err := r.store.FailStuckBuild(ctx, FailStuckBuildParams{BuildID: id, StuckBefore: stuckBefore, Now: now})
+				switch {
+				case errors.Is(err, ErrConflict):
+					stats.Conflicts++
+					r.metrics.conflicts.Inc()
+					r.log.InfoContext(ctx, "stuck build changed before it was failed, skipped",
+						append(presetAttrs(v.Preset), slog.String("build_id", id.String()))...)
+				case err != nil:
+					errs = append(errs, fmt.Errorf("fail stuck build %s: %w", id, err))
+				default:
+					stats.TimedOut++
+					r.metrics.timedOut.Inc()
+					r.log.WarnContext(ctx, "failed a build stuck past the build timeout",
+						append(presetAttrs(v.Preset), slog.String("build_id", id.String()),
+							slog.String("instance_id", a.InstanceIDs[i].String()), slog.Duration("build_timeout", r.cfg.BuildTimeout))...)
+				}
+			}
 		case ActionSetStatus:
 			if err := r.setStatus(ctx, v.Preset, a, now, stats); err != nil {
 				errs = append(errs, err)

@@ -23,6 +23,7 @@ type metrics struct {
 	conflicts    prometheus.Counter
 	errors       prometheus.Counter
 	clamped      prometheus.Counter
+	timedOut     prometheus.Counter
 	duration     prometheus.Histogram
 	paused       prometheus.Gauge
 	lastSuccess  prometheus.Gauge
@@ -49,6 +50,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Namespace: metricsNamespace, Name: "clamped_total",
 			Help: "Create actions clamped to the desired count before execution.",
 		}),
+		timedOut: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: metricsNamespace, Name: "stuck_builds_failed_total",
+			Help: "Prebuild start builds failed by the Reconciler after Config.BuildTimeout (failure kind timeout).",
+		}),
 		duration: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Namespace: metricsNamespace, Name: "reconciliation_duration_seconds",
 			Help:    "Duration of reconciliation passes that acquired the lock.",
@@ -69,7 +74,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	}
 	m.presets = newPresetCollector(m.replacements)
 	if reg != nil {
-		reg.MustRegister(m.jobsDropped, m.conflicts, m.errors, m.clamped, m.duration, m.paused, m.lastSuccess, m.replacements, m.presets)
+		reg.MustRegister(m.jobsDropped, m.conflicts, m.errors, m.clamped, m.timedOut, m.duration, m.paused, m.lastSuccess, m.replacements, m.presets)
 	}
 	return m
 }

@@ -9,9 +9,12 @@ import (
 // ActionKind says what an action does.
 type ActionKind string
 
-// Action kinds. SetStatus, Create, Delete and CancelPending write; Backoff
-// and Blocked explain why nothing is created.
+// Action kinds. FailStuck, SetStatus, Create, Delete and CancelPending
+// write; Backoff and Blocked explain why nothing is created.
 const (
+	// ActionFailStuck fails stuck start builds (BuildIDs) by a conditional
+	// update to failed with failure kind timeout.
+	ActionFailStuck ActionKind = "fail_stuck"
 	// ActionSetStatus moves the preset's stored status From → To by
 	// compare-and-set, so that it follows the live hard-limit condition.
 	ActionSetStatus     ActionKind = "set_status"
@@ -47,6 +50,17 @@ const (
 	// retrying cannot fix; creation stops until an admin reset or a new
 	// version.
 	ReasonValidationFailed Reason = "validation_failed"
+	// ReasonProbe (PolicyAdaptive): after a failure streak's backoff, one
+	// build at a time tests whether the preset works again.
+	ReasonProbe Reason = "probe"
+	// ReasonCanary (PolicyAdaptive): the preset has no successful build yet
+	// (new version, cold start, reset); one build goes first.
+	ReasonCanary Reason = "canary"
+	// ReasonDeadline: a start build outlived Config.BuildTimeout.
+	ReasonDeadline Reason = "deadline"
+	// ReasonBudget: Config.MaxCreatesPerPass was spent on presets missing a
+	// larger fraction of their pool.
+	ReasonBudget Reason = "budget"
 )
 
 // Action is one step of a plan.
@@ -56,8 +70,11 @@ type Action struct {
 	// Count is the number of prebuilds to create (ActionCreate) or the
 	// number that would have been created (ActionBackoff, ActionBlocked).
 	Count int
-	// InstanceIDs are the prebuilds to delete, oldest first (ActionDelete).
+	// InstanceIDs are the prebuilds to delete, oldest first (ActionDelete),
+	// or the instances of BuildIDs (ActionFailStuck).
 	InstanceIDs []uuid.UUID
+	// BuildIDs are the stuck builds to fail, in ID order (ActionFailStuck).
+	BuildIDs []uuid.UUID
 	// Until is when backoff ends (ActionBackoff); creation resumes strictly
 	// after it.
 	Until time.Time
@@ -114,9 +131,17 @@ func (p Plan) StatusChange() (Action, bool) {
 // PlanConfig is the part of Config the planner reads. Build it with
 // Config.PlanConfig.
 type PlanConfig struct {
-	// BackoffInterval is multiplied by the number of recent failures to get
-	// the backoff window.
+	// BackoffInterval is the unit of both policies' backoff.
 	BackoffInterval time.Duration
+	// Policy is the failure policy ("" means DefaultFailurePolicy).
+	Policy FailurePolicy
+	// BackoffMax bounds PolicyAdaptive's exponential backoff.
+	BackoffMax time.Duration
+	// Canary turns PolicyAdaptive's canary on.
+	Canary bool
+	// MaxCreatesPerPass bounds the creates of a pass (PlanAll); 0 is
+	// unlimited.
+	MaxCreatesPerPass int
 }
 
 // Expired reports whether a prebuild created at createdAt has expired at now
@@ -141,6 +166,18 @@ func PlanPreset(s PresetSnapshot, now time.Time, cfg PlanConfig) Plan {
 	if s.Paused {
 		return plan
 	}
+
+	// Stuck builds first, under both policies and whatever the preset's
+	// state: they are failed, and no longer count as supply.
+	if len(s.Stuck) > 0 {
+		a := Action{Kind: ActionFailStuck, Reason: ReasonDeadline,
+			BuildIDs: make([]uuid.UUID, len(s.Stuck)), InstanceIDs: make([]uuid.UUID, len(s.Stuck))}
+		for i, b := range s.Stuck {
+			a.BuildIDs[i], a.InstanceIDs[i] = b.BuildID, b.InstanceID
+		}
+		plan.Actions = append(plan.Actions, a)
+	}
+	starting := max(s.Starting-len(s.Stuck), 0)
 
 	if !s.Preset.Active() {
 		// An inactive preset keeps its status: its builds no longer count
@@ -197,21 +234,52 @@ func PlanPreset(s PresetSnapshot, now time.Time, cfg PlanConfig) Plan {
 		}
 		plan.Actions = append(plan.Actions, Action{Kind: ActionDelete, Reason: ReasonExtraneous, InstanceIDs: ids})
 	}
-	want := d - nValid - s.Starting
+	want := d - nValid - starting
 	if want <= 0 {
 		return plan
 	}
+	block := func(r Reason, n int) {
+		plan.Actions = append(plan.Actions, Action{Kind: ActionBlocked, Reason: r, Count: n})
+	}
 	switch {
 	case s.HardLimited:
-		plan.Actions = append(plan.Actions, Action{Kind: ActionBlocked, Reason: ReasonHardLimited, Count: want})
+		block(ReasonHardLimited, want)
 	case s.Preset.Status == PresetValidationFailed:
-		plan.Actions = append(plan.Actions, Action{Kind: ActionBlocked, Reason: ReasonValidationFailed, Count: want})
+		block(ReasonValidationFailed, want)
+	case cfg.Policy.Resolved() == PolicyAdaptive:
+		plan.Actions = adaptiveGate(plan.Actions, s, now, cfg, want, starting)
 	case s.Backoff != nil && !now.After(backoffUntil(*s.Backoff, cfg)):
 		plan.Actions = append(plan.Actions, Action{Kind: ActionBackoff, Reason: ReasonBackoff, Count: want, Until: backoffUntil(*s.Backoff, cfg)})
 	default:
 		plan.Actions = append(plan.Actions, Action{Kind: ActionCreate, Reason: ReasonMissing, Count: want})
 	}
 	return plan
+}
+
+// adaptiveGate appends PolicyAdaptive's decision for a preset that wants
+// more prebuilds: back off after a failure streak, then probe one build at
+// a time; build one canary before a preset is proven; otherwise create.
+func adaptiveGate(actions []Action, s PresetSnapshot, now time.Time, cfg PlanConfig, want, starting int) []Action {
+	one := func(r Reason) []Action {
+		if starting > 0 {
+			return append(actions, Action{Kind: ActionBlocked, Reason: r, Count: want})
+		}
+		actions = append(actions, Action{Kind: ActionCreate, Reason: r, Count: 1})
+		if want > 1 {
+			actions = append(actions, Action{Kind: ActionBlocked, Reason: r, Count: want - 1})
+		}
+		return actions
+	}
+	switch {
+	case s.Streak >= 1:
+		if until := adaptiveUntil(s.LastFailedAt, s.Streak, cfg.BackoffInterval, cfg.BackoffMax); !now.After(until) {
+			return append(actions, Action{Kind: ActionBackoff, Reason: ReasonBackoff, Count: want, Until: until})
+		}
+		return one(ReasonProbe)
+	case cfg.Canary && !s.Proven:
+		return one(ReasonCanary)
+	}
+	return append(actions, Action{Kind: ActionCreate, Reason: ReasonMissing, Count: want})
 }
 
 func backoffUntil(b BackoffRow, cfg PlanConfig) time.Time {
@@ -223,6 +291,9 @@ func backoffUntil(b BackoffRow, cfg PlanConfig) time.Time {
 type PassPlan struct {
 	// Now is the snapshot's instant, at which every preset was planned.
 	Now time.Time
+	// StuckBefore is the snapshot's stuck-build cut-off (zero when off),
+	// re-checked by FailStuckBuild.
+	StuckBefore time.Time
 	// Paused is the snapshot's pause switch: every plan is empty.
 	Paused bool
 	// Views are the per-preset views of the snapshot in canonical preset
@@ -241,13 +312,21 @@ func (pp PassPlan) Find(presetID uuid.UUID) (PresetSnapshot, Plan, bool) {
 	return PresetSnapshot{}, Plan{}, false
 }
 
-// PlanAll plans every preset of a snapshot: one indexing pass, then one
-// planning pass. Plans come back in canonical preset order.
+// PlanAll plans every preset of a snapshot: one indexing pass, one
+// planning pass, then the create budget (cfg.MaxCreatesPerPass, shared by
+// ShareCreates). Plans come back in canonical preset order.
 func PlanAll(s *GlobalSnapshot, cfg PlanConfig) PassPlan {
+	return planAll(s, cfg, time.Time{})
+}
+
+func planAll(s *GlobalSnapshot, cfg PlanConfig, stuckBefore time.Time) PassPlan {
 	views := s.Index()
 	plans := make([]Plan, len(views))
 	for i, v := range views {
 		plans[i] = PlanPreset(v, s.Now, cfg)
 	}
-	return PassPlan{Now: s.Now, Paused: s.Paused, Views: views, Plans: plans}
+	if cfg.MaxCreatesPerPass > 0 {
+		applyBudget(plans, cfg.MaxCreatesPerPass)
+	}
+	return PassPlan{Now: s.Now, StuckBefore: stuckBefore, Paused: s.Paused, Views: views, Plans: plans}
 }

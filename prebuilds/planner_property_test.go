@@ -126,8 +126,12 @@ func (g *worldGen) instance() {
 			if status == prebuilds.JobFailed {
 				kind = rapid.SampledFrom([]prebuilds.FailureKind{"", "", prebuilds.FailureTransient, prebuilds.FailureTransient, prebuilds.FailureTransient, prebuilds.FailureValidation}).Draw(t, "kind")
 			}
-			_, err := g.w.UpdateJob(prebuilds.UpdateJobParams{BuildID: cur.ID, Status: status, FailureKind: kind, Now: cur.CreatedAt})
+			// Builds complete some time after they start, so that
+			// completion order can differ from creation order.
+			done := cur.CreatedAt.Add(rapid.SampledFrom([]time.Duration{0, time.Microsecond, 30 * time.Second, 5 * time.Minute, 20 * time.Minute}).Draw(t, "duration"))
+			_, err := g.w.UpdateJob(prebuilds.UpdateJobParams{BuildID: cur.ID, Status: status, FailureKind: kind, Now: done})
 			g.must(err, "update job")
+			g.times = append(g.times, done)
 		}
 		if last {
 			break
@@ -255,14 +259,24 @@ func (g *worldGen) drawNow(cfg prebuilds.PlanConfig, lookback time.Duration) tim
 		anchors = append(anchors, g.base)
 	}
 	anchors = append(anchors, g.times...)
-	var failures []time.Time
+	var failures, completions []time.Time
 	for _, b := range g.w.Builds {
 		if b.JobStatus == prebuilds.JobFailed {
 			failures = append(failures, b.CreatedAt)
+			completions = append(completions, b.CompletedAt)
 		}
 	}
 	a := rapid.SampledFrom(anchors).Draw(t, "now_anchor")
-	switch rapid.IntRange(-1, 4).Draw(t, "now_kind") {
+	switch rapid.IntRange(-2, 4).Draw(t, "now_kind") {
+	case -2: // the end of an adaptive backoff: a failure's completion plus interval × 2^k or the cap
+		if len(completions) == 0 {
+			return prebuilds.Micro(a.Add(cfg.BackoffInterval + nudge))
+		}
+		wait := cfg.BackoffMax
+		if k := rapid.IntRange(0, 5).Draw(t, "now_doublings"); k < 5 {
+			wait = min(cfg.BackoffInterval<<k, cfg.BackoffMax)
+		}
+		return prebuilds.Micro(rapid.SampledFrom(completions).Draw(t, "now_completion").Add(wait + nudge))
 	case -1, 0: // the end of a backoff window the model reports near a failure
 		if len(failures) == 0 {
 			return prebuilds.Micro(a.Add(cfg.BackoffInterval + nudge))
@@ -300,17 +314,25 @@ func TestPlanPresetMatchesModel(t *testing.T) {
 		g := genWorld(t)
 		cfg := prebuilds.PlanConfig{
 			BackoffInterval: rapid.SampledFrom([]time.Duration{0, time.Second, 30 * time.Second, time.Minute, 5 * time.Minute, time.Hour}).Draw(t, "interval"),
+			Policy:          rapid.SampledFrom([]prebuilds.FailurePolicy{"", prebuilds.PolicyCoder, prebuilds.PolicyAdaptive, prebuilds.PolicyAdaptive}).Draw(t, "policy"),
+			BackoffMax:      rapid.SampledFrom([]time.Duration{time.Second, 10 * time.Minute, time.Hour}).Draw(t, "backoff_max"),
+			Canary:          rapid.IntRange(0, 3).Draw(t, "canary") > 0,
 		}
 		lookback := rapid.SampledFrom([]time.Duration{time.Minute, 10 * time.Minute, time.Hour, 6 * time.Hour}).Draw(t, "lookback")
 		k := prebuilds.HardLimit(rapid.IntRange(-1, 4).Draw(t, "k"))
+		timeout := rapid.SampledFrom([]time.Duration{0, 0, time.Minute, 10 * time.Minute, time.Hour}).Draw(t, "build_timeout")
 		// Several instants per world: each draw favours a boundary.
 		for range 12 {
 			now := g.base
 			if len(g.presets) > 0 {
 				now = g.drawNow(cfg, lookback)
 			}
-			params := prebuilds.SnapshotParams{Now: now, Lookback: now.Add(-lookback), HardLimit: k}
-			views := g.w.Snapshot(params).Index()
+			params := prebuilds.SnapshotParams{Now: now, Lookback: now.Add(-lookback), HardLimit: k, Policy: cfg.Policy}
+			if timeout > 0 {
+				params.StuckBefore = now.Add(-timeout)
+			}
+			snap := g.w.Snapshot(params)
+			views := snap.Index()
 			want := g.w.PlanAll(now, cfg, params)
 			if len(views) != len(want) {
 				t.Fatalf("index has %d views, model plans %d presets", len(views), len(want))
@@ -320,6 +342,12 @@ func TestPlanPresetMatchesModel(t *testing.T) {
 				if diff := cmp.Diff(want[i], got, cmpopts.EquateEmpty()); diff != "" {
 					t.Fatalf("preset %s at %s: PlanPreset (-model +planner):\n%s\nview: %+v", v.Preset.ID, now, diff, v)
 				}
+			}
+			// With a create budget, PlanAll shares it as the model does.
+			budgeted := cfg
+			budgeted.MaxCreatesPerPass = rapid.IntRange(1, 6).Draw(t, "budget")
+			if diff := cmp.Diff(g.w.PlanAll(now, budgeted, params), prebuilds.PlanAll(snap, budgeted).Plans, cmpopts.EquateEmpty()); diff != "" {
+				t.Fatalf("at %s with budget %d: PlanAll (-model +planner):\n%s", now, budgeted.MaxCreatesPerPass, diff)
 			}
 		}
 	})

@@ -269,3 +269,112 @@ func TestJobStatusCanBecome(t *testing.T) {
 		}
 	}
 }
+
+func TestPlanPresetAdaptive(t *testing.T) {
+	t.Parallel()
+	cfg := PlanConfig{BackoffInterval: 10 * time.Second, Policy: PolicyAdaptive, BackoffMax: time.Minute, Canary: true}
+	proven := func(desired, running int) PresetSnapshot {
+		v := view(desired, running)
+		v.Proven = true
+		return v
+	}
+	streak := func(n int, ago time.Duration) func() PresetSnapshot {
+		return func() PresetSnapshot {
+			v := proven(4, 1)
+			v.Streak, v.LastFailedAt = n, t0.Add(-ago)
+			return v
+		}
+	}
+	tests := []struct {
+		name string
+		v    func() PresetSnapshot
+		cfg  func(PlanConfig) PlanConfig
+		want []Action
+	}{
+		{name: "proven and healthy creates all", v: func() PresetSnapshot { return proven(4, 1) },
+			want: []Action{{Kind: ActionCreate, Reason: ReasonMissing, Count: 3}}},
+		{name: "streak 1 backs off one interval, until inclusive", v: streak(1, 10*time.Second),
+			want: []Action{{Kind: ActionBackoff, Reason: ReasonBackoff, Count: 3, Until: t0}}},
+		{name: "streak 1 after its interval probes once", v: streak(1, 10*time.Second+time.Microsecond),
+			want: []Action{{Kind: ActionCreate, Reason: ReasonProbe, Count: 1}, {Kind: ActionBlocked, Reason: ReasonProbe, Count: 2}}},
+		{name: "streak 3 doubles twice", v: streak(3, 39*time.Second),
+			want: []Action{{Kind: ActionBackoff, Reason: ReasonBackoff, Count: 3, Until: t0.Add(time.Second)}}},
+		{name: "streak 5 is capped at BackoffMax", v: streak(5, 59*time.Second),
+			want: []Action{{Kind: ActionBackoff, Reason: ReasonBackoff, Count: 3, Until: t0.Add(time.Second)}}},
+		{name: "streak 64 does not overflow", v: streak(MaxStreak, 61*time.Second),
+			want: []Action{{Kind: ActionCreate, Reason: ReasonProbe, Count: 1}, {Kind: ActionBlocked, Reason: ReasonProbe, Count: 2}}},
+		{name: "one probe at a time", v: func() PresetSnapshot { v := streak(1, time.Hour)(); v.Starting = 1; return v },
+			want: []Action{{Kind: ActionBlocked, Reason: ReasonProbe, Count: 2}}},
+		{name: "a single missing prebuild probes without a blocked remainder", v: func() PresetSnapshot { v := streak(1, time.Hour)(); v.Starting = 0; *v.Preset.Desired = 2; return v },
+			want: []Action{{Kind: ActionCreate, Reason: ReasonProbe, Count: 1}}},
+		{name: "unproven builds a canary", v: func() PresetSnapshot { return view(3, 0) },
+			want: []Action{{Kind: ActionCreate, Reason: ReasonCanary, Count: 1}, {Kind: ActionBlocked, Reason: ReasonCanary, Count: 2}}},
+		{name: "canary in flight holds the rest", v: func() PresetSnapshot { v := view(3, 0); v.Starting = 1; return v },
+			want: []Action{{Kind: ActionBlocked, Reason: ReasonCanary, Count: 2}}},
+		{name: "canary off fills at once", v: func() PresetSnapshot { return view(3, 0) },
+			cfg:  func(c PlanConfig) PlanConfig { c.Canary = false; return c },
+			want: []Action{{Kind: ActionCreate, Reason: ReasonMissing, Count: 3}}},
+		{name: "hard limit before the streak", v: func() PresetSnapshot {
+			v := streak(3, time.Hour)()
+			v.HardLimited = true
+			v.Preset.Status = PresetHardLimited
+			return v
+		},
+			want: []Action{{Kind: ActionBlocked, Reason: ReasonHardLimited, Count: 3}}},
+		{name: "a backoff row is ignored under the adaptive policy", v: func() PresetSnapshot {
+			v := proven(2, 0)
+			v.Backoff = &BackoffRow{NumFailed: 5, LastBuildAt: t0}
+			return v
+		}, want: []Action{{Kind: ActionCreate, Reason: ReasonMissing, Count: 2}}},
+		{name: "stuck builds fail first and are not supply", v: func() PresetSnapshot {
+			v := proven(3, 1)
+			v.Starting = 2
+			v.Stuck = []StuckBuild{{PresetID: v.Preset.ID, InstanceID: ids(1)[0], BuildID: uuid.NameSpaceX500}}
+			return v
+		}, want: []Action{
+			{Kind: ActionFailStuck, Reason: ReasonDeadline, BuildIDs: []uuid.UUID{uuid.NameSpaceX500}, InstanceIDs: ids(1)},
+			{Kind: ActionCreate, Reason: ReasonMissing, Count: 1},
+		}},
+		{name: "stuck builds of an inactive preset fail too", v: func() PresetSnapshot {
+			v := proven(1, 0)
+			v.Preset.Deprecated = true
+			v.Stuck = []StuckBuild{{PresetID: v.Preset.ID, InstanceID: ids(1)[0], BuildID: uuid.NameSpaceX500}}
+			return v
+		}, want: []Action{{Kind: ActionFailStuck, Reason: ReasonDeadline, BuildIDs: []uuid.UUID{uuid.NameSpaceX500}, InstanceIDs: ids(1)}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			c := cfg
+			if tt.cfg != nil {
+				c = tt.cfg(c)
+			}
+			v := tt.v()
+			got := PlanPreset(v, t0, c)
+			if diff := cmp.Diff(tt.want, got.Actions, cmpopts.EquateEmpty()); diff != "" {
+				t.Errorf("actions (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestAdaptiveUntil(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		streak        int
+		interval, max time.Duration
+		want          time.Duration
+	}{
+		{1, time.Second, time.Hour, time.Second},
+		{2, time.Second, time.Hour, 2 * time.Second},
+		{11, time.Second, time.Hour, 1024 * time.Second},
+		{13, time.Second, time.Hour, time.Hour},
+		{MaxStreak, time.Hour, 1<<63 - 1, 1<<63 - 1},
+		{40, 1 << 40, 1 << 62, 1 << 62},
+		{3, 0, time.Minute, 0},
+	} {
+		if got := adaptiveUntil(t0, tt.streak, tt.interval, tt.max).Sub(t0); got != tt.want {
+			t.Errorf("streak %d, interval %s, max %s: wait %s, want %s", tt.streak, tt.interval, tt.max, got, tt.want)
+		}
+	}
+}

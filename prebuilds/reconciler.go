@@ -33,6 +33,8 @@ type Stats struct {
 	Clamped int
 	// StatusChanges counts preset status transitions this pass made.
 	StatusChanges int
+	// TimedOut counts stuck builds this pass failed (Config.BuildTimeout).
+	TimedOut int
 	// JobsDropped counts hand-offs dropped because the JobSink was full.
 	JobsDropped int
 	// PresetErrors counts presets whose plan failed to execute.
@@ -80,6 +82,10 @@ func (r *Reconciler) Run(ctx context.Context) error {
 	if r.started || r.stopped {
 		r.mu.Unlock()
 		return ErrReconcilerStopped
+	}
+	if err := r.cfg.Validate(); err != nil {
+		r.mu.Unlock()
+		return err
 	}
 	r.started = true
 	ctx, cancel := context.WithCancelCause(ctx)
@@ -140,11 +146,15 @@ func (r *Reconciler) Stop(ctx context.Context, cause error) error {
 // a pass would do if it started now. It writes nothing and changes no
 // metric.
 func (r *Reconciler) Plan(ctx context.Context) (PassPlan, error) {
-	snap, err := r.store.Snapshot(ctx, r.cfg.SnapshotParams(r.cfg.Clock.Now()))
+	if err := r.cfg.Validate(); err != nil {
+		return PassPlan{}, err
+	}
+	params := r.cfg.SnapshotParams(r.cfg.Clock.Now())
+	snap, err := r.store.Snapshot(ctx, params)
 	if err != nil {
 		return PassPlan{}, fmt.Errorf("prebuilds: plan: snapshot: %w", err)
 	}
-	pp := PlanAll(snap, r.cfg.PlanConfig())
+	pp := planAll(snap, r.cfg.PlanConfig(), params.StuckBefore)
 	r.remember(pp)
 	return pp, nil
 }
@@ -156,14 +166,18 @@ func (r *Reconciler) Plan(ctx context.Context) (PassPlan, error) {
 // never aborts the others. The error is for pass-level failures (lock,
 // snapshot).
 func (r *Reconciler) ReconcileAll(ctx context.Context) (Stats, error) {
+	if err := r.cfg.Validate(); err != nil {
+		return Stats{}, err
+	}
 	start := r.cfg.Clock.Now()
 	var stats Stats
 	acquired, err := r.store.WithReconciliationLock(ctx, func(ctx context.Context, sr SnapshotReader) error {
-		snap, err := sr.Snapshot(ctx, r.cfg.SnapshotParams(r.cfg.Clock.Now()))
+		params := r.cfg.SnapshotParams(r.cfg.Clock.Now())
+		snap, err := sr.Snapshot(ctx, params)
 		if err != nil {
 			return fmt.Errorf("snapshot: %w", err)
 		}
-		pp := PlanAll(snap, r.cfg.PlanConfig())
+		pp := planAll(snap, r.cfg.PlanConfig(), params.StuckBefore)
 		r.remember(pp)
 		r.metrics.presets.update(pp)
 		r.execute(ctx, pp, &stats)

@@ -27,6 +27,8 @@ type fakeStore struct {
 	deletes   []uuid.UUID
 	cancels   []uuid.UUID
 	statuses  map[uuid.UUID]PresetStatus
+	failed    []FailStuckBuildParams
+	failErr   map[uuid.UUID]error
 	deleteErr map[uuid.UUID]error
 	createErr map[uuid.UUID]error
 	snapErr   error
@@ -114,6 +116,16 @@ func (f *fakeStore) SetPresetStatus(_ context.Context, id uuid.UUID, from, to Pr
 	}
 	f.statuses[id] = to
 	return true, nil
+}
+
+func (f *fakeStore) FailStuckBuild(_ context.Context, p FailStuckBuildParams) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.failErr[p.BuildID]; err != nil {
+		return err
+	}
+	f.failed = append(f.failed, p)
+	return nil
 }
 
 func presetRow(key string, desired int) PresetRow {
@@ -317,7 +329,7 @@ func TestClampLogsAndCaps(t *testing.T) {
 	r, _, logs := newTestReconciler(t, fs, Config{})
 	var stats Stats
 	plan := Plan{PresetID: p.ID, Desired: 2, Actions: []Action{{Kind: ActionCreate, Reason: ReasonMissing, Count: 5}}}
-	require.NoError(t, r.executePlan(context.Background(), PresetSnapshot{Preset: p}, plan, t0, &stats))
+	require.NoError(t, r.executePlan(context.Background(), PresetSnapshot{Preset: p}, plan, t0, time.Time{}, &stats))
 	require.Equal(t, 1, stats.Clamped)
 	require.Len(t, fs.creates, 1)
 	require.Len(t, fs.creates[0].Instances, 2, "clamped to the plan's desired count")
@@ -350,10 +362,64 @@ func TestConfigDefaults(t *testing.T) {
 	require.NotNil(t, c.Clock)
 	require.NotNil(t, c.Logger)
 	sp := Config{BackoffLookback: 10 * time.Minute, FailureHardLimit: 2}.SnapshotParams(t0.Add(123 * time.Nanosecond))
-	require.Equal(t, SnapshotParams{Now: t0, Lookback: t0.Add(-10 * time.Minute), HardLimit: 2}, sp)
+	require.Equal(t, SnapshotParams{Now: t0, Lookback: t0.Add(-10 * time.Minute), HardLimit: 2, Policy: PolicyCoder}, sp)
 	require.Equal(t, time.Hour, Config{}.SnapshotParams(t0).Now.Sub(Config{}.SnapshotParams(t0).Lookback))
-	require.Equal(t, PlanConfig{BackoffInterval: time.Minute}, Config{}.PlanConfig())
-	require.Equal(t, PlanConfig{BackoffInterval: time.Second}, Config{BackoffInterval: time.Second}.PlanConfig())
+	require.Equal(t, t0.Add(-5*time.Minute), Config{BuildTimeout: 5 * time.Minute}.SnapshotParams(t0).StuckBefore)
+	require.Equal(t, PolicyAdaptive, Config{FailurePolicy: PolicyAdaptive}.SnapshotParams(t0).Policy)
+	require.Equal(t, PlanConfig{BackoffInterval: time.Minute, Policy: PolicyCoder, BackoffMax: 10 * time.Minute, Canary: true}, Config{}.PlanConfig())
+	require.Equal(t, PlanConfig{BackoffInterval: time.Second, Policy: PolicyAdaptive, BackoffMax: time.Hour, MaxCreatesPerPass: 7},
+		Config{BackoffInterval: time.Second, FailurePolicy: PolicyAdaptive, BackoffMax: time.Hour, DisableCanary: true, MaxCreatesPerPass: 7}.PlanConfig())
+}
+
+func TestInvalidConfigRefused(t *testing.T) {
+	t.Parallel()
+	for name, cfg := range map[string]Config{
+		"UnknownPolicy":   {FailurePolicy: "lenient"},
+		"NegativeTimeout": {BuildTimeout: -time.Second},
+		"NegativeBudget":  {MaxCreatesPerPass: -1},
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			require.ErrorIs(t, cfg.Validate(), ErrInvalidArgument)
+			fs := &fakeStore{snap: GlobalSnapshot{Presets: []PresetRow{presetRow("p", 1)}}}
+			r, _, _ := newTestReconciler(t, fs, cfg)
+			_, err := r.ReconcileAll(context.Background())
+			require.ErrorIs(t, err, ErrInvalidArgument)
+			_, err = r.Plan(context.Background())
+			require.ErrorIs(t, err, ErrInvalidArgument)
+			require.ErrorIs(t, r.Run(context.Background()), ErrInvalidArgument)
+			require.Empty(t, fs.creates, "an invalid configuration writes nothing")
+		})
+	}
+	require.NoError(t, Config{FailurePolicy: PolicyAdaptive, BuildTimeout: time.Minute, MaxCreatesPerPass: 3}.Validate())
+}
+
+func TestFailStuckExecuted(t *testing.T) {
+	t.Parallel()
+	p := presetRow("p", 1)
+	done, gone, broken := uuid.New(), uuid.New(), uuid.New()
+	fs := &fakeStore{
+		snap: GlobalSnapshot{Presets: []PresetRow{p},
+			InProgress: []InProgressCount{{PresetID: p.ID, Transition: TransitionStart, Count: 3}},
+			Stuck: []StuckBuild{
+				{PresetID: p.ID, InstanceID: uuid.New(), BuildID: done},
+				{PresetID: p.ID, InstanceID: uuid.New(), BuildID: gone},
+				{PresetID: p.ID, InstanceID: uuid.New(), BuildID: broken},
+			}},
+		failErr: map[uuid.UUID]error{gone: ErrConflict, broken: errors.New("connection reset")},
+	}
+	reg := prometheus.NewPedanticRegistry()
+	r, _, logs := newTestReconciler(t, fs, Config{BuildTimeout: 10 * time.Minute, Registerer: reg})
+	stats, err := r.ReconcileAll(context.Background())
+	require.NoError(t, err)
+	require.Equal(t, 1, stats.TimedOut)
+	require.Equal(t, 1, stats.Conflicts, "a build that finished meanwhile is a conflict")
+	require.Equal(t, 1, stats.PresetErrors)
+	require.Len(t, fs.failed, 1)
+	require.Equal(t, FailStuckBuildParams{BuildID: done, StuckBefore: t0.Add(-10 * time.Minute), Now: t0}, fs.failed[0])
+	require.Equal(t, 1, stats.Created, "stuck builds are not supply: the pool of 1 gets a replacement")
+	require.Equal(t, 1.0, testutil.ToFloat64(r.metrics.timedOut))
+	require.Contains(t, logs.String(), "failed a build stuck past the build timeout")
 }
 
 func TestHardLimitEncoding(t *testing.T) {

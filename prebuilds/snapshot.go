@@ -19,9 +19,18 @@ type SnapshotParams struct {
 	// forgotten by backoff.
 	Lookback time.Time
 	// HardLimit is the failure hard limit (see HardLimit for its encoding;
-	// stores read HardLimit.K()): a preset is hard-limited when its K newest
-	// candidate builds all failed.
+	// stores read HardLimit.K()): under PolicyCoder a preset is hard-limited
+	// when its K newest candidate builds all failed, under PolicyAdaptive
+	// when its failure streak reaches K.
 	HardLimit HardLimit
+	// Policy selects the failure facts: Backoffs under PolicyCoder, Streaks
+	// and Proven under PolicyAdaptive (stores read Policy.Resolved(); an
+	// unknown policy is ErrInvalidArgument).
+	Policy FailurePolicy
+	// StuckBefore, when set, is Now − BuildTimeout: prebuild start builds
+	// still pending or running that were created before it are stuck. Zero
+	// turns stuck builds off.
+	StuckBefore time.Time
 }
 
 // PresetRow is a preset with everything the planner and the metrics need
@@ -110,6 +119,25 @@ type BackoffRow struct {
 	LastBuildAt time.Time
 }
 
+// StreakRow is a preset's failure streak under PolicyAdaptive: its newest
+// outcomes failed (docs/spec.md, "Outcomes").
+type StreakRow struct {
+	PresetID uuid.UUID
+	// Streak is streak(P): the number of leading failures of O(P), 1 to
+	// MaxStreak.
+	Streak int
+	// LastFailedAt is last_failed_at(P): when the newest outcome failed.
+	LastFailedAt time.Time
+}
+
+// StuckBuild is a prebuild start build still pending or running that was
+// created before SnapshotParams.StuckBefore.
+type StuckBuild struct {
+	PresetID   uuid.UUID
+	InstanceID uuid.UUID
+	BuildID    uuid.UUID
+}
+
 // PresetCounters are cumulative per-preset totals kept by the store, so that
 // every replica exports the same counter values.
 type PresetCounters struct {
@@ -140,12 +168,20 @@ type GlobalSnapshot struct {
 	Backoffs        []BackoffRow
 	// HardLimited lists the presets whose hard-limit condition holds now.
 	HardLimited []uuid.UUID
-	Counters    []PresetCounters
+	// Streaks and Proven are PolicyAdaptive's facts (empty under
+	// PolicyCoder): the presets with a failure streak, and the presets with
+	// a successful first build since their reset.
+	Streaks []StreakRow
+	Proven  []uuid.UUID
+	// Stuck lists the stuck start builds (empty when StuckBefore is zero).
+	Stuck    []StuckBuild
+	Counters []PresetCounters
 }
 
-// SortSnapshot puts every slice of s in canonical order: presets, counts and
-// backoff rows by preset ID (then transition); running prebuilds by preset,
-// then oldest first (created_at, then instance ID). Map keys are not
+// SortSnapshot puts every slice of s in canonical order: presets, counts,
+// backoff, streak and proven rows by preset ID (then transition); running
+// prebuilds by preset, then oldest first (created_at, then instance ID);
+// stuck builds by preset, then build ID. Map keys are not
 // reordered. Stores and models compare equal after SortSnapshot.
 func SortSnapshot(s *GlobalSnapshot) {
 	slices.SortFunc(s.Presets, func(a, b PresetRow) int { return compareUUID(a.ID, b.ID) })
@@ -164,6 +200,14 @@ func SortSnapshot(s *GlobalSnapshot) {
 	slices.SortFunc(s.PendingInactive, func(a, b PendingInactiveCount) int { return compareUUID(a.PresetID, b.PresetID) })
 	slices.SortFunc(s.Backoffs, func(a, b BackoffRow) int { return compareUUID(a.PresetID, b.PresetID) })
 	slices.SortFunc(s.HardLimited, compareUUID)
+	slices.SortFunc(s.Streaks, func(a, b StreakRow) int { return compareUUID(a.PresetID, b.PresetID) })
+	slices.SortFunc(s.Proven, compareUUID)
+	slices.SortFunc(s.Stuck, func(a, b StuckBuild) int {
+		if c := compareUUID(a.PresetID, b.PresetID); c != 0 {
+			return c
+		}
+		return compareUUID(a.BuildID, b.BuildID)
+	})
 	slices.SortFunc(s.Counters, func(a, b PresetCounters) int { return compareUUID(a.PresetID, b.PresetID) })
 }
 
@@ -197,11 +241,18 @@ type PresetSnapshot struct {
 	// Starting, Stopping and Deleting count in-progress builds by transition.
 	Starting, Stopping, Deleting int
 	PendingInactive              int
-	// Backoff is nil when the preset has no backoff row.
+	// Backoff is nil when the preset has no backoff row (PolicyCoder).
 	Backoff     *BackoffRow
 	HardLimited bool
-	Paused      bool
-	Counters    PresetCounters
+	// Streak and LastFailedAt are the preset's StreakRow (0 and zero when it
+	// has none); Proven says it is in GlobalSnapshot.Proven (PolicyAdaptive).
+	Streak       int
+	LastFailedAt time.Time
+	Proven       bool
+	// Stuck are the preset's stuck start builds, in build ID order.
+	Stuck    []StuckBuild
+	Paused   bool
+	Counters PresetCounters
 }
 
 // Index builds the per-preset views of s in one pass over each of its slices
@@ -278,6 +329,21 @@ func (s *GlobalSnapshot) Index() []PresetSnapshot {
 			views[i].HardLimited = true
 		}
 	}
+	for _, r := range s.Streaks {
+		if i, ok := pos[r.PresetID]; ok {
+			views[i].Streak, views[i].LastFailedAt = r.Streak, r.LastFailedAt
+		}
+	}
+	for _, id := range s.Proven {
+		if i, ok := pos[id]; ok {
+			views[i].Proven = true
+		}
+	}
+	for _, b := range s.Stuck {
+		if i, ok := pos[b.PresetID]; ok {
+			views[i].Stuck = append(views[i].Stuck, b)
+		}
+	}
 	for _, c := range s.Counters {
 		if i, ok := pos[c.PresetID]; ok {
 			views[i].Counters = c
@@ -286,6 +352,9 @@ func (s *GlobalSnapshot) Index() []PresetSnapshot {
 	for i := range views {
 		if !slices.IsSortedFunc(views[i].Running, compareOldest) {
 			slices.SortFunc(views[i].Running, compareOldest)
+		}
+		if len(views[i].Stuck) > 1 {
+			slices.SortFunc(views[i].Stuck, func(a, b StuckBuild) int { return compareUUID(a.BuildID, b.BuildID) })
 		}
 	}
 	return views

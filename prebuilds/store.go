@@ -51,6 +51,24 @@ type Store interface {
 	// SetPresetStatus sets the preset's status to `to` only if it is `from`
 	// (compare-and-set). changed is true iff this call changed the row.
 	SetPresetStatus(ctx context.Context, presetID uuid.UUID, from, to PresetStatus) (changed bool, err error)
+
+	// FailStuckBuild fails a stuck build: if, in one transaction, the build
+	// is a start build whose job is still pending or running, created
+	// before p.StuckBefore, on a not-deleted instance owned by SystemOwner,
+	// its job becomes failed with failure kind FailureTimeout and
+	// CompletedAt p.Now. Otherwise it returns an error matching ErrConflict
+	// (ErrNotFound when the build does not exist). A provisioner reporting
+	// on the build later gets ErrInvalidTransition.
+	FailStuckBuild(ctx context.Context, p FailStuckBuildParams) error
+}
+
+// FailStuckBuildParams are the inputs of Store.FailStuckBuild.
+type FailStuckBuildParams struct {
+	BuildID uuid.UUID
+	// StuckBefore is the snapshot's cut-off (SnapshotParams.StuckBefore):
+	// the build must have been created before it.
+	StuckBefore time.Time
+	Now         time.Time
 }
 
 // SnapshotReader reads the snapshot.

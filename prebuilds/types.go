@@ -71,7 +71,20 @@ const (
 	FailureNone       FailureKind = ""
 	FailureTransient  FailureKind = "transient"
 	FailureValidation FailureKind = "validation"
+	// FailureTimeout marks a build the Reconciler failed because it stayed
+	// pending or running longer than Config.BuildTimeout.
+	FailureTimeout FailureKind = "timeout"
 )
+
+// Valid reports whether k is one of the defined failure kinds (FailureNone
+// included).
+func (k FailureKind) Valid() bool {
+	switch k {
+	case FailureNone, FailureTransient, FailureValidation, FailureTimeout:
+		return true
+	}
+	return false
+}
 
 // PresetStatus is the reconciliation health of a preset.
 type PresetStatus string
