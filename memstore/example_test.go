@@ -55,16 +55,11 @@ func ExampleStore() {
 	must(err)
 	fmt.Printf("claimed %s (%s), now owned by %s\n", got.ID, got.Name, got.OwnerID)
 
-	// The next snapshot shows one prebuild left and one claim counted.
-	_, err = s.WithReconciliationLock(ctx, func(ctx context.Context, r prebuilds.SnapshotReader) error {
-		snap, err := r.Snapshot(ctx, prebuilds.SnapshotParams{Now: now, Lookback: now.Add(-time.Hour), HardLimit: 3})
-		if err != nil {
-			return err
-		}
-		fmt.Printf("running %d, counters %+v\n", len(snap.Running), snap.Counters[0])
-		return nil
-	})
+	// The next snapshot (read without the reconciliation lock) shows one
+	// prebuild left and one claim counted.
+	snap, err := s.Snapshot(ctx, prebuilds.Config{}.SnapshotParams(now))
 	must(err)
+	fmt.Printf("running %d, counters %+v\n", len(snap.Running), snap.Counters[0])
 	// Output:
 	// provisioned 00000000-0000-0000-0000-000000000001 with cpu=8
 	// provisioned 00000000-0000-0000-0000-000000000002 with cpu=8
