@@ -45,6 +45,8 @@ func (s *Store) CreateTemplateVersion(_ context.Context, v prebuilds.TemplateVer
 
 // SetActiveVersion implements prebuilds.ControlPlane.
 func (s *Store) SetActiveVersion(_ context.Context, templateID, versionID uuid.UUID) error {
+	var changes []prebuilds.Change
+	defer s.publish(&changes)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	t, ok := s.templates[templateID]
@@ -59,11 +61,14 @@ func (s *Store) SetActiveVersion(_ context.Context, templateID, versionID uuid.U
 		return fmt.Errorf("memstore: set active version of template %s: template is deleted: %w", templateID, prebuilds.ErrConflict)
 	}
 	t.ActiveVersionID = versionID
+	changes = s.templateChanges(templateID)
 	return nil
 }
 
 // SetTemplateDeprecated implements prebuilds.ControlPlane.
 func (s *Store) SetTemplateDeprecated(_ context.Context, templateID uuid.UUID, deprecated bool) error {
+	var changes []prebuilds.Change
+	defer s.publish(&changes)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	t, ok := s.templates[templateID]
@@ -71,11 +76,14 @@ func (s *Store) SetTemplateDeprecated(_ context.Context, templateID uuid.UUID, d
 		return fmt.Errorf("memstore: set template %s deprecated: %w", templateID, prebuilds.ErrNotFound)
 	}
 	t.Deprecated = deprecated
+	changes = s.templateChanges(templateID)
 	return nil
 }
 
 // DeleteTemplate implements prebuilds.ControlPlane. It is idempotent.
 func (s *Store) DeleteTemplate(_ context.Context, templateID uuid.UUID) error {
+	var changes []prebuilds.Change
+	defer s.publish(&changes)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	t, ok := s.templates[templateID]
@@ -83,6 +91,7 @@ func (s *Store) DeleteTemplate(_ context.Context, templateID uuid.UUID) error {
 		return fmt.Errorf("memstore: delete template %s: %w", templateID, prebuilds.ErrNotFound)
 	}
 	t.Deleted = true
+	changes = s.templateChanges(templateID)
 	return nil
 }
 
@@ -91,6 +100,8 @@ func (s *Store) UpsertPreset(_ context.Context, p prebuilds.Preset) error {
 	if err := prebuilds.ValidatePreset(p); err != nil {
 		return fmt.Errorf("memstore: upsert preset %s: %w", p.ID, err)
 	}
+	var changes []prebuilds.Change
+	defer s.publish(&changes)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if _, ok := s.versions[p.TemplateVersionID]; !ok {
@@ -120,6 +131,7 @@ func (s *Store) UpsertPreset(_ context.Context, p prebuilds.Preset) error {
 		existing.Timezone = c.Timezone
 		existing.Schedules = c.Schedules
 		existing.Parameters = c.Parameters
+		changes = []prebuilds.Change{{PresetID: c.ID, Kind: prebuilds.ChangePresetWritten}}
 		return nil
 	}
 	if c.Status == "" {
@@ -130,11 +142,14 @@ func (s *Store) UpsertPreset(_ context.Context, p prebuilds.Preset) error {
 	s.presets[c.ID] = &c
 	s.presetOrder = append(s.presetOrder, &c)
 	s.presetsByVersion[c.TemplateVersionID] = append(s.presetsByVersion[c.TemplateVersionID], &c)
+	changes = []prebuilds.Change{{PresetID: c.ID, Kind: prebuilds.ChangePresetWritten}}
 	return nil
 }
 
 // InvalidatePreset implements prebuilds.ControlPlane.
 func (s *Store) InvalidatePreset(_ context.Context, presetID uuid.UUID, at time.Time) error {
+	var changes []prebuilds.Change
+	defer s.publish(&changes)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	p, ok := s.presets[presetID]
@@ -142,11 +157,14 @@ func (s *Store) InvalidatePreset(_ context.Context, presetID uuid.UUID, at time.
 		return fmt.Errorf("memstore: invalidate preset %s: %w", presetID, prebuilds.ErrNotFound)
 	}
 	p.InvalidatedAt = prebuilds.Micro(at)
+	changes = []prebuilds.Change{{PresetID: presetID, Kind: prebuilds.ChangePresetWritten}}
 	return nil
 }
 
 // ResetPreset implements prebuilds.ControlPlane.
 func (s *Store) ResetPreset(_ context.Context, presetID uuid.UUID, at time.Time) error {
+	var changes []prebuilds.Change
+	defer s.publish(&changes)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	p, ok := s.presets[presetID]
@@ -155,14 +173,20 @@ func (s *Store) ResetPreset(_ context.Context, presetID uuid.UUID, at time.Time)
 	}
 	p.Status = prebuilds.PresetHealthy
 	p.ResetAt = prebuilds.Micro(at)
+	changes = []prebuilds.Change{{PresetID: presetID, Kind: prebuilds.ChangePresetWritten}}
 	return nil
 }
 
 // SetPaused implements prebuilds.ControlPlane.
 func (s *Store) SetPaused(_ context.Context, paused bool) error {
+	var changes []prebuilds.Change
+	defer s.publish(&changes)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.paused = paused
+	if !paused {
+		changes = []prebuilds.Change{{Kind: prebuilds.ChangeResync}}
+	}
 	return nil
 }
 
@@ -173,6 +197,8 @@ func (s *Store) CreateInstance(_ context.Context, p prebuilds.CreateInstancePara
 		return fmt.Errorf("memstore: create instance %s: ids are required and transition %q must be valid: %w",
 			p.InstanceID, p.Transition, prebuilds.ErrInvalidArgument)
 	}
+	var changes []prebuilds.Change
+	defer s.publish(&changes)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if _, ok := s.templates[p.TemplateID]; !ok {
@@ -217,6 +243,7 @@ func (s *Store) CreateInstance(_ context.Context, p prebuilds.CreateInstancePara
 		Parameters:        cloneParams(p.Parameters),
 		CreatedAt:         now,
 	})
+	changes = instanceChanges(in, prebuilds.ChangeBuildStarted)
 	return nil
 }
 
@@ -226,6 +253,8 @@ func (s *Store) StartBuild(_ context.Context, p prebuilds.StartBuildParams) erro
 		return fmt.Errorf("memstore: start build %s on instance %s: ids are required and transition %q must be valid: %w",
 			p.BuildID, p.InstanceID, p.Transition, prebuilds.ErrInvalidArgument)
 	}
+	var changes []prebuilds.Change
+	defer s.publish(&changes)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	in, ok := s.instances[p.InstanceID]
@@ -272,6 +301,7 @@ func (s *Store) StartBuild(_ context.Context, p prebuilds.StartBuildParams) erro
 		Parameters:        cloneParams(p.Parameters),
 		CreatedAt:         prebuilds.Micro(p.Now),
 	})
+	changes = instanceChanges(in, prebuilds.ChangeBuildStarted)
 	return nil
 }
 
@@ -286,6 +316,8 @@ func (s *Store) UpdateJob(_ context.Context, p prebuilds.UpdateJobParams) (prebu
 	case !p.FailureKind.Valid():
 		return res, fmt.Errorf("memstore: update job %s: unknown failure kind %q: %w", p.BuildID, p.FailureKind, prebuilds.ErrInvalidArgument)
 	}
+	var changes []prebuilds.Change
+	defer s.publish(&changes)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	b, ok := s.builds[p.BuildID]
@@ -309,6 +341,9 @@ func (s *Store) UpdateJob(_ context.Context, p prebuilds.UpdateJobParams) (prebu
 		s.counter(in.counted).Failed++
 	}
 	s.recordOutcome(in, b)
+	if p.Status.Terminal() {
+		changes = instanceChanges(in, prebuilds.ChangeJobCompleted)
+	}
 	if p.Status == prebuilds.JobFailed && p.FailureKind == prebuilds.FailureValidation &&
 		b.Transition == prebuilds.TransitionStart && in.OwnerID == prebuilds.SystemOwner && b.PresetID != uuid.Nil {
 		if preset := s.presets[b.PresetID]; preset != nil && preset.Status == prebuilds.PresetHealthy {
@@ -337,12 +372,17 @@ func (s *Store) Claim(_ context.Context, p prebuilds.ClaimParams) (prebuilds.Ins
 	if p.Owner == uuid.Nil || p.Owner == prebuilds.SystemOwner {
 		return prebuilds.Instance{}, fmt.Errorf("memstore: claim from preset %s: owner %s: %w", p.PresetID, p.Owner, prebuilds.ErrInvalidArgument)
 	}
+	var changes []prebuilds.Change
+	defer s.publish(&changes)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	preset, ok := s.presets[p.PresetID]
 	if !ok {
 		return prebuilds.Instance{}, fmt.Errorf("memstore: claim from preset %s: %w", p.PresetID, prebuilds.ErrNotFound)
 	}
+	// Claimed or missed, the preset's pool is short: a targeted pass
+	// refills it.
+	changes = []prebuilds.Change{{PresetID: preset.ID, Kind: prebuilds.ChangeClaimed}}
 	if !s.active(preset) {
 		s.counter(preset.ID).ClaimsMissed++
 		return prebuilds.Instance{}, fmt.Errorf("memstore: claim from preset %s: preset is not active: %w", p.PresetID, prebuilds.ErrNoClaimablePrebuild)
@@ -382,6 +422,8 @@ func olderInstance(a, b *instance) bool {
 
 // RemoveInstance implements prebuilds.ControlPlane. It is idempotent.
 func (s *Store) RemoveInstance(_ context.Context, instanceID uuid.UUID) error {
+	var changes []prebuilds.Change
+	defer s.publish(&changes)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	in, ok := s.instances[instanceID]
@@ -389,6 +431,7 @@ func (s *Store) RemoveInstance(_ context.Context, instanceID uuid.UUID) error {
 		return fmt.Errorf("memstore: remove instance %s: %w", instanceID, prebuilds.ErrNotFound)
 	}
 	s.markDeleted(in)
+	changes = instanceChanges(in, prebuilds.ChangeInstanceRemoved)
 	return nil
 }
 

@@ -6,6 +6,8 @@ import (
 	"slices"
 	"time"
 
+	"github.com/google/uuid"
+
 	"github.com/prebuildkit/prebuildkit/prebuilds"
 )
 
@@ -54,14 +56,28 @@ func (s *Store) snapshot(p prebuilds.SnapshotParams) *prebuilds.GlobalSnapshot {
 	now, lookback := p.Now, p.Lookback
 	adaptive := p.Policy.Resolved() == prebuilds.PolicyAdaptive
 	k := p.HardLimit.K()
+	order := s.presetOrder
+	if p.Presets != nil {
+		// A filtered snapshot reads only these presets' pools.
+		order = make([]*prebuilds.Preset, 0, len(p.Presets))
+		seen := make(map[uuid.UUID]bool, len(p.Presets))
+		for _, id := range p.Presets {
+			if preset := s.presets[id]; preset != nil && !seen[id] {
+				seen[id] = true
+				order = append(order, preset)
+			}
+		}
+	}
 	snap := &prebuilds.GlobalSnapshot{
 		Now:     now,
 		Paused:  s.paused,
-		Presets: make([]prebuilds.PresetRow, 0, s.configured),
-		Running: make([]prebuilds.RunningPrebuild, 0, s.liveCount),
+		Presets: make([]prebuilds.PresetRow, 0, min(s.configured, len(order))),
+	}
+	if p.Presets == nil {
+		snap.Running = make([]prebuilds.RunningPrebuild, 0, s.liveCount)
 	}
 	var candidates []*prebuilds.Build // C(P), reused across presets
-	for _, preset := range s.presetOrder {
+	for _, preset := range order {
 		if preset.Desired == nil {
 			continue
 		}

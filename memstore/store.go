@@ -53,6 +53,10 @@ type Store struct {
 	// outcomes are the results of prebuilds' first builds by preset (the
 	// adaptive policy's O(P)), maintained on write.
 	outcomes map[uuid.UUID]*outcomeLog
+
+	// feed fans committed changes out to ChangeFeed subscribers. It has its
+	// own lock, never taken while holding mu.
+	feed feed
 	// pending holds exactly the builds whose job is pending on instances
 	// that are not deleted: what PendingJobs lists. It is maintained on
 	// every write that changes a job status or deletes an instance.

@@ -15,6 +15,9 @@ import (
 func (w *World) Snapshot(p prebuilds.SnapshotParams) *prebuilds.GlobalSnapshot {
 	s := &prebuilds.GlobalSnapshot{Now: p.Now, Paused: w.Paused}
 	for _, pr := range w.plannedPresets() {
+		if p.Presets != nil && !slices.Contains(p.Presets, pr.ID) {
+			continue // a filtered snapshot: only the given presets' rows
+		}
 		s.Presets = append(s.Presets, w.presetRow(pr))
 		s.Running = append(s.Running, w.running(pr.ID)...)
 		for _, tr := range []prebuilds.Transition{prebuilds.TransitionDelete, prebuilds.TransitionStart, prebuilds.TransitionStop} {

@@ -70,6 +70,13 @@ type Config struct {
 	// MaxConcurrency bounds the presets whose plans execute at once.
 	// Default 8.
 	MaxConcurrency int
+	// TriggerDelay is how long Run gathers the changes of a store's
+	// ChangeFeed before a targeted pass over the changed presets, so that a
+	// burst of claims costs one pass. Default DefaultTriggerDelay (25ms).
+	TriggerDelay time.Duration
+	// DisableChangeFeed makes Run reconcile on the Interval only, even when
+	// the store implements ChangeFeed. Default false.
+	DisableChangeFeed bool
 	// Clock is the only source of time. Default quartz.NewReal().
 	Clock quartz.Clock
 	// Logger receives structured logs. Default slog.Default().
@@ -129,6 +136,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxConcurrency <= 0 {
 		c.MaxConcurrency = DefaultMaxConcurrency
+	}
+	if c.TriggerDelay <= 0 {
+		c.TriggerDelay = DefaultTriggerDelay
 	}
 	if c.Clock == nil {
 		c.Clock = quartz.NewReal()

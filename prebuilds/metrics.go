@@ -24,6 +24,7 @@ type metrics struct {
 	errors       prometheus.Counter
 	clamped      prometheus.Counter
 	timedOut     prometheus.Counter
+	targeted     prometheus.Counter
 	duration     prometheus.Histogram
 	paused       prometheus.Gauge
 	lastSuccess  prometheus.Gauge
@@ -54,6 +55,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Namespace: metricsNamespace, Name: "stuck_builds_failed_total",
 			Help: "Prebuild start builds failed by the Reconciler after Config.BuildTimeout (failure kind timeout).",
 		}),
+		targeted: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: metricsNamespace, Name: "targeted_passes_total",
+			Help: "Targeted passes (over the presets a change feed named) that held the lock.",
+		}),
 		duration: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Namespace: metricsNamespace, Name: "reconciliation_duration_seconds",
 			Help:    "Duration of reconciliation passes that acquired the lock.",
@@ -74,7 +79,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	}
 	m.presets = newPresetCollector(m.replacements)
 	if reg != nil {
-		reg.MustRegister(m.jobsDropped, m.conflicts, m.errors, m.clamped, m.timedOut, m.duration, m.paused, m.lastSuccess, m.replacements, m.presets)
+		reg.MustRegister(m.jobsDropped, m.conflicts, m.errors, m.clamped, m.timedOut, m.targeted, m.duration, m.paused, m.lastSuccess, m.replacements, m.presets)
 	}
 	return m
 }

@@ -19,6 +19,8 @@ var ErrReconcilerStopped = errors.New("prebuilds: reconciler stopped")
 type Stats struct {
 	// Acquired is false when another replica held the lock: nothing was done.
 	Acquired bool
+	// Targeted is true for a pass over some presets only (ReconcilePresets).
+	Targeted bool
 	// Paused is true when the pause switch was on: nothing was written.
 	Paused bool
 	// Presets is the number of presets in the snapshot.
@@ -76,7 +78,11 @@ func NewReconciler(store Store, cfg Config) *Reconciler {
 func (r *Reconciler) Config() Config { return r.cfg }
 
 // Run reconciles once immediately, then on every Interval tick, until ctx
-// is done or Stop is called. It returns the cause of the stop.
+// is done or Stop is called. It returns the cause of the stop. When the
+// store implements ChangeFeed (and Config.DisableChangeFeed is false), Run
+// also follows the feed: the presets it names are reconciled by targeted
+// passes (ReconcilePresets) Config.TriggerDelay after their change, and a
+// resync triggers a full pass.
 func (r *Reconciler) Run(ctx context.Context) error {
 	r.mu.Lock()
 	if r.started || r.stopped {
@@ -96,7 +102,20 @@ func (r *Reconciler) Run(ctx context.Context) error {
 	defer close(done)
 	defer cancel(nil)
 
-	r.log.InfoContext(ctx, "reconciler starting", slog.Duration("interval", r.cfg.Interval))
+	feed, ok := r.store.(ChangeFeed)
+	ok = ok && !r.cfg.DisableChangeFeed
+	r.log.InfoContext(ctx, "reconciler starting", slog.Duration("interval", r.cfg.Interval), slog.Bool("change_feed", ok))
+	if ok {
+		followed := make(chan struct{})
+		defer func() {
+			cancel(nil) // the follower ends with ctx
+			<-followed
+		}()
+		go func() {
+			defer close(followed)
+			r.follow(ctx, feed)
+		}()
+	}
 	r.tick(ctx)
 	w := r.cfg.Clock.TickerFunc(ctx, r.cfg.Interval, func() error {
 		r.tick(ctx)
@@ -166,30 +185,48 @@ func (r *Reconciler) Plan(ctx context.Context) (PassPlan, error) {
 // never aborts the others. The error is for pass-level failures (lock,
 // snapshot).
 func (r *Reconciler) ReconcileAll(ctx context.Context) (Stats, error) {
+	return r.reconcile(ctx, nil)
+}
+
+// reconcile is a pass over every preset (presets nil) or over the given
+// ones (a targeted pass).
+func (r *Reconciler) reconcile(ctx context.Context, presets []uuid.UUID) (Stats, error) {
 	if err := r.cfg.Validate(); err != nil {
 		return Stats{}, err
 	}
+	targeted := presets != nil
 	start := r.cfg.Clock.Now()
 	var stats Stats
 	acquired, err := r.store.WithReconciliationLock(ctx, func(ctx context.Context, sr SnapshotReader) error {
 		params := r.cfg.SnapshotParams(r.cfg.Clock.Now())
+		params.Presets = presets
 		snap, err := sr.Snapshot(ctx, params)
 		if err != nil {
 			return fmt.Errorf("snapshot: %w", err)
 		}
 		pp := planAll(snap, r.cfg.PlanConfig(), params.StuckBefore)
-		r.remember(pp)
-		r.metrics.presets.update(pp)
+		if !targeted {
+			r.remember(pp)
+			r.metrics.presets.update(pp)
+		}
 		r.execute(ctx, pp, &stats)
 		return nil
 	})
 	stats.Acquired = acquired
 	if !acquired && err == nil {
-		r.metrics.presets.clear()
-		r.log.DebugContext(ctx, "reconciliation lock held elsewhere, skipping pass")
+		if !targeted {
+			r.metrics.presets.clear()
+		}
+		r.log.DebugContext(ctx, "reconciliation lock held elsewhere, skipping pass", slog.Bool("targeted", targeted))
 		return stats, nil
 	}
 	stats.Duration = r.cfg.Clock.Since(start)
+	if targeted {
+		if err != nil {
+			return stats, fmt.Errorf("prebuilds: reconcile presets: %w", err)
+		}
+		return stats, nil
+	}
 	r.metrics.duration.Observe(stats.Duration.Seconds())
 	if err != nil {
 		return stats, fmt.Errorf("prebuilds: reconcile: %w", err)

@@ -32,6 +32,11 @@ type fakeStore struct {
 	deleteErr map[uuid.UUID]error
 	createErr map[uuid.UUID]error
 	snapErr   error
+	// params records the inputs of every Snapshot call.
+	params []SnapshotParams
+	// passDone, when set, receives the snapshot inputs of every pass that
+	// held the lock, once it released it.
+	passDone chan SnapshotParams
 	// createCalls counts CreatePrebuilds calls of wrappers that bypass
 	// fakeStore.CreatePrebuilds.
 	createCalls int
@@ -44,14 +49,27 @@ func (f *fakeStore) WithReconciliationLock(ctx context.Context, fn func(context.
 		return false, nil
 	}
 	f.lockHeld = true
+	calls := len(f.params)
 	f.mu.Unlock()
-	defer func() { f.mu.Lock(); f.lockHeld = false; f.mu.Unlock() }()
-	return true, fn(ctx, f)
+	err := fn(ctx, f)
+	f.mu.Lock()
+	f.lockHeld = false
+	var p SnapshotParams
+	if len(f.params) > calls {
+		p = f.params[len(f.params)-1]
+	}
+	done := f.passDone
+	f.mu.Unlock()
+	if done != nil {
+		done <- p
+	}
+	return true, err
 }
 
 func (f *fakeStore) Snapshot(_ context.Context, p SnapshotParams) (*GlobalSnapshot, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.params = append(f.params, p)
 	if f.snapErr != nil {
 		return nil, f.snapErr
 	}

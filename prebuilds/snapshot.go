@@ -31,6 +31,11 @@ type SnapshotParams struct {
 	// still pending or running that were created before it are stuck. Zero
 	// turns stuck builds off.
 	StuckBefore time.Time
+	// Presets, when not nil, restricts the snapshot to these presets: it is
+	// exactly the full snapshot with only their rows and counters (IDs that
+	// name no planned preset are ignored; Paused as always). nil means every
+	// preset.
+	Presets []uuid.UUID
 }
 
 // PresetRow is a preset with everything the planner and the metrics need
