@@ -56,7 +56,10 @@ type Config struct {
 	DisableCanary bool
 	// BuildTimeout fails prebuild start builds still pending or running
 	// this long after they were created (failure kind timeout), under both
-	// policies. Default 0: off. Negative is invalid.
+	// policies. Default (0): off under PolicyCoder; under PolicyAdaptive
+	// DefaultAdaptiveBuildTimeout, because a probe or canary build that
+	// never completes would otherwise hold its preset forever.
+	// NoBuildTimeout (or any negative value) turns it off.
 	BuildTimeout time.Duration
 	// MaxCreatesPerPass bounds the prebuilds one pass creates, shared
 	// max-min fairly by missing fraction; deletes, cancels and failing
@@ -100,19 +103,22 @@ const (
 	DefaultFailureHardLimit = 3
 	DefaultMaxConcurrency   = 8
 	DefaultBackoffMax       = 10 * time.Minute
+	// DefaultAdaptiveBuildTimeout is the BuildTimeout of a PolicyAdaptive
+	// Config that leaves it 0.
+	DefaultAdaptiveBuildTimeout = 30 * time.Minute
+	// NoBuildTimeout turns the build timeout off under either policy.
+	NoBuildTimeout time.Duration = -1
 )
 
 // Validate reports a configuration the Reconciler cannot run with, as an
-// error matching ErrInvalidArgument: an unknown FailurePolicy, a negative
-// BuildTimeout or MaxCreatesPerPass. Every other out-of-range value means
-// the field's default. A Reconciler with an invalid Config refuses to plan
+// error matching ErrInvalidArgument: an unknown FailurePolicy or a negative
+// MaxCreatesPerPass. Every other out-of-range value means the field's
+// default (or, for BuildTimeout, off). A Reconciler with an invalid Config refuses to plan
 // or reconcile and returns this error from Plan, ReconcileAll and Run.
 func (c Config) Validate() error {
 	switch {
 	case !c.FailurePolicy.Valid():
 		return fmt.Errorf("prebuilds: config: unknown FailurePolicy %q (want %q or %q): %w", c.FailurePolicy, PolicyCoder, PolicyAdaptive, ErrInvalidArgument)
-	case c.BuildTimeout < 0:
-		return fmt.Errorf("prebuilds: config: negative BuildTimeout %s: %w", c.BuildTimeout, ErrInvalidArgument)
 	case c.MaxCreatesPerPass < 0:
 		return fmt.Errorf("prebuilds: config: negative MaxCreatesPerPass %d: %w", c.MaxCreatesPerPass, ErrInvalidArgument)
 	}
@@ -133,6 +139,9 @@ func (c Config) withDefaults() Config {
 	c.FailurePolicy = c.FailurePolicy.Resolved()
 	if c.BackoffMax <= 0 {
 		c.BackoffMax = DefaultBackoffMax
+	}
+	if c.BuildTimeout == 0 && c.FailurePolicy == PolicyAdaptive {
+		c.BuildTimeout = DefaultAdaptiveBuildTimeout
 	}
 	if c.MaxConcurrency <= 0 {
 		c.MaxConcurrency = DefaultMaxConcurrency

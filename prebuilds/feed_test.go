@@ -123,7 +123,8 @@ func TestTargetedPassGivesUpAfterBoundedRetries(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	a := presetRow("a", 1)
-	fs := &feedStore{fakeStore: &fakeStore{snap: GlobalSnapshot{Presets: []PresetRow{a}}}, changes: make(chan Change)}
+	refused := make(chan struct{}, 1)
+	fs := &feedStore{fakeStore: &fakeStore{snap: GlobalSnapshot{Presets: []PresetRow{a}}, refused: refused}, changes: make(chan Change)}
 	r, clk, _ := newTestReconciler(t, fs, Config{Interval: time.Hour, TriggerDelay: time.Second})
 	tick := clk.Trap().TickerFunc("prebuilds", "reconciler")
 	defer tick.Close()
@@ -139,11 +140,13 @@ func TestTargetedPassGivesUpAfterBoundedRetries(t *testing.T) {
 	trigger.MustWait(ctx).MustRelease(ctx)
 	for range targetedRetries {
 		clk.Advance(time.Second).MustWait(ctx)
+		<-refused
 		trigger.MustWait(ctx).MustRelease(ctx)
 	}
 	// The last attempt gives up: no timer is armed again, and a new change
 	// arms a fresh one.
 	clk.Advance(time.Second).MustWait(ctx)
+	<-refused
 	fs.changes <- Change{PresetID: a.ID, Kind: ChangeClaimed}
 	call := trigger.MustWait(ctx)
 	require.Equal(t, time.Second, call.Duration)

@@ -37,6 +37,9 @@ type fakeStore struct {
 	// passDone, when set, receives the snapshot inputs of every pass that
 	// held the lock, once it released it.
 	passDone chan SnapshotParams
+	// refused, when set, receives a value for every lock attempt that found
+	// the lock held.
+	refused chan struct{}
 	// createCalls counts CreatePrebuilds calls of wrappers that bypass
 	// fakeStore.CreatePrebuilds.
 	createCalls int
@@ -45,7 +48,11 @@ type fakeStore struct {
 func (f *fakeStore) WithReconciliationLock(ctx context.Context, fn func(context.Context, SnapshotReader) error) (bool, error) {
 	f.mu.Lock()
 	if f.lockHeld {
+		refused := f.refused
 		f.mu.Unlock()
+		if refused != nil {
+			refused <- struct{}{}
+		}
 		return false, nil
 	}
 	f.lockHeld = true
@@ -383,6 +390,10 @@ func TestConfigDefaults(t *testing.T) {
 	require.Equal(t, SnapshotParams{Now: t0, Lookback: t0.Add(-10 * time.Minute), HardLimit: 2, Policy: PolicyCoder}, sp)
 	require.Equal(t, time.Hour, Config{}.SnapshotParams(t0).Now.Sub(Config{}.SnapshotParams(t0).Lookback))
 	require.Equal(t, t0.Add(-5*time.Minute), Config{BuildTimeout: 5 * time.Minute}.SnapshotParams(t0).StuckBefore)
+	require.True(t, Config{}.SnapshotParams(t0).StuckBefore.IsZero(), "no build timeout under PolicyCoder by default")
+	require.Equal(t, t0.Add(-DefaultAdaptiveBuildTimeout), Config{FailurePolicy: PolicyAdaptive}.SnapshotParams(t0).StuckBefore,
+		"a hung probe must not hold an adaptive preset forever")
+	require.True(t, Config{FailurePolicy: PolicyAdaptive, BuildTimeout: NoBuildTimeout}.SnapshotParams(t0).StuckBefore.IsZero())
 	require.Equal(t, PolicyAdaptive, Config{FailurePolicy: PolicyAdaptive}.SnapshotParams(t0).Policy)
 	require.Equal(t, PlanConfig{BackoffInterval: time.Minute, Policy: PolicyCoder, BackoffMax: 10 * time.Minute, Canary: true}, Config{}.PlanConfig())
 	require.Equal(t, PlanConfig{BackoffInterval: time.Second, Policy: PolicyAdaptive, BackoffMax: time.Hour, MaxCreatesPerPass: 7},
@@ -393,7 +404,6 @@ func TestInvalidConfigRefused(t *testing.T) {
 	t.Parallel()
 	for name, cfg := range map[string]Config{
 		"UnknownPolicy":   {FailurePolicy: "lenient"},
-		"NegativeTimeout": {BuildTimeout: -time.Second},
 		"NegativeBudget":  {MaxCreatesPerPass: -1},
 	} {
 		t.Run(name, func(t *testing.T) {
