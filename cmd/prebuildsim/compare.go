@@ -219,13 +219,19 @@ type behind struct {
 	difference, note string
 }
 
+// figureWidth pads figure names, so that they read left-aligned in the
+// right-aligned table.
+const figureWidth = len("failed per hard limit (worst)")
+
 // printComparison writes one table per group and the targets.
 func printComparison(out io.Writer, opts options, ceiling, coder, adaptive runResult) error {
 	fmt.Fprintf(out, "\ncomparison after %s (seed %d): the ceiling is -failure-rate 0 under policy coder; coder and adaptive run -failure-rate %g.\n",
 		shortDuration(opts.duration), opts.seed, opts.failureRate)
 	fmt.Fprintf(out, "Troubled groups (broken, broken-big, flaky, misconfigured; hanging's hangs) stay troubled in the ceiling.\n")
-	fmt.Fprintf(out, "adaptive: canary %s, backoff %s × 2^(streak-1) up to %s; hard limit K = %s; build timeout %s; create budget %s.\n",
-		onOff(opts.canary), opts.backoff, opts.backoffMax, hardLimitText(opts.hardLimit), durationOrOff(opts.buildTimeout), budgetText(opts.maxCreates))
+	fmt.Fprintf(out, "Both policies: hard limit K = %s, build timeout %s, create budget %s. coder backs off failed × %s from the newest\n",
+		hardLimitText(opts.hardLimit), durationOrOff(opts.buildTimeout), budgetText(opts.maxCreates), opts.backoff)
+	fmt.Fprintf(out, "failed build's creation; adaptive %s × 2^(streak-1) from the last failure, up to %s, then one probe at a time; canary %s.\n",
+		opts.backoff, opts.backoffMax, onOff(opts.canary))
 	fmt.Fprintf(out, "Times are per preset; fill is the time average of min(eligible, desired) ÷ desired.\n")
 
 	var behinds []behind
@@ -233,13 +239,13 @@ func printComparison(out io.Writer, opts options, ceiling, coder, adaptive runRe
 		c, k, a := ceiling.groups[i], coder.groups[i], adaptive.groups[i]
 		fmt.Fprintf(out, "\n%s (%s)\n", k.spec.name, describe(k.spec, opts))
 		tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
-		fmt.Fprintf(tw, "  figure\t%s\t%s\t%s\t  \n", labelCeiling, labelCoder, labelAdaptive)
+		fmt.Fprintf(tw, "  %-*s\t%s\t%s\t%s\t  \n", figureWidth, "figure", labelCeiling, labelCoder, labelAdaptive)
 		row := func(name string, c, k, a string, v verdict, judged bool) {
 			note := ""
 			if judged {
 				note = v.String()
 			}
-			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t  %s\n", name, c, k, a, note)
+			fmt.Fprintf(tw, "  %-*s\t%s\t%s\t%s\t  %s\n", figureWidth, name, c, k, a, note)
 		}
 		fillV := judge(round3(k.fill), round3(a.fill), true)
 		row("fill ratio", f3(c.fill), f3(k.fill), f3(a.fill), fillV, true)

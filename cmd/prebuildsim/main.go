@@ -167,7 +167,7 @@ func newFlagSet(o *options, start, policy *string, stderr io.Writer) *flag.FlagS
 	fs.Uint64Var(&o.seed, "seed", 1, "seed of every random draw")
 	fs.StringVar(start, "start", defaultStart, "simulated start instant (RFC 3339); the default is a Monday 08:40 in New York")
 	fs.BoolVar(&o.compare, "compare", false, "run the seed three times — failure-free ceiling (-failure-rate 0; troubled groups stay troubled), coder, adaptive — and print the policies side by side per group")
-	fs.StringVar(&o.chart, "chart", "", "write a chart to this `file` (.png or .svg): per group, desired and claimable prebuilds over time, missed claims, backoff and blocked spans; with -compare both policies one above the other")
+	fs.StringVar(&o.chart, "chart", "", "write a chart to this `file` (.png or .svg): per group, desired and eligible prebuilds over time, missed claims, backoff, blocked and held spans; with -compare the coder panel above the adaptive one")
 	fs.BoolVar(&o.verbose, "v", false, "verbose: Reconciler and simulation logs (slog, simulated time) to stderr")
 	fs.BoolVar(&o.quiet, "quiet", false, "print only the final summary, not the per-interval progress lines (with -compare: only the comparison)")
 
