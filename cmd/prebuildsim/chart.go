@@ -128,8 +128,8 @@ func writeChart(path, title string, ceiling *runResult, runs []runResult) error 
 
 // fillBackground paints the canvas white (PNG is transparent otherwise).
 func fillBackground(dc draw.Canvas) {
-	min, max := dc.Min, dc.Max
-	dc.FillPolygon(color.White, []vg.Point{min, {X: max.X, Y: min.Y}, max, {X: min.X, Y: max.Y}})
+	lo, hi := dc.Min, dc.Max
+	dc.FillPolygon(color.White, []vg.Point{lo, {X: hi.X, Y: lo.Y}, hi, {X: lo.X, Y: hi.Y}})
 }
 
 // save writes the canvas to path.
