@@ -1,15 +1,17 @@
 // Command prebuildsim runs the real prebuilds.Reconciler on a memstore.Store
 // over a simulated fleet, a simulated provisioner and simulated users, on a
-// simulated clock, so that an hour of operation takes a second or two.
+// simulated clock, so that an hour of operation takes a fraction of a
+// second.
 //
 // Usage:
 //
 //	go run ./cmd/prebuildsim [flags]
+//	go run ./cmd/prebuildsim -compare -duration 8h -quiet [-chart compare.png]
 //	go run ./cmd/prebuildsim -h
 //
 // # The fleet
 //
-// Six preset groups, one template each (-presets N gives every template
+// Eight preset groups, one template each (-presets N gives every template
 // version N presets of the group):
 //
 //	web            desired 10; a new template version is activated half-way
@@ -17,33 +19,87 @@
 //	               replaced by prebuilds of the new version's presets
 //	ci-runner      desired 20, raised to 40 by a schedule during business
 //	               hours (09:00-17:59 Monday-Friday, America/New_York)
-//	gpu            desired 3, TTL 20m: prebuilds expire and are replaced
+//	gpu            desired 3, TTL 20m: prebuilds nobody claims expire and
+//	               are replaced
 //	broken         desired 2, every build fails: backoff, then the hard limit
+//	broken-big     desired 40, every build fails: what a broken version of a
+//	               big pool costs before the hard limit stops it
 //	flaky          desired 4, half the builds fail: backoff, and recovery
 //	misconfigured  desired 2, builds fail validation: validation_failed
+//	hanging        desired 5, one build in ten never reports (the
+//	               provisioner hangs on it): it counts as starting supply
+//	               until -build-timeout has the Reconciler fail it as stuck
+//
+// Healthy groups (web, ci-runner, gpu, hanging) fail -failure-rate of their
+// start builds.
 //
 // # The actors
 //
 // The provisioner takes jobs from the Reconciler's JobSink (a buffered
-// channel of -sink-buffer jobs; a full buffer drops the hand-off) and, every
-// -poll, from ControlPlane.PendingJobs (oldest first, pages of 100) for the
-// hand-offs it missed. It takes a job with UpdateJob(pending → running),
-// the store's at-most-once hand-out; a job canceled while queued is no
-// longer listed, or fails that take and is skipped. A build
-// takes a lognormal duration around -build-time (deletes a third of it),
-// start builds fail with -failure-rate (broken: always, flaky: half the
-// time, misconfigured: a validation failure), and a succeeded start build
-// is marked ready at once. Reports go through Reconciler.ReportJob so
-// validation events fire.
+// channel; by default twice the fleet's peak desired count, so that no pass
+// overflows it: a pass hands off at most one job per create and per
+// delete; -sink-buffer sets it, and a full buffer drops the hand-off) and,
+// every -poll, from ControlPlane.PendingJobs (oldest first, pages of 100)
+// for the hand-offs it missed. It takes a job with UpdateJob(pending →
+// running), the store's at-most-once hand-out; a job canceled while queued
+// is no longer listed, or fails that take and is skipped. A build takes a
+// lognormal duration around -build-time (deletes a third of it), start
+// builds fail as their group says, and a succeeded start build is marked
+// ready at once. Reports go through Reconciler.ReportJob so validation
+// events fire; the late report of a build the Reconciler has failed as
+// stuck is refused (ErrInvalidTransition) and counted.
 //
-// Users claim prebuilds as a Poisson process of -claim-rate claims per
-// minute, spread over the groups in proportion to their static desired
-// counts; a claim that finds no ready prebuild is a miss.
+// Users claim prebuilds as a Poisson process of -claim-rate × -presets
+// claims per minute, spread over the groups in proportion to their static
+// desired counts, so every preset sees the same load whatever -presets is;
+// a claim that finds no ready prebuild is a miss.
 //
-// An operator removes the failed prebuilds of a hard-limited preset
-// -operator-delay after the hard_limited event, which clears the condition
-// (a recovered event) so that creation resumes; a preset that keeps failing
-// is hard-limited again.
+// An operator acts on a preset -operator-delay after its hard_limited event:
+// it resets the preset (ResetPreset, the admin "try again") and removes its
+// failed prebuilds. The reset clears the hard limit under both failure
+// policies; removing the failures alone would not under PolicyAdaptive,
+// which keeps a failure as evidence after its instance is gone. A preset
+// that keeps failing is hard-limited again.
+//
+// # Output
+//
+// One progress line per reconcile interval: the pools as the pass found
+// them (running/desired, eligible, expired, creating, deleting — read before
+// the pass, because the pass deletes expired prebuilds at once), then what it
+// did (created, deleted, timed_out) and how many presets it held back
+// (backoff; blocked by the hard limit or validation_failed; held to one
+// probe or canary at a time, or by -max-creates). Then a summary per group —
+// times are per preset, the average over the group's presets — and a
+// timeline. A backoff note gives the instant until which creation is held,
+// inclusive, and where it comes from: under PolicyCoder the window is
+// counted from the newest failed build's creation, so a build that outlasts
+// num_failed × -backoff has spent its window by the time it fails, and the
+// note reads "this pass only".
+//
+// The fill ratio of a group is the time average, sampled every -tick, of
+// min(eligible, desired) ÷ desired over its active presets.
+//
+// # Comparing policies
+//
+// -compare runs the same seed three times: a failure-free ceiling
+// (-failure-rate 0 under PolicyCoder, which never holds a healthy pool back
+// when nothing fails, while PolicyAdaptive's canary would delay the cold
+// start; broken, broken-big, flaky, misconfigured and hanging's hangs stay
+// as they are), then PolicyCoder, then PolicyAdaptive. It prints one table
+// per group (fill ratio, claims served and missed, start and failed builds,
+// hard limits, failed builds per hard limit — on average and in the worst
+// cycle between resets —, backoff, blocked and held time) with a verdict on
+// fill, claims missed, failed builds and backoff, then the targets: for
+// ci-runner, fill ÷ ceiling fill under each policy and adaptive's backoff ÷
+// coder's; for broken-big, failed builds per hard limit against K; and
+// every figure on which adaptive is behind.
+//
+// -chart FILE (.png or .svg) draws, per group, desired and eligible
+// prebuilds over time, missed claims, and backoff, blocked and held spans;
+// with -compare the coder panel sits above the adaptive one and the
+// ceiling's eligible prebuilds are drawn in grey. The plotting library
+// (gonum.org/v1/plot) is imported here only: the library packages never
+// import it.
 //
 // # Determinism
 //
@@ -52,5 +108,6 @@
 // one preset plan at a time (MaxConcurrency 1), and the UUID generator of
 // github.com/google/uuid is seeded too (uuid.SetRand) for the duration of the
 // run, because the Reconciler names instances with uuid.New and ties between
-// prebuilds created in the same pass are broken by ID.
+// prebuilds created in the same pass are broken by ID. The runs of -compare
+// are sequential.
 package main

@@ -24,6 +24,11 @@ const (
 	failValidation
 )
 
+// troubled reports whether the mode keeps failing whatever -failure-rate
+// says: the failure-free baseline of -compare leaves such groups as they
+// are.
+func (m failureMode) troubled() bool { return m != failRate }
+
 // groupSpec describes one preset group: one template whose versions each
 // have -presets presets configured alike.
 type groupSpec struct {
@@ -36,6 +41,10 @@ type groupSpec struct {
 	// newVersionMidRun activates a second template version half-way
 	// through the run.
 	newVersionMidRun bool
+	// hangRate is the probability that a start build never reports: the
+	// provisioner hangs on it. Only Config.BuildTimeout (-build-timeout)
+	// fails such a build; until then it counts as starting supply.
+	hangRate float64
 }
 
 // fleet is the simulated fleet, in report order.
@@ -47,8 +56,20 @@ var fleet = []groupSpec{
 	},
 	{name: "gpu", desired: 3, ttl: 20 * time.Minute},
 	{name: "broken", desired: 2, failure: failAlways},
+	{name: "broken-big", desired: 40, failure: failAlways},
 	{name: "flaky", desired: 4, failure: failHalf},
 	{name: "misconfigured", desired: 2, failure: failValidation},
+	{name: "hanging", desired: 5, hangRate: 0.1},
+}
+
+// peakDesired is the largest count a group's preset can want: its static
+// desired count or a scheduled one.
+func (g groupSpec) peakDesired() int {
+	n := g.desired
+	for _, sc := range g.schedules {
+		n = max(n, sc.Instances)
+	}
+	return n
 }
 
 // group is a preset group with its tallies.
@@ -61,12 +82,62 @@ type group struct {
 	presets []uuid.UUID
 	active  []uuid.UUID
 
-	served, missed    int
-	succeeded, failed int
-	backoffTime       time.Duration
-	blockedTime       time.Duration
-	events            map[prebuilds.EventKind]int
-	operatorRemovals  int
+	served, missed int
+	// builds counts start builds the provisioner took; succeeded and failed
+	// their results, timed-out builds (failed by the Reconciler after
+	// -build-timeout) included in failed and counted in timedOut too.
+	builds, succeeded, failed, timedOut int
+	// hung counts start builds the provisioner hung on (never reported).
+	hung int
+	// expired counts prebuilds the Reconciler deleted because they expired.
+	expired int
+	// backoffTime, blockedTime and heldTime are summed over the group's
+	// presets: time creation was held back by backoff; blocked by the hard
+	// limit or validation_failed; held by PolicyAdaptive's one probe or
+	// canary at a time, or by the create budget. Report them per preset
+	// (perPreset).
+	backoffTime, blockedTime, heldTime time.Duration
+	events                             map[prebuilds.EventKind]int
+	// limitCycles are the group's closed cycles that hit the hard limit.
+	limitCycles      []limitCycle
+	operatorResets   int
+	operatorRemovals int
+
+	// fillArea is Σ fill ratio × seconds over the samples, fillTime the
+	// sampled seconds: fill = fillArea / fillTime.
+	fillArea, fillTime float64
+	series             groupSeries
+}
+
+// groupSeries is what -chart draws of a group: samples of desired and
+// claimable prebuilds whenever they change, creation-holding spans, and the
+// instants of missed claims.
+type groupSeries struct {
+	points   []seriesPoint
+	backoff  []span
+	blocked  []span
+	held     []span
+	missedAt []time.Duration
+}
+
+// seriesPoint is a group's desired count and claimable prebuilds from at
+// (an offset from the start) until the next point.
+type seriesPoint struct {
+	at                 time.Duration
+	desired, claimable int
+}
+
+// span is a time range [from, to) as offsets from the start.
+type span struct{ from, to time.Duration }
+
+// extend adds [from, to) to spans, merging it with the last span when they
+// touch.
+func extend(spans []span, from, to time.Duration) []span {
+	if n := len(spans); n > 0 && spans[n-1].to == from {
+		spans[n-1].to = to
+		return spans
+	}
+	return append(spans, span{from, to})
 }
 
 // presetState is what the simulation tracks about one preset.
@@ -82,6 +153,23 @@ type presetState struct {
 	inBackoff       bool
 	lastDesired     int
 	seenDesired     bool
+	// cycle tallies the failed builds and hard limits since the preset's
+	// last reset or recovery.
+	cycle limitCycle
+}
+
+// limitCycle is one stretch of a preset's life between resets or
+// recoveries (the run's start, an operator reset, a recovered event): the
+// start builds that failed in it and the hard limits it hit.
+type limitCycle struct{ failed, limits int }
+
+// closeCycle ends the preset's current cycle, keeping it in the group when
+// it hit the hard limit.
+func (ps *presetState) closeCycle() {
+	if ps.cycle.limits > 0 {
+		ps.group.limitCycles = append(ps.group.limitCycles, ps.cycle)
+	}
+	ps.cycle = limitCycle{}
 }
 
 // organization labels every template of the fleet.

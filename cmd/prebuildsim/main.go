@@ -50,6 +50,48 @@ type options struct {
 	start         time.Time
 	verbose       bool
 	quiet         bool
+
+	policy       prebuilds.FailurePolicy
+	canary       bool
+	backoffMax   time.Duration
+	buildTimeout time.Duration
+	maxCreates   int
+
+	compare bool
+	chart   string
+}
+
+// autoSink is the -sink-buffer value that sizes the JobSink to the fleet.
+const autoSink = -1
+
+// sinkCapacity is the JobSink's capacity: -sink-buffer, or with autoSink
+// twice the fleet's peak desired count, since one pass hands off at most
+// one job per create and per delete, and neither exceeds a pool's size (a
+// version change deletes a whole pool and creates a new one).
+func (o options) sinkCapacity() int {
+	if o.sinkBuffer != autoSink {
+		return o.sinkBuffer
+	}
+	n := 0
+	for _, g := range fleet {
+		n += g.peakDesired()
+	}
+	return 2 * n * o.presets
+}
+
+// reconcilerConfig maps the flags to the Reconciler's Config (without the
+// clock, logger, notifier and sink the simulation wires in).
+func (o options) reconcilerConfig() prebuilds.Config {
+	return prebuilds.Config{
+		Interval:          o.interval,
+		BackoffInterval:   o.backoff,
+		FailureHardLimit:  prebuilds.HardLimit(o.hardLimit),
+		FailurePolicy:     o.policy,
+		BackoffMax:        o.backoffMax,
+		DisableCanary:     !o.canary,
+		BuildTimeout:      o.buildTimeout,
+		MaxCreatesPerPass: o.maxCreates,
+	}
 }
 
 func main() {
@@ -67,7 +109,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return exitUsage
 	}
-	if err := simulate(context.Background(), opts, stdout, stderr); err != nil {
+	if opts.compare {
+		err = compare(context.Background(), opts, stdout, stderr)
+	} else {
+		err = simulate(context.Background(), opts, stdout, stderr)
+	}
+	if err != nil {
 		fmt.Fprintf(stderr, "prebuildsim: %v\n", err)
 		return exitError
 	}
@@ -75,20 +122,25 @@ func run(args []string, stdout, stderr io.Writer) int {
 }
 
 const intro = `prebuildsim runs the prebuilds Reconciler on an in-memory store over a
-simulated fleet (web, ci-runner, gpu, broken, flaky, misconfigured presets),
-a simulated provisioner and simulated users, on a simulated clock. It prints
-one progress line per reconcile interval and a summary table per preset group.
-The same flags (including -seed) always give the same output.
+simulated fleet (web, ci-runner, gpu, broken, broken-big, flaky,
+misconfigured, hanging), a simulated provisioner and simulated users, on a
+simulated clock. It prints one progress line per reconcile interval — the
+pools as the pass found them, then what it did — a timeline and a summary
+per preset group. -compare runs the same seed three times (a failure-free
+ceiling, PolicyCoder, PolicyAdaptive) and prints the policies side by side;
+-chart draws the run(s). The same flags (including -seed) always give the
+same output.
 
 Usage:
   prebuildsim [flags]
+  prebuildsim -compare -duration 8h -quiet -chart compare.png
 
 Flags:
 `
 
 // newFlagSet defines every flag of the command on a new FlagSet that
-// writes to stderr and stores into o and start.
-func newFlagSet(o *options, start *string, stderr io.Writer) *flag.FlagSet {
+// writes to stderr and stores into o, start and policy.
+func newFlagSet(o *options, start, policy *string, stderr io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet("prebuildsim", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
@@ -97,20 +149,27 @@ func newFlagSet(o *options, start *string, stderr io.Writer) *flag.FlagSet {
 	}
 	fs.DurationVar(&o.duration, "duration", time.Hour, "simulated `time` to run")
 	fs.DurationVar(&o.interval, "interval", 30*time.Second, "reconcile interval: one ReconcileAll pass and one progress line per interval")
-	fs.DurationVar(&o.tick, "tick", 5*time.Second, "simulation step; builds, claims and polls are resolved at this granularity (at most -interval)")
+	fs.DurationVar(&o.tick, "tick", 5*time.Second, "simulation step; builds, claims, polls and fill-ratio samples are resolved at this granularity (at most -interval)")
 	fs.DurationVar(&o.poll, "poll", time.Minute, "how often the provisioner polls the store for jobs whose hand-off it missed")
 	fs.DurationVar(&o.buildTime, "build-time", 90*time.Second, "median duration of a start build (lognormal); delete builds take a third of it")
-	fs.DurationVar(&o.backoff, "backoff", time.Minute, "Reconciler BackoffInterval: backoff lasts (failed builds × this) after the last failure")
-	fs.DurationVar(&o.operatorDelay, "operator-delay", 15*time.Minute, "the operator removes a hard-limited preset's failed prebuilds this long after the hard_limited event (0: no operator)")
-	fs.Float64Var(&o.failureRate, "failure-rate", 0.05, "probability in [0,1] that a start build of a healthy preset fails (broken: 1, flaky: 0.5)")
-	fs.Float64Var(&o.claimRate, "claim-rate", 4, "user claims per simulated minute over the whole fleet (Poisson)")
-	fs.IntVar(&o.hardLimit, "hard-limit", 0, "Reconciler FailureHardLimit: a preset whose N newest builds failed stops creating (0: the library default, 3; -1: off)")
-	fs.IntVar(&o.presets, "presets", 1, fmt.Sprintf("scale factor: presets per group, each with the group's desired count (1-%d)", maxPresets))
-	fs.IntVar(&o.sinkBuffer, "sink-buffer", 16, "capacity of the JobSink channel; hand-offs beyond it are dropped and found by polling")
+	fs.StringVar(policy, "policy", string(prebuilds.DefaultFailurePolicy), "Reconciler FailurePolicy: coder (backoff of failed × -backoff from the newest failed build's creation) or adaptive (failure streaks in completion order, exponential backoff, probes, canary); not with -compare, which runs both")
+	fs.DurationVar(&o.backoff, "backoff", prebuilds.DefaultBackoffInterval, "Reconciler BackoffInterval: coder backs off failed builds × this; adaptive this × 2^(streak-1)")
+	fs.DurationVar(&o.backoffMax, "backoff-max", prebuilds.DefaultBackoffMax, "Reconciler BackoffMax: the cap of adaptive's exponential backoff")
+	fs.BoolVar(&o.canary, "canary", true, "adaptive: build one canary before filling a preset with no successful build yet (a new version, a cold start, a reset); -canary=false sets Reconciler DisableCanary")
+	fs.DurationVar(&o.buildTimeout, "build-timeout", 0, "Reconciler BuildTimeout: fail start builds still pending or running this long (0: off, the library default); the hanging group needs it")
+	fs.IntVar(&o.maxCreates, "max-creates", 0, "Reconciler MaxCreatesPerPass: prebuilds one pass may create, shared by missing fraction (0: unlimited)")
+	fs.DurationVar(&o.operatorDelay, "operator-delay", 15*time.Minute, "the operator resets a hard-limited preset and removes its failed prebuilds this long after the hard_limited event (0: no operator)")
+	fs.Float64Var(&o.failureRate, "failure-rate", 0.05, "probability in [0,1] that a start build of a healthy preset fails (broken, broken-big: 1, flaky: 0.5)")
+	fs.Float64Var(&o.claimRate, "claim-rate", 6, "user claims per simulated minute over the fleet (Poisson), multiplied by -presets; groups get claims in proportion to their static desired counts")
+	fs.IntVar(&o.hardLimit, "hard-limit", 0, "Reconciler FailureHardLimit K: coder stops creating when a preset's K newest builds failed, adaptive after a streak of K failures (0: the library default, 3; -1: off)")
+	fs.IntVar(&o.presets, "presets", 1, fmt.Sprintf("scale factor: presets per group, each with the group's desired count and its share of claims (1-%d)", maxPresets))
+	fs.IntVar(&o.sinkBuffer, "sink-buffer", autoSink, "capacity of the JobSink channel (-1: twice the fleet's peak desired count, so no pass overflows it; 0: every hand-off is dropped); dropped hand-offs are found by polling")
 	fs.Uint64Var(&o.seed, "seed", 1, "seed of every random draw")
 	fs.StringVar(start, "start", defaultStart, "simulated start instant (RFC 3339); the default is a Monday 08:40 in New York")
+	fs.BoolVar(&o.compare, "compare", false, "run the seed three times — failure-free ceiling (-failure-rate 0; troubled groups stay troubled), coder, adaptive — and print the policies side by side per group")
+	fs.StringVar(&o.chart, "chart", "", "write a chart to this `file` (.png or .svg): per group, desired and eligible prebuilds over time, missed claims, backoff, blocked and held spans; with -compare the coder panel above the adaptive one")
 	fs.BoolVar(&o.verbose, "v", false, "verbose: Reconciler and simulation logs (slog, simulated time) to stderr")
-	fs.BoolVar(&o.quiet, "quiet", false, "print only the final summary, not the per-interval progress lines")
+	fs.BoolVar(&o.quiet, "quiet", false, "print only the final summary, not the per-interval progress lines (with -compare: only the comparison)")
 
 	return fs
 }
@@ -119,16 +178,24 @@ func newFlagSet(o *options, start *string, stderr io.Writer) *flag.FlagSet {
 // returned error is flag.ErrHelp for -h, non-nil for any other problem.
 func parseFlags(args []string, stderr io.Writer) (options, error) {
 	var o options
-	var start string
-	fs := newFlagSet(&o, &start, stderr)
+	var start, policy string
+	fs := newFlagSet(&o, &start, &policy, stderr)
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
+	o.policy = prebuilds.FailurePolicy(policy)
+	policySet := false
+	fs.Visit(func(f *flag.Flag) { policySet = policySet || f.Name == "policy" })
 	var err error
 	o.start, err = time.Parse(time.RFC3339, start)
-	if err != nil {
+	switch {
+	case err != nil:
 		err = fmt.Errorf("-start %q: not an RFC 3339 instant", start)
-	} else {
+	case o.policy != prebuilds.PolicyCoder && o.policy != prebuilds.PolicyAdaptive:
+		err = fmt.Errorf("-policy must be %s or %s, got %q", prebuilds.PolicyCoder, prebuilds.PolicyAdaptive, policy)
+	case policySet && o.compare:
+		err = errors.New("-policy cannot be combined with -compare, which runs both policies")
+	default:
 		err = o.validate(fs.Args())
 	}
 	if err != nil {
@@ -175,8 +242,27 @@ func (o options) validate(rest []string) error {
 	if o.presets < 1 || o.presets > maxPresets {
 		return fmt.Errorf("-presets must be in [1,%d], got %d", maxPresets, o.presets)
 	}
-	if o.sinkBuffer < 0 || o.sinkBuffer > maxSinkBuffer {
-		return fmt.Errorf("-sink-buffer must be in [0,%d], got %d", maxSinkBuffer, o.sinkBuffer)
+	if o.sinkBuffer < autoSink || o.sinkBuffer > maxSinkBuffer {
+		return fmt.Errorf("-sink-buffer must be -1 (sized to the fleet) or in [0,%d], got %d", maxSinkBuffer, o.sinkBuffer)
+	}
+	if o.backoffMax <= 0 {
+		return fmt.Errorf("-backoff-max must be positive, got %s", o.backoffMax)
+	}
+	if o.buildTimeout < 0 {
+		return fmt.Errorf("-build-timeout must not be negative (0 turns it off), got %s", o.buildTimeout)
+	}
+	if o.maxCreates < 0 {
+		return fmt.Errorf("-max-creates must not be negative (0: unlimited), got %d", o.maxCreates)
+	}
+	if o.chart != "" {
+		if _, err := chartFormat(o.chart); err != nil {
+			return err
+		}
+	}
+	// The library's own check, so that the simulation never runs a
+	// Reconciler that refuses to plan.
+	if err := o.reconcilerConfig().Validate(); err != nil {
+		return fmt.Errorf("reconciler configuration: %w", err)
 	}
 	return nil
 }

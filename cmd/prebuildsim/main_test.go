@@ -40,7 +40,16 @@ func TestRunRejectsBadFlags(t *testing.T) {
 		{"negative claim rate", []string{"-claim-rate=-1"}, "-claim-rate must be in [0,10000]"},
 		{"hard limit below off", []string{"-hard-limit=-2"}, "-hard-limit must be a limit ≥ 1, 0 (the default, 3) or -1 (off), got -2"},
 		{"zero presets", []string{"-presets=0"}, "-presets must be in [1,100], got 0"},
-		{"negative sink buffer", []string{"-sink-buffer=-1"}, "-sink-buffer must be in"},
+		{"sink buffer below auto", []string{"-sink-buffer=-2"}, "-sink-buffer must be -1 (sized to the fleet) or in [0,1000000], got -2"},
+		{"unknown policy", []string{"-policy=aggressive"}, `-policy must be coder or adaptive, got "aggressive"`},
+		{"empty policy", []string{"-policy="}, `-policy must be coder or adaptive, got ""`},
+		{"policy with compare", []string{"-compare", "-policy=adaptive"}, "-policy cannot be combined with -compare"},
+		{"zero backoff max", []string{"-backoff-max=0"}, "-backoff-max must be positive, got 0s"},
+		{"negative build timeout", []string{"-build-timeout=-1m"}, "-build-timeout must not be negative (0 turns it off), got -1m0s"},
+		{"negative max creates", []string{"-max-creates=-3"}, "-max-creates must not be negative (0: unlimited), got -3"},
+		{"malformed canary", []string{"-canary=maybe"}, `invalid boolean value "maybe" for -canary`},
+		{"chart without extension", []string{"-chart=out"}, `-chart "out": the file name must end in .png or .svg`},
+		{"chart as jpeg", []string{"-chart=out.jpg"}, `-chart "out.jpg": the file name must end in .png or .svg`},
 		{"bad start", []string{"-start=yesterday"}, `-start "yesterday": not an RFC 3339 instant`},
 		{"negative seed", []string{"-seed=-1"}, `invalid value "-1" for flag -seed`},
 		{"positional argument", []string{"extra"}, `unexpected argument "extra"`},
@@ -63,16 +72,17 @@ func TestRunHelpListsEveryFlag(t *testing.T) {
 	help := stderr.String()
 	require.Contains(t, help, "prebuildsim runs the prebuilds Reconciler")
 	var o options
-	var start string
+	var start, policy string
 	n := 0
-	newFlagSet(&o, &start, io.Discard).VisitAll(func(f *flag.Flag) {
+	newFlagSet(&o, &start, &policy, io.Discard).VisitAll(func(f *flag.Flag) {
 		n++
 		require.Regexp(t, `(?m)^  -`+regexp.QuoteMeta(f.Name)+`(\s|$)`, help, "help lists -%s", f.Name)
 		require.NotEmpty(t, f.Usage, "-%s is documented", f.Name)
 	})
-	require.GreaterOrEqual(t, n, 16)
+	require.GreaterOrEqual(t, n, 23)
 	for _, name := range []string{"duration", "interval", "tick", "build-time", "failure-rate", "claim-rate",
-		"hard-limit", "backoff", "seed", "presets", "v", "quiet"} {
+		"hard-limit", "backoff", "seed", "presets", "v", "quiet",
+		"policy", "canary", "backoff-max", "build-timeout", "max-creates", "compare", "chart"} {
 		require.Regexp(t, `(?m)^  -`+regexp.QuoteMeta(name)+`(\s|$)`, help)
 	}
 }
@@ -167,25 +177,29 @@ func TestSimulationDeterministic(t *testing.T) {
 	}
 	first := runOnce(args)
 	require.Contains(t, first, "t=+10m00s running=")
-	require.Contains(t, first, "summary after 10m00s (seed 7)")
+	require.Contains(t, first, "summary after 10m00s (seed 7, policy coder)")
 	require.Equal(t, first, runOnce(args), "same seed, same output")
 	require.NotEqual(t, first, runOnce([]string{"-duration=10m", "-seed=8"}), "the seed matters")
 }
 
 func TestSimulationOperatorRecoversHardLimitedPresets(t *testing.T) {
-	s := simulateArgs(t, "-duration=30m", "-seed=3", "-operator-delay=5m", "-quiet")
-	broken := groupByName(t, s, "broken")
-	require.GreaterOrEqual(t, broken.events[prebuilds.EventRecovered], 1, "the operator cleared the hard limit")
-	require.GreaterOrEqual(t, broken.events[prebuilds.EventHardLimited], 2, "broken fails again after recovering")
-	// Transitions alternate, so the counts differ by at most one.
-	require.LessOrEqual(t, broken.events[prebuilds.EventHardLimited]-broken.events[prebuilds.EventRecovered], 1)
-	require.Positive(t, broken.operatorRemovals)
+	for _, policy := range []string{"coder", "adaptive"} {
+		t.Run(policy, func(t *testing.T) {
+			s := simulateArgs(t, "-duration=30m", "-seed=3", "-operator-delay=5m", "-quiet", "-policy="+policy)
+			broken := groupByName(t, s, "broken")
+			require.GreaterOrEqual(t, broken.operatorResets, 1, "the operator reset the hard-limited preset")
+			require.GreaterOrEqual(t, broken.events[prebuilds.EventHardLimited], 2, "broken fails again after the reset")
+			// Limits and resets alternate, so the counts differ by at most one.
+			require.LessOrEqual(t, broken.events[prebuilds.EventHardLimited]-broken.operatorResets, 1)
+			require.Positive(t, broken.operatorRemovals)
 
-	flaky := groupByName(t, s, "flaky")
-	require.Positive(t, flaky.failed)
-	require.Positive(t, flaky.succeeded, "flaky builds succeed too")
-	require.Positive(t, flaky.backoffTime, "flaky backs off after failures")
-	require.Positive(t, flaky.served, "flaky prebuilds are claimed once they recover")
+			flaky := groupByName(t, s, "flaky")
+			require.Positive(t, flaky.failed)
+			require.Positive(t, flaky.succeeded, "flaky builds succeed too")
+			require.Positive(t, flaky.backoffTime, "flaky backs off after failures")
+			require.Positive(t, flaky.served, "flaky prebuilds are claimed once they recover")
+		})
+	}
 }
 
 func TestSimulationFullDefaultRun(t *testing.T) {
@@ -204,11 +218,10 @@ func TestSimulationFullDefaultRun(t *testing.T) {
 	require.Positive(t, web.served)
 
 	require.Positive(t, groupByName(t, s, "broken").events[prebuilds.EventHardLimited])
-	require.Positive(t, groupByName(t, s, "flaky").events[prebuilds.EventRecovered], "flaky recovers in the default run")
+	require.Positive(t, groupByName(t, s, "flaky").operatorResets, "the operator resets flaky in the default run")
 	require.Equal(t, 1, groupByName(t, s, "misconfigured").events[prebuilds.EventValidationFailed])
-	require.Positive(t, s.jobsDropped, "the default sink buffer drops hand-offs on the first pass")
-	require.Equal(t, s.jobsDropped, s.prov.polled+s.canceled,
-		"every dropped hand-off is found by polling PendingJobs or canceled while queued")
+	require.Zero(t, s.jobsDropped, "the default JobSink holds every hand-off of a pass")
+	require.Zero(t, s.prov.polled)
 	require.Zero(t, s.prov.lost, "the only provisioner never loses a job it polled")
 	require.Zero(t, s.presetErrors)
 	require.Zero(t, s.clamped)

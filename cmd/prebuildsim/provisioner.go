@@ -25,6 +25,8 @@ const (
 	succeed outcome = iota
 	failTransient
 	failValidationKind
+	// hang never reports: the provisioner is stuck on the build.
+	hang
 )
 
 // work is a job the provisioner is running.
@@ -52,6 +54,9 @@ type provisioner struct {
 	// ErrInvalidTransition): canceled, or taken by another provisioner.
 	lost            int
 	builds, deletes int
+	// hung counts start builds the provisioner hung on; lateReports the
+	// reports of builds the Reconciler had failed as stuck meanwhile.
+	hung, lateReports int
 }
 
 // takeHandOffs takes every job waiting in the JobSink.
@@ -132,20 +137,30 @@ func (s *sim) accept(ctx context.Context, job prebuilds.Job, now time.Time) erro
 	s.prov.seq++
 	if job.Transition == prebuilds.TransitionStart {
 		s.prov.builds++
-		w.result = s.drawOutcome(ps.group.spec.failure)
+		ps.group.builds++
+		w.result = s.drawOutcome(ps.group.spec)
 	} else {
 		s.prov.deletes++
 		median /= 3
 	}
 	w.due = now.Add(s.drawDuration(median))
+	if w.result == hang {
+		// The build never reports; only -build-timeout ends it.
+		s.prov.hung++
+		ps.group.hung++
+		return nil
+	}
 	s.prov.inflight = append(s.prov.inflight, w)
 	return nil
 }
 
-// drawOutcome decides whether a start build of a group fails.
-func (s *sim) drawOutcome(mode failureMode) outcome {
+// drawOutcome decides whether a start build of a group fails or hangs.
+func (s *sim) drawOutcome(spec groupSpec) outcome {
 	u := s.provRand.Float64() // drawn for every build so streams stay aligned
-	switch mode {
+	if spec.hangRate > 0 && s.provRand.Float64() < spec.hangRate {
+		return hang
+	}
+	switch spec.failure {
 	case failAlways:
 		return failTransient
 	case failValidation:
@@ -204,7 +219,16 @@ func (s *sim) complete(ctx context.Context, w *work, now time.Time) error {
 	case failValidationKind:
 		p.Status, p.FailureKind = prebuilds.JobFailed, prebuilds.FailureValidation
 	}
-	if _, err := s.rec.ReportJob(ctx, s.store, p); err != nil {
+	_, err := s.rec.ReportJob(ctx, s.store, p)
+	if errors.Is(err, prebuilds.ErrInvalidTransition) && w.job.Transition == prebuilds.TransitionStart {
+		// The Reconciler failed the build as stuck (-build-timeout) before
+		// it finished: the late report is refused, the result discarded.
+		s.prov.lateReports++
+		s.log.DebugContext(ctx, "sim: late report of a timed-out build refused", slog.String("preset_name", w.preset.name),
+			slog.String("build_id", w.job.BuildID.String()))
+		return nil
+	}
+	if err != nil {
 		return fmt.Errorf("provisioner: report job %s %s: %w", w.job.BuildID, p.Status, err)
 	}
 	s.log.DebugContext(ctx, "sim: job finished", slog.String("preset_name", w.preset.name),
@@ -216,6 +240,7 @@ func (s *sim) complete(ctx context.Context, w *work, now time.Time) error {
 	g := w.preset.group
 	if p.Status == prebuilds.JobFailed {
 		g.failed++
+		w.preset.cycle.failed++
 		w.preset.failedInstances = append(w.preset.failedInstances, w.job.InstanceID)
 		return nil
 	}

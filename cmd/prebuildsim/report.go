@@ -13,10 +13,11 @@ import (
 
 // poolState is the state of some presets' pools at one instant.
 type poolState struct {
-	desired, running, eligible, starting, deleting int
-	created, failedCounter                         int
-	hardLimited, validationFailed                  int
-	statuses                                       map[prebuilds.PresetStatus]int
+	desired, running, eligible, expired int
+	starting, deleting                  int
+	created, failedCounter              int
+	hardLimited, validationFailed       int
+	statuses                            map[prebuilds.PresetStatus]int
 }
 
 func (p *poolState) add(v prebuilds.PresetSnapshot, now time.Time) {
@@ -31,7 +32,10 @@ func (p *poolState) add(v prebuilds.PresetSnapshot, now time.Time) {
 	}
 	p.running += len(v.Running)
 	for _, r := range v.Running {
-		if active && r.Ready && !prebuilds.Expired(v.Preset.Preset, r.CreatedAt, now) {
+		switch {
+		case prebuilds.Expired(v.Preset.Preset, r.CreatedAt, now):
+			p.expired++
+		case active && r.Ready:
 			p.eligible++
 		}
 	}
@@ -44,6 +48,19 @@ func (p *poolState) add(v prebuilds.PresetSnapshot, now time.Time) {
 		p.hardLimited++
 	case prebuilds.PresetValidationFailed:
 		p.validationFailed++
+	}
+}
+
+// moveStatus counts one preset's status transition (a set_status action
+// of the pass) in the status tallies.
+func (p *poolState) moveStatus(from, to prebuilds.PresetStatus) {
+	for st, d := range map[prebuilds.PresetStatus]int{from: -1, to: +1} {
+		switch st {
+		case prebuilds.PresetHardLimited:
+			p.hardLimited += d
+		case prebuilds.PresetValidationFailed:
+			p.validationFailed += d
+		}
 	}
 }
 
@@ -96,23 +113,24 @@ func (s *sim) summary(ctx context.Context) error {
 		return err
 	}
 
-	fmt.Fprintf(s.out, "\nsummary after %s (seed %d): %d passes, %d start builds, %d delete builds, %d hand-offs dropped (%d jobs found by polling), %d queued builds canceled, %d plan errors, %d clamped creates\n",
-		shortDuration(s.opts.duration), s.opts.seed, s.passes, s.prov.builds, s.prov.deletes, s.jobsDropped, s.prov.polled, s.canceled, s.presetErrors, s.clamped)
+	fmt.Fprintf(s.out, "\nsummary after %s (seed %d, policy %s): %d passes, %d start builds, %d delete builds, %d hand-offs dropped of a JobSink of %d (%d jobs found by polling), %d queued builds canceled, %d stuck builds failed (%d hung, %d late reports refused), %d plan errors, %d clamped creates\n",
+		shortDuration(s.opts.duration), s.opts.seed, s.opts.policy, s.passes, s.prov.builds, s.prov.deletes,
+		s.jobsDropped, s.opts.sinkCapacity(), s.prov.polled, s.canceled, s.timedOut, s.prov.hung, s.prov.lateReports, s.presetErrors, s.clamped)
 	tw := tabwriter.NewWriter(s.out, 0, 0, 2, ' ', tabwriter.AlignRight)
 	nameWidth := len("group")
 	for _, g := range s.groups {
 		nameWidth = max(nameWidth, len(g.spec.name))
 	}
 	fmt.Fprintf(tw, "%-*s\t", nameWidth, "group")
-	fmt.Fprintln(tw, "desired\trunning\teligible\tcreated\tfailed\tserved\tmissed\tbackoff\tblocked\thard_limited\trecovered\tvalidation_failed\t  status")
+	fmt.Fprintln(tw, "desired\trunning\teligible\tcreated\tfailed\ttimed_out\texpired\tserved\tmissed\tfill\tbackoff\tblocked\theld\thard_limited\trecovered\tresets\tvalidation_failed\t  status")
 	var total poolState
-	var served, missed, failed int
+	var served, missed, failed, timedOut, expired int
 	for _, g := range s.groups {
 		p := pools[g]
-		fmt.Fprintf(tw, "%-*s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t%s\t%d\t%d\t%d\t  %s\n",
-			nameWidth, g.spec.name, p.desired, p.running, p.eligible, p.created, g.failed, g.served, g.missed,
-			shortDuration(g.backoffTime), shortDuration(g.blockedTime),
-			g.events[prebuilds.EventHardLimited], g.events[prebuilds.EventRecovered], g.events[prebuilds.EventValidationFailed],
+		fmt.Fprintf(tw, "%-*s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%.3f\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t  %s\n",
+			nameWidth, g.spec.name, p.desired, p.running, p.eligible, p.created, g.failed, g.timedOut, g.expired, g.served, g.missed,
+			g.fill(), shortDuration(s.perPreset(g.backoffTime)), shortDuration(s.perPreset(g.blockedTime)), shortDuration(s.perPreset(g.heldTime)),
+			g.events[prebuilds.EventHardLimited], g.events[prebuilds.EventRecovered], g.operatorResets, g.events[prebuilds.EventValidationFailed],
 			p.status())
 		total.desired += p.desired
 		total.running += p.running
@@ -121,9 +139,11 @@ func (s *sim) summary(ctx context.Context) error {
 		served += g.served
 		missed += g.missed
 		failed += g.failed
+		timedOut += g.timedOut
+		expired += g.expired
 	}
-	fmt.Fprintf(tw, "%-*s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t\n",
-		nameWidth, "total", total.desired, total.running, total.eligible, total.created, failed, served, missed)
+	fmt.Fprintf(tw, "%-*s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t\n",
+		nameWidth, "total", total.desired, total.running, total.eligible, total.created, failed, timedOut, expired, served, missed)
 	if err := tw.Flush(); err != nil {
 		return fmt.Errorf("write summary: %w", err)
 	}
@@ -140,13 +160,33 @@ func (s *sim) summary(ctx context.Context) error {
 	return nil
 }
 
+// perPreset turns a group time summed over its presets into the average
+// per preset: each group has -presets active presets at any time.
+func (s *sim) perPreset(d time.Duration) time.Duration {
+	return d / time.Duration(s.opts.presets)
+}
+
+// fill is the group's fill ratio: the time average of min(claimable,
+// desired) ÷ desired over its active presets (0 when nothing was sampled).
+func (g *group) fill() float64 {
+	if g.fillTime == 0 {
+		return 0
+	}
+	return g.fillArea / g.fillTime
+}
+
 // maxTimeline bounds the timeline printed in the summary.
 const maxTimeline = 100
 
 const legend = `columns: desired, running, eligible (ready, valid, active) now; created: prebuilds ever
-created; failed: failed start builds; served/missed: claims; backoff/blocked: time creation was
-held back by backoff / blocked by the hard limit or validation_failed, summed over the group's
-presets; hard_limited, recovered, validation_failed: events; status: of the active presets now.
+created; failed: failed start builds, timed_out (failed by -build-timeout) included; expired:
+prebuilds deleted because they outlived the TTL; served/missed: claims; fill: time average of
+min(eligible, desired) ÷ desired; backoff / blocked / held: time creation was held back by
+backoff / blocked by the hard limit or validation_failed / held to one probe or canary at a time
+or by -max-creates, per preset (the average over the group's presets); hard_limited, recovered,
+validation_failed: events; resets: the operator's; status: of the active presets now.
+Progress lines: the pools as the pass found them (running/desired, eligible, expired, creating,
+deleting), then what it did (created, deleted, timed_out) and how many presets it held back.
 `
 
 // shortDuration prints whole minutes and seconds: 0s, 45s, 12m30s, 1h05m.

@@ -43,6 +43,7 @@ type sim struct {
 	timeline []timelineEntry
 
 	passes       int
+	timedOut     int // stuck builds the Reconciler failed
 	jobsDropped  int
 	canceled     int // queued builds the Reconciler canceled
 	presetErrors int
@@ -78,15 +79,6 @@ func chachaSeed(seed, stream uint64) [32]byte {
 	return b
 }
 
-// simulate runs one simulation and writes its report to out.
-func simulate(ctx context.Context, opts options, out, stderr io.Writer) error {
-	s := newSim(opts, out, stderr)
-	if err := s.run(ctx); err != nil {
-		return err
-	}
-	return s.summary(ctx)
-}
-
 // newSim wires a simulation: clock, store, Reconciler.
 func newSim(opts options, out, stderr io.Writer) *sim {
 	start := prebuilds.Micro(opts.start)
@@ -96,7 +88,7 @@ func newSim(opts options, out, stderr io.Writer) *sim {
 		out:       out,
 		clock:     newSimClock(start),
 		store:     memstore.New(),
-		sink:      make(chan prebuilds.Job, opts.sinkBuffer),
+		sink:      make(chan prebuilds.Job, opts.sinkCapacity()),
 		presets:   map[uuid.UUID]*presetState{},
 		provRand:  newRand(opts.seed, streamProvisioner),
 		claimRand: newRand(opts.seed, streamClaims),
@@ -105,16 +97,13 @@ func newSim(opts options, out, stderr io.Writer) *sim {
 		},
 	}
 	s.log = newLogger(stderr, opts.verbose, s.clock, start)
-	s.rec = prebuilds.NewReconciler(s.store, prebuilds.Config{
-		Interval:         opts.interval,
-		BackoffInterval:  opts.backoff,
-		FailureHardLimit: prebuilds.HardLimit(opts.hardLimit),
-		MaxConcurrency:   1, // one plan at a time: uuid.New calls come in a fixed order
-		Clock:            s.clock,
-		Logger:           s.log,
-		Notifier:         prebuilds.NotifierFunc(s.notify),
-		JobSink:          s.sink,
-	})
+	cfg := opts.reconcilerConfig()
+	cfg.MaxConcurrency = 1 // one plan at a time: uuid.New calls come in a fixed order
+	cfg.Clock = s.clock
+	cfg.Logger = s.log
+	cfg.Notifier = prebuilds.NotifierFunc(s.notify)
+	cfg.JobSink = s.sink
+	s.rec = prebuilds.NewReconciler(s.store, cfg)
 	return s
 }
 
@@ -174,6 +163,9 @@ func (s *sim) loop(ctx context.Context, start time.Time) error {
 		if err := s.pollStore(ctx, now); err != nil {
 			return err
 		}
+		if err := s.sample(ctx, now, now.Before(end)); err != nil {
+			return err
+		}
 		if !now.Before(end) {
 			return nil
 		}
@@ -196,16 +188,19 @@ func (s *sim) activateNewVersions(ctx context.Context, now time.Time) error {
 }
 
 // pass runs one reconciliation pass and prints its progress line. Before
-// the pass it asks the Reconciler for its dry run (Plan) to learn, per
-// preset, what the aggregate Stats do not say (backoff, blocked, schedule
-// changes).
+// the pass it asks the Reconciler for its dry run (Plan): the pools as the
+// pass finds them, and, per preset, what the aggregate Stats do not say
+// (backoff, blocked, expiries, schedule changes). The progress line shows
+// the pools as found, because the pass deletes expired prebuilds at once:
+// read after it, no expired prebuild would ever be seen.
 func (s *sim) pass(ctx context.Context, now time.Time) error {
 	pp, err := s.rec.Plan(ctx)
 	if err != nil {
-		return err
+		return fmt.Errorf("plan at %s: %w", offset(now, s.opts.start), err)
 	}
+	var holding passHolding
 	for i, v := range pp.Views {
-		s.observe(v, pp.Plans[i], now)
+		holding.add(s.observe(v, pp.Plans[i], now))
 	}
 	stats, err := s.rec.ReconcileAll(ctx)
 	if err != nil {
@@ -219,45 +214,175 @@ func (s *sim) pass(ctx context.Context, now time.Time) error {
 	s.canceled += stats.Canceled
 	s.presetErrors += stats.PresetErrors
 	s.clamped += stats.Clamped
+	s.timedOut += stats.TimedOut
 	if s.opts.quiet {
 		return nil
 	}
-	after, err := s.snapshot(ctx)
-	if err != nil {
-		return err
+	f := s.fleetState(pp.Views, now)
+	for _, plan := range pp.Plans {
+		if a, ok := plan.StatusChange(); ok {
+			f.moveStatus(a.From, a.To)
+		}
 	}
-	f := s.fleetState(after, now)
-	fmt.Fprintf(s.out, "t=%s running=%d/%d eligible=%d creating=%d deleting=%d backoff=%d hard_limited=%d val_failed=%d claims=%d/%d dropped=%d\n",
-		offset(now, s.opts.start), f.running, f.desired, f.eligible, f.starting, f.deleting,
-		stats.Backoff, f.hardLimited, f.validationFailed, s.served(), s.served()+s.missed(), s.jobsDropped)
+	fmt.Fprintf(s.out, "t=%s running=%d/%d eligible=%d expired=%d creating=%d deleting=%d → created=%d deleted=%d timed_out=%d backoff=%d blocked=%d held=%d hard_limited=%d val_failed=%d claims=%d/%d dropped=%d\n",
+		offset(now, s.opts.start), f.running, f.desired, f.eligible, f.expired, f.starting, f.deleting,
+		stats.Created, stats.Deleted, stats.TimedOut, holding.backoff, holding.blocked, holding.held,
+		f.hardLimited, f.validationFailed, s.served(), s.served()+s.missed(), s.jobsDropped)
 	return nil
 }
 
-// observe records what the plan of one preset says before the pass.
-func (s *sim) observe(v prebuilds.PresetSnapshot, plan prebuilds.Plan, now time.Time) {
-	ps := s.presets[v.Preset.ID]
-	g := ps.group
-	backoff := false
+// holding says how a preset's plan holds creation back.
+type holding struct{ backoff, blocked, held bool }
+
+// passHolding counts the presets of a pass by holding.
+type passHolding struct{ backoff, blocked, held int }
+
+func (p *passHolding) add(h holding) {
+	if h.backoff {
+		p.backoff++
+	}
+	if h.blocked {
+		p.blocked++
+	}
+	if h.held {
+		p.held++
+	}
+}
+
+// classify says how a plan holds creation back: backoff; blocked by the
+// hard limit or validation_failed; held by PolicyAdaptive's one probe or
+// canary at a time or by the create budget.
+func classify(plan prebuilds.Plan) holding {
+	var h holding
 	for _, a := range plan.Actions {
-		switch a.Kind {
-		case prebuilds.ActionBackoff:
-			backoff = true
-			g.backoffTime += s.opts.interval
-			if !ps.inBackoff && v.Backoff != nil {
-				s.note(now, ps.name, fmt.Sprintf("backoff until %s (num_failed=%d)", offset(a.Until, s.opts.start), v.Backoff.NumFailed))
-			}
-		case prebuilds.ActionBlocked:
-			g.blockedTime += s.opts.interval
+		switch {
+		case a.Kind == prebuilds.ActionBackoff:
+			h.backoff = true
+		case a.Kind != prebuilds.ActionBlocked:
+		case a.Reason == prebuilds.ReasonHardLimited, a.Reason == prebuilds.ReasonValidationFailed:
+			h.blocked = true
+		default: // probe, canary, budget
+			h.held = true
 		}
 	}
-	ps.inBackoff = backoff
+	return h
+}
+
+// observe records what the plan of one preset says before the pass: the
+// time its creation is held back (until the next pass), the expired
+// prebuilds and stuck builds it removes, backoff and schedule changes for
+// the timeline. It returns the plan's holding.
+func (s *sim) observe(v prebuilds.PresetSnapshot, plan prebuilds.Plan, now time.Time) holding {
+	ps := s.presets[v.Preset.ID]
+	g := ps.group
+	h := classify(plan)
+	from := now.Sub(s.opts.start)
+	to := min(from+s.opts.interval, s.opts.duration)
+	if h.backoff {
+		g.backoffTime += s.opts.interval
+		g.series.backoff = extend(g.series.backoff, from, to)
+	}
+	if h.blocked {
+		g.blockedTime += s.opts.interval
+		g.series.blocked = extend(g.series.blocked, from, to)
+	}
+	if h.held {
+		g.heldTime += s.opts.interval
+		g.series.held = extend(g.series.held, from, to)
+	}
+	for _, a := range plan.Actions {
+		switch {
+		case a.Kind == prebuilds.ActionBackoff && !ps.inBackoff:
+			s.note(now, ps.name, s.backoffNote(v, a, now))
+		case a.Kind == prebuilds.ActionDelete && a.Reason == prebuilds.ReasonExpired:
+			g.expired += len(a.InstanceIDs)
+		case a.Kind == prebuilds.ActionFailStuck:
+			g.timedOut += len(a.BuildIDs)
+			g.failed += len(a.BuildIDs)
+			ps.cycle.failed += len(a.BuildIDs)
+			ps.failedInstances = append(ps.failedInstances, a.InstanceIDs...)
+			s.note(now, ps.name, fmt.Sprintf("%d stuck builds failed (deadline: older than -build-timeout %s)", len(a.BuildIDs), s.opts.buildTimeout))
+		}
+	}
+	ps.inBackoff = h.backoff
 	if !v.Preset.Active() {
-		return
+		return h
 	}
 	if ps.seenDesired && plan.Desired != ps.lastDesired {
 		s.note(now, ps.name, fmt.Sprintf("desired %d → %d (schedule)", ps.lastDesired, plan.Desired))
 	}
 	ps.seenDesired, ps.lastDesired = true, plan.Desired
+	return h
+}
+
+// backoffNote explains a backoff that starts at this pass. The window is
+// inclusive (creation resumes strictly after until), so a backoff "until"
+// the pass instant holds this one pass. Under PolicyCoder the window is
+// counted from the newest failed build's creation, not from its failure:
+// a build that outlasts num_failed × -backoff has used up its window by the
+// time it fails, and only the pass at until, if any, waits.
+func (s *sim) backoffNote(v prebuilds.PresetSnapshot, a prebuilds.Action, now time.Time) string {
+	until := offset(a.Until, s.opts.start)
+	var why string
+	switch {
+	case v.Backoff != nil:
+		why = fmt.Sprintf("coder: newest failed build created at %s + %d failed × %s",
+			offset(v.Backoff.LastBuildAt, s.opts.start), v.Backoff.NumFailed, s.opts.backoff)
+	case v.Streak > 0:
+		why = fmt.Sprintf("adaptive: streak of %d failures, the last at %s + %s",
+			v.Streak, offset(v.LastFailedAt, s.opts.start), a.Until.Sub(v.LastFailedAt))
+	}
+	if a.Until.Equal(now) {
+		return fmt.Sprintf("backoff until %s, this pass only (%s)", until, why)
+	}
+	return fmt.Sprintf("backoff until %s inclusive (%s)", until, why)
+}
+
+// sample reads the pools at the end of a simulation step: the fill ratio
+// of every group (weighted by the step when weigh is set; the last instant
+// of the run is not) and the chart's desired and claimable series. The
+// fill ratio of a group is Σ min(claimable, desired) ÷ Σ desired over its
+// active presets, claimable meaning running, ready and not expired.
+func (s *sim) sample(ctx context.Context, now time.Time, weigh bool) error {
+	snap, err := s.store.Snapshot(ctx, s.rec.Config().SnapshotParams(now))
+	if err != nil {
+		return fmt.Errorf("sample at %s: %w", offset(now, s.opts.start), err)
+	}
+	type tally struct{ desired, claimable, filled int }
+	tallies := make(map[*group]*tally, len(s.groups))
+	for _, g := range s.groups {
+		tallies[g] = &tally{}
+	}
+	for _, v := range snap.Index() {
+		if !v.Preset.Active() {
+			continue
+		}
+		d, _ := prebuilds.DesiredAt(v.Preset.Preset, now)
+		d = max(d, 0)
+		n := 0
+		for _, r := range v.Running {
+			if r.Ready && !prebuilds.Expired(v.Preset.Preset, r.CreatedAt, now) {
+				n++
+			}
+		}
+		t := tallies[s.presets[v.Preset.ID].group]
+		t.desired += d
+		t.claimable += n
+		t.filled += min(n, d)
+	}
+	at := now.Sub(s.opts.start)
+	for _, g := range s.groups {
+		t := tallies[g]
+		if weigh && t.desired > 0 {
+			g.fillArea += float64(t.filled) / float64(t.desired) * s.opts.tick.Seconds()
+			g.fillTime += s.opts.tick.Seconds()
+		}
+		pts := g.series.points
+		if n := len(pts); n == 0 || pts[n-1].desired != t.desired || pts[n-1].claimable != t.claimable || !weigh {
+			g.series.points = append(pts, seriesPoint{at: at, desired: t.desired, claimable: t.claimable})
+		}
+	}
+	return nil
 }
 
 // snapshot reads the pools at the clock's instant through the Reconciler's
@@ -270,8 +395,11 @@ func (s *sim) snapshot(ctx context.Context) ([]prebuilds.PresetSnapshot, error) 
 	return pp.Views, nil
 }
 
-// operator removes the failed prebuilds of presets hard-limited for at
-// least -operator-delay, the admin action that clears the hard limit.
+// operator acts on presets hard-limited for at least -operator-delay: it
+// resets the preset (ResetPreset, the admin "try again"), which clears the
+// condition under both policies — failures before the reset no longer count
+// — and removes its failed prebuilds. Removal alone would not do: under
+// PolicyAdaptive a failure stays evidence after its instance is gone.
 func (s *sim) operator(ctx context.Context, now time.Time) error {
 	if s.opts.operatorDelay == 0 {
 		return nil
@@ -282,12 +410,17 @@ func (s *sim) operator(ctx context.Context, now time.Time) error {
 			if ps.hardLimitedAt.IsZero() || now.Sub(ps.hardLimitedAt) < s.opts.operatorDelay {
 				continue
 			}
+			if err := s.store.ResetPreset(ctx, id, now); err != nil {
+				return fmt.Errorf("operator: reset %s: %w", ps.name, err)
+			}
 			for _, inst := range ps.failedInstances {
 				if err := s.store.RemoveInstance(ctx, inst); err != nil {
 					return fmt.Errorf("operator: remove failed prebuild %s of %s: %w", inst, ps.name, err)
 				}
 			}
-			s.note(now, ps.name, fmt.Sprintf("operator removed %d failed prebuilds", len(ps.failedInstances)))
+			s.note(now, ps.name, fmt.Sprintf("operator reset the preset and removed %d failed prebuilds", len(ps.failedInstances)))
+			g.operatorResets++
+			ps.closeCycle()
 			g.operatorRemovals += len(ps.failedInstances)
 			ps.failedInstances = nil
 			ps.hardLimitedAt = time.Time{}
@@ -298,16 +431,19 @@ func (s *sim) operator(ctx context.Context, now time.Time) error {
 
 // scheduleClaim draws the next claim arrival after t (exponential gaps).
 func (s *sim) scheduleClaim(t time.Time) {
-	if s.opts.claimRate == 0 {
+	rate := s.opts.claimRate * float64(s.opts.presets) // claims scale with the fleet
+	if rate == 0 {
 		s.nextClaim = time.Time{}
 		return
 	}
-	gap := time.Duration(s.claimRand.ExpFloat64() / s.opts.claimRate * float64(time.Minute))
+	gap := time.Duration(s.claimRand.ExpFloat64() / rate * float64(time.Minute))
 	s.nextClaim = t.Add(gap)
 }
 
-// claims makes every claim that arrived by now. Each picks a group in
-// proportion to its static desired count, then one of its active presets.
+// claims makes every claim that arrived by now, -claim-rate × -presets per
+// minute. Each picks a group in proportion to its static desired count,
+// then one of its active presets, so every preset sees the same load
+// whatever -presets is.
 func (s *sim) claims(ctx context.Context, now time.Time) error {
 	if s.nextClaim.IsZero() {
 		return nil
@@ -332,6 +468,7 @@ func (s *sim) claims(ctx context.Context, now time.Time) error {
 		switch {
 		case errors.Is(err, prebuilds.ErrNoClaimablePrebuild):
 			g.missed++
+			g.series.missedAt = append(g.series.missedAt, now.Sub(s.opts.start))
 			s.log.DebugContext(ctx, "sim: claim missed", slog.String("preset_name", s.presets[presetID].name))
 		case err != nil:
 			return fmt.Errorf("claim from %s: %w", s.presets[presetID].name, err)
@@ -358,8 +495,10 @@ func (s *sim) notify(_ context.Context, e prebuilds.Event) {
 	switch e.Kind {
 	case prebuilds.EventHardLimited:
 		ps.hardLimitedAt = e.At
+		ps.cycle.limits++
 	case prebuilds.EventRecovered:
 		ps.hardLimitedAt = time.Time{}
+		ps.closeCycle()
 	}
 	s.noteLocked(e.At, ps.name, "event "+string(e.Kind))
 }
