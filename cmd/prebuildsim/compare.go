@@ -384,7 +384,10 @@ func onOff(b bool) string {
 }
 
 func durationOrOff(d time.Duration) string {
-	if d == 0 {
+	switch {
+	case d == 0:
+		return fmt.Sprintf("the library default (off under coder, %s under adaptive)", prebuilds.DefaultAdaptiveBuildTimeout)
+	case d < 0:
 		return "off"
 	}
 	return d.String()

@@ -156,7 +156,7 @@ func newFlagSet(o *options, start, policy *string, stderr io.Writer) *flag.FlagS
 	fs.DurationVar(&o.backoff, "backoff", prebuilds.DefaultBackoffInterval, "Reconciler BackoffInterval: coder backs off failed builds × this; adaptive this × 2^(streak-1)")
 	fs.DurationVar(&o.backoffMax, "backoff-max", prebuilds.DefaultBackoffMax, "Reconciler BackoffMax: the cap of adaptive's exponential backoff")
 	fs.BoolVar(&o.canary, "canary", true, "adaptive: build one canary before filling a preset with no successful build yet (a new version, a cold start, a reset); -canary=false sets Reconciler DisableCanary")
-	fs.DurationVar(&o.buildTimeout, "build-timeout", 0, "Reconciler BuildTimeout: fail start builds still pending or running this long (0: off, the library default); the hanging group needs it")
+	fs.DurationVar(&o.buildTimeout, "build-timeout", 0, "Reconciler BuildTimeout: fail start builds still pending or running this long (0: the library default, off under coder and 30m under adaptive; negative: off); the hanging group needs it")
 	fs.IntVar(&o.maxCreates, "max-creates", 0, "Reconciler MaxCreatesPerPass: prebuilds one pass may create, shared by missing fraction (0: unlimited)")
 	fs.DurationVar(&o.operatorDelay, "operator-delay", 15*time.Minute, "the operator resets a hard-limited preset and removes its failed prebuilds this long after the hard_limited event (0: no operator)")
 	fs.Float64Var(&o.failureRate, "failure-rate", 0.05, "probability in [0,1] that a start build of a healthy preset fails (broken, broken-big: 1, flaky: 0.5)")
@@ -247,9 +247,6 @@ func (o options) validate(rest []string) error {
 	}
 	if o.backoffMax <= 0 {
 		return fmt.Errorf("-backoff-max must be positive, got %s", o.backoffMax)
-	}
-	if o.buildTimeout < 0 {
-		return fmt.Errorf("-build-timeout must not be negative (0 turns it off), got %s", o.buildTimeout)
 	}
 	if o.maxCreates < 0 {
 		return fmt.Errorf("-max-creates must not be negative (0: unlimited), got %d", o.maxCreates)

@@ -45,7 +45,6 @@ func TestRunRejectsBadFlags(t *testing.T) {
 		{"empty policy", []string{"-policy="}, `-policy must be coder or adaptive, got ""`},
 		{"policy with compare", []string{"-compare", "-policy=adaptive"}, "-policy cannot be combined with -compare"},
 		{"zero backoff max", []string{"-backoff-max=0"}, "-backoff-max must be positive, got 0s"},
-		{"negative build timeout", []string{"-build-timeout=-1m"}, "-build-timeout must not be negative (0 turns it off), got -1m0s"},
 		{"negative max creates", []string{"-max-creates=-3"}, "-max-creates must not be negative (0: unlimited), got -3"},
 		{"malformed canary", []string{"-canary=maybe"}, `invalid boolean value "maybe" for -canary`},
 		{"chart without extension", []string{"-chart=out"}, `-chart "out": the file name must end in .png or .svg`},
