@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"sync"
 
 	"github.com/google/uuid"
 
@@ -27,6 +28,40 @@ func (s *Store) WithReconciliationLock(ctx context.Context, fn func(ctx context.
 		r.held = false
 		s.mu.Unlock()
 		s.reconcile.Unlock()
+	}()
+	return true, fn(ctx, r)
+}
+
+// WithShardLock implements prebuilds.ShardLocker: the lock of one shard,
+// shared by every caller of the same *Store, never blocking, independent of
+// the other shards' locks and of WithReconciliationLock's (every Reconciler
+// on a store must use the same Config.Shards).
+func (s *Store) WithShardLock(ctx context.Context, shard prebuilds.Shard, fn func(ctx context.Context, r prebuilds.SnapshotReader) error) (bool, error) {
+	if !shard.Valid() {
+		return false, fmt.Errorf("memstore: shard lock %d of %d: %w", shard.Index, shard.Count, prebuilds.ErrInvalidArgument)
+	}
+	if shard.All() {
+		return s.WithReconciliationLock(ctx, fn)
+	}
+	s.shardMu.Lock()
+	l := s.shardLocks[shard]
+	if l == nil {
+		if s.shardLocks == nil {
+			s.shardLocks = map[prebuilds.Shard]*sync.Mutex{}
+		}
+		l = &sync.Mutex{}
+		s.shardLocks[shard] = l
+	}
+	s.shardMu.Unlock()
+	if !l.TryLock() {
+		return false, nil
+	}
+	r := &reader{s: s, held: true}
+	defer func() {
+		s.mu.Lock()
+		r.held = false
+		s.mu.Unlock()
+		l.Unlock()
 	}()
 	return true, fn(ctx, r)
 }

@@ -16,8 +16,8 @@ import (
 // waits for no reconciliation pass, only for the write in progress, and a
 // pass holding the lock is never kept from acting by it.
 func (s *Store) Snapshot(_ context.Context, p prebuilds.SnapshotParams) (*prebuilds.GlobalSnapshot, error) {
-	if !p.Policy.Valid() {
-		return nil, fmt.Errorf("memstore: snapshot: unknown failure policy %q: %w", p.Policy, prebuilds.ErrInvalidArgument)
+	if err := checkParams(p); err != nil {
+		return nil, err
 	}
 	s.mu.RLock()
 	defer s.mu.RUnlock()
@@ -36,8 +36,8 @@ type reader struct {
 // read, and it shares no memory with the store. Using the reader after the
 // fn it was handed to returned is an error matching prebuilds.ErrConflict.
 func (r *reader) Snapshot(_ context.Context, p prebuilds.SnapshotParams) (*prebuilds.GlobalSnapshot, error) {
-	if !p.Policy.Valid() {
-		return nil, fmt.Errorf("memstore: snapshot: unknown failure policy %q: %w", p.Policy, prebuilds.ErrInvalidArgument)
+	if err := checkParams(p); err != nil {
+		return nil, err
 	}
 	r.s.mu.RLock()
 	defer r.s.mu.RUnlock()
@@ -82,6 +82,9 @@ func (s *Store) snapshot(p prebuilds.SnapshotParams) *prebuilds.GlobalSnapshot {
 			continue
 		}
 		t := s.templateOf(preset)
+		if !p.Shard.Contains(t.ID) {
+			continue
+		}
 		row := prebuilds.NewPresetRow(*preset, *t)
 		snap.Presets = append(snap.Presets, row)
 		active := row.Active()
@@ -223,4 +226,15 @@ func hardLimited(ranked []*prebuilds.Build, k int) bool {
 		}
 	}
 	return true
+}
+
+// checkParams refuses snapshot inputs no snapshot can answer.
+func checkParams(p prebuilds.SnapshotParams) error {
+	if !p.Policy.Valid() {
+		return fmt.Errorf("memstore: snapshot: unknown failure policy %q: %w", p.Policy, prebuilds.ErrInvalidArgument)
+	}
+	if !p.Shard.Valid() {
+		return fmt.Errorf("memstore: snapshot: shard %d of %d: %w", p.Shard.Index, p.Shard.Count, prebuilds.ErrInvalidArgument)
+	}
+	return nil
 }

@@ -13,6 +13,7 @@ import (
 var (
 	_ prebuilds.Store        = (*Store)(nil)
 	_ prebuilds.ControlPlane = (*Store)(nil)
+	_ prebuilds.ShardLocker  = (*Store)(nil)
 )
 
 // Store is an in-memory prebuilds.Store and prebuilds.ControlPlane. The zero
@@ -23,6 +24,10 @@ type Store struct {
 	// TryLock and is independent of mu, so fn may write through the Store
 	// while holding it.
 	reconcile sync.Mutex
+	// shardLocks are the shards' reconciliation locks (ShardLocker),
+	// created on first use under shardMu; like reconcile, only TryLock'ed.
+	shardMu    sync.Mutex
+	shardLocks map[prebuilds.Shard]*sync.Mutex
 
 	// mu guards everything below. Every operation holds it for its whole
 	// duration, which makes each operation atomic (a transaction).

@@ -26,13 +26,34 @@ func policyOf(p prebuilds.FailurePolicy) prebuilds.FailurePolicy {
 }
 
 // ValidateSnapshotParams reports snapshot inputs a store must refuse: an
-// unknown policy (ErrInvalidArgument).
+// unknown policy, or a shard whose index is outside 0..count−1
+// (ErrInvalidArgument).
 func ValidateSnapshotParams(p prebuilds.SnapshotParams) error {
 	switch p.Policy {
 	case "", prebuilds.PolicyCoder, prebuilds.PolicyAdaptive:
-		return nil
+	default:
+		return fmt.Errorf("model: snapshot: unknown policy %q: %w", p.Policy, prebuilds.ErrInvalidArgument)
 	}
-	return fmt.Errorf("model: snapshot: unknown policy %q: %w", p.Policy, prebuilds.ErrInvalidArgument)
+	if p.Shard.Count > 1 && (p.Shard.Index < 0 || p.Shard.Index >= p.Shard.Count) || p.Shard.Count <= 1 && p.Shard.Index != 0 {
+		return fmt.Errorf("model: snapshot: shard %d of %d: %w", p.Shard.Index, p.Shard.Count, prebuilds.ErrInvalidArgument)
+	}
+	return nil
+}
+
+// inShard reports whether the preset's template is in shard s: the first
+// four bytes of the template ID, big-endian, modulo the count (every preset
+// when the count is at most 1).
+func (w *World) inShard(p prebuilds.Preset, s prebuilds.Shard) bool {
+	if s.Count <= 1 {
+		return true
+	}
+	v := w.version(p.TemplateVersionID)
+	if v == nil {
+		return false
+	}
+	t := v.TemplateID
+	n := uint64(t[0])<<24 | uint64(t[1])<<16 | uint64(t[2])<<8 | uint64(t[3])
+	return int(n%uint64(s.Count)) == s.Index
 }
 
 // firstBuild is the instance's build #1, if any.

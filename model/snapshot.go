@@ -18,6 +18,9 @@ func (w *World) Snapshot(p prebuilds.SnapshotParams) *prebuilds.GlobalSnapshot {
 		if p.Presets != nil && !slices.Contains(p.Presets, pr.ID) {
 			continue // a filtered snapshot: only the given presets' rows
 		}
+		if !w.inShard(pr, p.Shard) {
+			continue
+		}
 		s.Presets = append(s.Presets, w.presetRow(pr))
 		s.Running = append(s.Running, w.running(pr.ID)...)
 		for _, tr := range []prebuilds.Transition{prebuilds.TransitionDelete, prebuilds.TransitionStart, prebuilds.TransitionStop} {

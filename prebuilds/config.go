@@ -80,6 +80,12 @@ type Config struct {
 	// DisableChangeFeed makes Run reconcile on the Interval only, even when
 	// the store implements ChangeFeed. Default false.
 	DisableChangeFeed bool
+	// Shards splits the presets into this many shards, by template (see
+	// Shard), each with its own lock, so that several replicas reconcile at
+	// once: a full pass visits every shard whose lock it gets. Needs a store
+	// that implements ShardLocker; every replica must use the same value.
+	// Default 1: one cluster-wide lock.
+	Shards int
 	// Clock is the only source of time. Default quartz.NewReal().
 	Clock quartz.Clock
 	// Logger receives structured logs. Default slog.Default().
@@ -148,6 +154,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.TriggerDelay <= 0 {
 		c.TriggerDelay = DefaultTriggerDelay
+	}
+	if c.Shards < 1 {
+		c.Shards = 1
 	}
 	if c.Clock == nil {
 		c.Clock = quartz.NewReal()

@@ -83,6 +83,7 @@ func (s *Stats) add(o Stats) {
 	s.StatusChanges += o.StatusChanges
 	s.TimedOut += o.TimedOut
 	s.JobsDropped += o.JobsDropped
+	s.PresetErrors += o.PresetErrors
 }
 
 // executePlan carries out one preset's plan in the plan's order: status

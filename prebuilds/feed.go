@@ -3,7 +3,6 @@ package prebuilds
 import (
 	"context"
 	"log/slog"
-	"slices"
 	"time"
 
 	"github.com/coder/quartz"
@@ -142,9 +141,10 @@ func (r *Reconciler) follow(ctx context.Context, feed ChangeFeed) {
 // does not update the per-preset metrics, which full passes refresh. Run
 // calls it for the presets its store's ChangeFeed names.
 func (r *Reconciler) ReconcilePresets(ctx context.Context, presets []uuid.UUID) (Stats, error) {
-	ids := slices.Clone(presets)
-	slices.SortFunc(ids, compareUUID)
-	ids = slices.Compact(ids)
+	ids := sortedIDs(presets)
+	if ids == nil {
+		ids = []uuid.UUID{} // no presets: a targeted pass over nothing, not a full pass
+	}
 	stats, err := r.reconcile(ctx, ids)
 	stats.Targeted = true
 	if stats.Acquired && err == nil {

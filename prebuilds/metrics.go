@@ -1,6 +1,7 @@
 package prebuilds
 
 import (
+	"slices"
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -96,8 +97,10 @@ type presetValues struct {
 }
 
 type presetCollector struct {
-	mu   sync.Mutex
-	rows []presetValues
+	mu sync.Mutex
+	// rows are the rows of the last pass of each shard this replica holds
+	// (shard 0 when unsharded).
+	rows map[int][]presetValues
 	// replacements is the resource-replacement counter, whose series of
 	// deleted templates' presets are removed with the collector's rows.
 	replacements *prometheus.CounterVec
@@ -133,7 +136,7 @@ func (c *presetCollector) Describe(ch chan<- *prometheus.Desc) {
 
 func (c *presetCollector) Collect(ch chan<- prometheus.Metric) {
 	c.mu.Lock()
-	rows := c.rows
+	rows := mergeRows(c.rows)
 	c.mu.Unlock()
 	b := func(v bool) float64 {
 		if v {
@@ -168,13 +171,54 @@ func (c *presetCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
-// clear drops every per-preset row: a replica that did not hold the lock
-// this pass stops exporting them, so only the replica that last reconciled
-// exports per-preset series and a sum across replicas counts each preset
-// once.
-func (c *presetCollector) clear() {
+// mergeRows joins the rows of every shard by label set. Shards split
+// presets by template, so a label set is in one shard unless two templates
+// of an organisation share a name; then its figures add up.
+func mergeRows(shards map[int][]presetValues) []presetValues {
+	if len(shards) == 1 {
+		for _, rows := range shards {
+			return rows
+		}
+	}
+	keys := make([]int, 0, len(shards))
+	for k := range shards {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	index := map[[3]string]int{}
+	var out []presetValues
+	for _, k := range keys {
+		for _, r := range shards[k] {
+			j, ok := index[r.labels]
+			if !ok {
+				index[r.labels] = len(out)
+				out = append(out, r)
+				continue
+			}
+			m := &out[j]
+			m.gauges = m.gauges || r.gauges
+			m.desired += r.desired
+			m.running += r.running
+			m.eligible += r.eligible
+			m.expired += r.expired
+			m.hardLimited = m.hardLimited || r.hardLimited
+			m.validationFailed = m.validationFailed || r.validationFailed
+			m.created += r.created
+			m.failed += r.failed
+			m.claimed += r.claimed
+			m.missed += r.missed
+		}
+	}
+	return out
+}
+
+// clear drops the per-preset rows of a shard: a replica that did not hold
+// its lock this pass stops exporting them, so only the replica that last
+// reconciled a shard exports its series and a sum across replicas counts
+// each preset once.
+func (c *presetCollector) clear(shard int) {
 	c.mu.Lock()
-	c.rows = nil
+	delete(c.rows, shard)
 	c.mu.Unlock()
 }
 
@@ -185,7 +229,7 @@ func (c *presetCollector) clear() {
 // only (a label set without one exports no gauges); counters are summed
 // over every preset of the label set, so they stay monotone across a
 // version switch.
-func (c *presetCollector) update(pp PassPlan) {
+func (c *presetCollector) update(shard int, pp PassPlan) {
 	index := make(map[[3]string]int, len(pp.Views))
 	rows := make([]presetValues, 0, len(pp.Views))
 	deleted := map[[3]string]bool{}
@@ -230,6 +274,9 @@ func (c *presetCollector) update(pp PassPlan) {
 		}
 	}
 	c.mu.Lock()
-	c.rows = rows
+	if c.rows == nil {
+		c.rows = map[int][]presetValues{}
+	}
+	c.rows[shard] = rows
 	c.mu.Unlock()
 }

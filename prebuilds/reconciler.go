@@ -21,6 +21,9 @@ type Stats struct {
 	Acquired bool
 	// Targeted is true for a pass over some presets only (ReconcilePresets).
 	Targeted bool
+	// ShardPasses counts the shard passes that held their lock (1 for an
+	// unsharded pass that did).
+	ShardPasses int
 	// Paused is true when the pause switch was on: nothing was written.
 	Paused bool
 	// Presets is the number of presets in the snapshot.
@@ -58,9 +61,11 @@ type Reconciler struct {
 	mu          sync.Mutex
 	lastPresets map[uuid.UUID]PresetRow
 	cancel      context.CancelCauseFunc
-	done        chan struct{}
-	started     bool
-	stopped     bool
+	// nextShard is the shard the next full sharded pass starts with.
+	nextShard int
+	done      chan struct{}
+	started   bool
+	stopped   bool
 }
 
 // NewReconciler returns a Reconciler over store. cfg's zero value works.
@@ -89,7 +94,7 @@ func (r *Reconciler) Run(ctx context.Context) error {
 		r.mu.Unlock()
 		return ErrReconcilerStopped
 	}
-	if err := r.cfg.Validate(); err != nil {
+	if err := r.check(); err != nil {
 		r.mu.Unlock()
 		return err
 	}
@@ -165,7 +170,7 @@ func (r *Reconciler) Stop(ctx context.Context, cause error) error {
 // a pass would do if it started now. It writes nothing and changes no
 // metric.
 func (r *Reconciler) Plan(ctx context.Context) (PassPlan, error) {
-	if err := r.cfg.Validate(); err != nil {
+	if err := r.check(); err != nil {
 		return PassPlan{}, err
 	}
 	params := r.cfg.SnapshotParams(r.cfg.Clock.Now())
@@ -191,33 +196,25 @@ func (r *Reconciler) ReconcileAll(ctx context.Context) (Stats, error) {
 // reconcile is a pass over every preset (presets nil) or over the given
 // ones (a targeted pass).
 func (r *Reconciler) reconcile(ctx context.Context, presets []uuid.UUID) (Stats, error) {
-	if err := r.cfg.Validate(); err != nil {
+	if err := r.check(); err != nil {
 		return Stats{}, err
 	}
 	targeted := presets != nil
 	start := r.cfg.Clock.Now()
 	var stats Stats
-	acquired, err := r.store.WithReconciliationLock(ctx, func(ctx context.Context, sr SnapshotReader) error {
-		params := r.cfg.SnapshotParams(r.cfg.Clock.Now())
-		params.Presets = presets
-		snap, err := sr.Snapshot(ctx, params)
+	var errs []error
+	for _, w := range r.work(ctx, presets) {
+		if ctx.Err() != nil {
+			break
+		}
+		acquired, err := r.shardPass(ctx, w, targeted, &stats)
+		stats.Acquired = stats.Acquired || acquired
 		if err != nil {
-			return fmt.Errorf("snapshot: %w", err)
+			errs = append(errs, err)
 		}
-		pp := planAll(snap, r.cfg.PlanConfig(), params.StuckBefore)
-		if !targeted {
-			r.remember(pp)
-			r.metrics.presets.update(pp)
-		}
-		r.execute(ctx, pp, &stats)
-		return nil
-	})
-	stats.Acquired = acquired
-	if !acquired && err == nil {
-		if !targeted {
-			r.metrics.presets.clear()
-		}
-		r.log.DebugContext(ctx, "reconciliation lock held elsewhere, skipping pass", slog.Bool("targeted", targeted))
+	}
+	err := errors.Join(errs...)
+	if !stats.Acquired && err == nil {
 		return stats, nil
 	}
 	stats.Duration = r.cfg.Clock.Since(start)

@@ -258,7 +258,7 @@ func TestReconcileAllCountsBackoff(t *testing.T) {
 	r, _, _ := newTestReconciler(t, fs, Config{})
 	stats, err := r.ReconcileAll(context.Background())
 	require.NoError(t, err)
-	require.Equal(t, Stats{Acquired: true, Presets: 1, Backoff: 1}, stats)
+	require.Equal(t, Stats{Acquired: true, ShardPasses: 1, Presets: 1, Backoff: 1}, stats)
 	require.Empty(t, fs.creates)
 }
 
@@ -403,8 +403,8 @@ func TestConfigDefaults(t *testing.T) {
 func TestInvalidConfigRefused(t *testing.T) {
 	t.Parallel()
 	for name, cfg := range map[string]Config{
-		"UnknownPolicy":   {FailurePolicy: "lenient"},
-		"NegativeBudget":  {MaxCreatesPerPass: -1},
+		"UnknownPolicy":  {FailurePolicy: "lenient"},
+		"NegativeBudget": {MaxCreatesPerPass: -1},
 	} {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()

@@ -36,6 +36,10 @@ type SnapshotParams struct {
 	// name no planned preset are ignored; Paused as always). nil means every
 	// preset.
 	Presets []uuid.UUID
+	// Shard, when Count > 1, restricts the snapshot to the presets of the
+	// shard (templates with ShardOf(template, Count) = Index), in the same
+	// way; with Presets too, to the presets in both.
+	Shard Shard
 }
 
 // PresetRow is a preset with everything the planner and the metrics need
