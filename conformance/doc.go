@@ -60,8 +60,26 @@
 // Backoff/NumFailed, HardLimit/Reached, Expiry/TTL, Schedules/Monday,
 // Timezone/LosAngelesAcrossDST.
 //
+// # Reading a failure
+//
+// Every failure says, in its first lines, the rule broken in one plain
+// sentence; where the case is defined ("case: file:line", relative to this
+// module, for a scenario the line of the check); and the objects involved,
+// by scenario key with the first eight hex digits of the UUID beside
+// ("objects: wanted b (630ffea9), store took c (a1d5074f)"). Then come the
+// details: -model +store (or -want +got) diffs with every ID named the same
+// way. A case gathers everything it found into one failure; a Reconcile
+// case whose store snapshot already differs from the model's says so in one
+// line and points at the Snapshot case with the diff. The suite's mock
+// clocks log nothing, whatever quartz version your module resolves.
+//
 // The state machines try Harness.StateMachineChecks random sequences
 // (default 100; the -rapid.checks flag wins). A failing sequence is shrunk to
 // a minimal one, saved under testdata/rapid of the package running the test
-// and replayed first on the next run; the failure says how to rerun it.
+// and replayed first on the next run. The failure prints the shrunk
+// operation sequence in the same vocabulary of keys (leaving out operations
+// that changed nothing: refused alike by the store and the model, or
+// read-only) and how to rerun it. When fixed cases have failed already, a
+// state machine that fails too only states the rule and how to rerun it
+// alone: it most likely found the same misbehaviour.
 package conformance

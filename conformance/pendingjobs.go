@@ -81,7 +81,7 @@ func (e *env) both(t *testing.T, what string, call func(Store) error, want error
 	if want != nil && !errors.Is(merr, want) {
 		t.Fatalf("conformance: %s: the model returned %v, want %v (a bug in the suite)", what, merr, want)
 	}
-	v := newVerdict(ruleSameError, e.pos)
+	v := e.named(newVerdict(ruleSameError, e.pos))
 	sameError(v, what, serr, merr)
 	v.report(t)
 }
@@ -156,7 +156,7 @@ func (s *suite) pendingOrder(t *testing.T) {
 	for _, j := range got {
 		if j.Parameters != nil {
 			j.Parameters["region"] = "mutated"
-			v := newVerdict("Nothing PendingJobs returns aliases the store: changing a returned parameter map changes nothing stored.", e.pos)
+			v := e.named(newVerdict("Nothing PendingJobs returns aliases the store: changing a returned parameter map changes nothing stored.", e.pos))
 			e.comparePending(v, prebuilds.MaxPendingJobsLimit)
 			v.report(t)
 			break

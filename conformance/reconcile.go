@@ -47,7 +47,7 @@ func (s *suite) scenarioReconcile(t *testing.T, sc scenario.Scenario) {
 		now := sc.Time(c.At)
 		e.clock.Set(now)
 		params := sc.Config.SnapshotParams(now)
-		v := scenarioVerdict(sc, c)
+		v := e.named(scenarioVerdict(sc, c))
 		if !e.checkSnapshot(newVerdict("", ""), params, "") {
 			snapshotFirst(t, v, sc, "before the pass "+checkName(c)+",")
 		}
@@ -63,7 +63,7 @@ func (s *suite) scenarioSequence(t *testing.T, sc scenario.Scenario) {
 	e := s.newEnv(t, sc.Time(0), sc.Rule, sc.Pos)
 	next := 0
 	for _, c := range sc.Checks {
-		v := scenarioVerdict(sc, c)
+		v := e.named(scenarioVerdict(sc, c))
 		v.note("in the sequence run: one store, steps in order, a pass at every check")
 		for ; next < len(sc.Steps) && sc.Steps[next].At <= c.At; next++ {
 			st := sc.Steps[next]
@@ -156,7 +156,7 @@ func (s *suite) pause(t *testing.T) {
 
 	e.apply(scenario.Pause{Undo: true}, now)
 	plans := e.world.PlanAll(now, cfg.PlanConfig(), params)
-	control := newVerdict("An unpaused pass does the pending work (the control of this case).", e.pos)
+	control := e.named(newVerdict("An unpaused pass does the pending work (the control of this case).", e.pos))
 	writes := reconcilePass(e.ctx, control, e.clock, e.store, e.world, cfg, plans, passOptions{})
 	if len(writes) < 5 {
 		control.addf("the unpaused control pass wrote %d times, want the pending work done (a bug in the suite?)", len(writes))

@@ -3,6 +3,7 @@ package conformance
 import (
 	"errors"
 	"fmt"
+	"reflect"
 	"regexp"
 	"slices"
 	"strconv"
@@ -40,6 +41,9 @@ type verdict struct {
 	objects []string
 	notes   []string
 	lines   []string
+	// names, when set, names the objects of the case; a report names
+	// every UUID left in its text with it (e.g. in a store's error).
+	names func() labeler
 }
 
 func newVerdict(rule string, pos scenario.Pos) *verdict { return &verdict{rule: rule, pos: pos} }
@@ -83,11 +87,20 @@ func (v *verdict) String() string {
 	return b.String()
 }
 
+// text is the verdict with every UUID in it named.
+func (v *verdict) text() string {
+	l := newLabeler()
+	if v.names != nil {
+		l = v.names()
+	}
+	return l.text(v.String())
+}
+
 // report fails t with the verdict, once, if anything was found.
 func (v *verdict) report(t tb) {
 	t.Helper()
 	if v.failed() {
-		t.Fatalf("%s", v)
+		t.Fatalf("%s", v.text())
 	}
 }
 
@@ -180,15 +193,34 @@ func (l labeler) list(ids []uuid.UUID) string {
 	return "[" + strings.Join(names, ", ") + "]"
 }
 
+// uuidText matches a UUID in its 36-character form.
+var uuidText = regexp.MustCompile(`[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}`)
+
+// text names every UUID in s, e.g. in an error message of a store.
+func (l labeler) text(s string) string {
+	return uuidText.ReplaceAllStringFunc(s, func(u string) string {
+		id, err := uuid.Parse(u)
+		if err != nil {
+			return u
+		}
+		return l.of(id)
+	})
+}
+
 var (
 	convertedLabel = regexp.MustCompile(`[\w.]+\(Inverse\((?:id|time), string\(("[^"]*")\)\)\)`)
 	bareLabel      = regexp.MustCompile(`Inverse\((?:id|time), string\(("[^"]*")\)\)`)
+	stringerQuote  = regexp.MustCompile(`(^|[\s:{(,])s"`)
+	longTime       = regexp.MustCompile(`"(\d{4}-\d\d-\d\d) (\d\d:\d\d:\d\d(?:\.\d+)?) \+0000 UTC"`)
 )
 
 // diff is cmp.Diff(want, got) ("" when equal) with every UUID named by l
 // and every time in RFC 3339 (UTC, to the microsecond).
 func (l labeler) diff(want, got any) string {
-	if cmp.Equal(want, got, cmpopts.EquateEmpty()) {
+	// reflect.DeepEqual is the fast path (the state machines compare
+	// snapshots after every step); cmp.Equal then forgives nil against
+	// empty and equal instants in other representations.
+	if reflect.DeepEqual(want, got) || cmp.Equal(want, got, cmpopts.EquateEmpty()) {
 		return ""
 	}
 	d := cmp.Diff(want, got, cmpopts.EquateEmpty(),
@@ -198,7 +230,11 @@ func (l labeler) diff(want, got any) string {
 		return cmp.Diff(want, got, cmpopts.EquateEmpty())
 	}
 	d = convertedLabel.ReplaceAllString(d, "$1")
-	return bareLabel.ReplaceAllString(d, "$1")
+	d = bareLabel.ReplaceAllString(d, "$1")
+	// Whole rows added or removed are printed untransformed, with their
+	// String methods: quote them alike.
+	d = stringerQuote.ReplaceAllString(d, `$1"`)
+	return longTime.ReplaceAllString(d, `"${1}T${2}Z"`)
 }
 
 // sentinels are the error classes stores and the model must agree on.
@@ -281,4 +317,71 @@ func describeOp(op scenario.Op) string {
 		return name + strings.Replace(s, fmt.Sprintf("Desired:%p", up.Desired), "Desired:"+strconv.Itoa(*up.Desired), 1)
 	}
 	return fmt.Sprintf("%s%+v", name, op)
+}
+
+// snapshotObjects names the objects whose rows differ between two
+// snapshots: "preset p1 (890ee732)", "prebuild i1 (0f3c5a2e)".
+func snapshotObjects(want, got *prebuilds.GlobalSnapshot, l labeler) []string {
+	seen := map[string]bool{}
+	preset := func(id uuid.UUID) string { return "preset " + l.of(id) }
+	add := func(s string) { seen[s] = true }
+	differing(want.Presets, got.Presets, func(r prebuilds.PresetRow) uuid.UUID { return r.ID },
+		func(r prebuilds.PresetRow) string { return preset(r.ID) }, add)
+	differing(want.Running, got.Running, func(r prebuilds.RunningPrebuild) uuid.UUID { return r.InstanceID },
+		func(r prebuilds.RunningPrebuild) string { return "prebuild " + l.of(r.InstanceID) }, add)
+	type progress struct {
+		preset uuid.UUID
+		tr     prebuilds.Transition
+	}
+	differing(want.InProgress, got.InProgress, func(r prebuilds.InProgressCount) progress { return progress{r.PresetID, r.Transition} },
+		func(r prebuilds.InProgressCount) string { return preset(r.PresetID) }, add)
+	differing(want.PendingInactive, got.PendingInactive, func(r prebuilds.PendingInactiveCount) uuid.UUID { return r.PresetID },
+		func(r prebuilds.PendingInactiveCount) string { return preset(r.PresetID) }, add)
+	differing(want.Backoffs, got.Backoffs, func(r prebuilds.BackoffRow) uuid.UUID { return r.PresetID },
+		func(r prebuilds.BackoffRow) string { return preset(r.PresetID) }, add)
+	differing(want.HardLimited, got.HardLimited, func(id uuid.UUID) uuid.UUID { return id }, preset, add)
+	differing(want.Counters, got.Counters, func(r prebuilds.PresetCounters) uuid.UUID { return r.PresetID },
+		func(r prebuilds.PresetCounters) string { return preset(r.PresetID) }, add)
+	out := make([]string, 0, len(seen))
+	for s := range seen {
+		out = append(out, s)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// differing calls add(name(row)) for every row of want or got whose key is
+// missing from the other or whose row differs there.
+func differing[T any, K comparable](want, got []T, key func(T) K, name func(T) string, add func(string)) {
+	index := func(rows []T) map[K]T {
+		m := make(map[K]T, len(rows))
+		for _, r := range rows {
+			m[key(r)] = r
+		}
+		return m
+	}
+	wm, gm := index(want), index(got)
+	for k, w := range wm {
+		if g, ok := gm[k]; !ok || !(reflect.DeepEqual(w, g) || cmp.Equal(w, g, cmpopts.EquateEmpty())) {
+			add(name(w))
+		}
+	}
+	for k, g := range gm {
+		if _, ok := wm[k]; !ok {
+			add(name(g))
+		}
+	}
+}
+
+// planObjects names the presets whose plans differ.
+func planObjects(want, got []prebuilds.Plan, l labeler) []string {
+	var out []string
+	differing(want, got, func(p prebuilds.Plan) uuid.UUID { return p.PresetID },
+		func(p prebuilds.Plan) string { return "preset " + l.of(p.PresetID) }, func(s string) {
+			if !slices.Contains(out, s) {
+				out = append(out, s)
+			}
+		})
+	slices.Sort(out)
+	return out
 }

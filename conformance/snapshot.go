@@ -62,19 +62,25 @@ func (s *suite) scenarioSnapshot(t *testing.T, sc scenario.Scenario) {
 		e.clock.Set(now)
 		params := sc.Config.SnapshotParams(now)
 		l := e.labels()
-		v := scenarioVerdict(sc, c)
+		v := e.named(scenarioVerdict(sc, c))
 
-		diff, snap, err := snapshotDiff(e.ctx, e.store, e.world, params, l)
+		diff, objects, snap, err := snapshotCompare(e.ctx, e.store, e.world, params, l)
 		if err != nil {
 			v.fatalf(t, "%s: %v", checkName(c), err)
 		}
+		v.objects = objects
 		v.diff("store snapshot "+checkName(c)+" (-model +store)", diff)
 		views := snap.Index()
 		got := make([]prebuilds.Plan, 0, len(views))
 		for _, view := range views {
 			got = append(got, prebuilds.PlanPreset(view, now, sc.Config.PlanConfig()))
 		}
-		v.diff("plans of the store's snapshot (-want +got)", l.diff(sc.Expected(c), got))
+		if d := l.diff(sc.Expected(c), got); d != "" {
+			if len(v.objects) == 0 {
+				v.objects = planObjects(sc.Expected(c), got, l)
+			}
+			v.diff("plans of the store's snapshot (-want +got)", d)
+		}
 		v.report(t)
 	}
 }

@@ -40,8 +40,9 @@ type machine struct {
 
 	// keys of what was created (successfully or not), for drawing.
 	templates, versions, presets []string
-	// seq numbers fresh keys.
-	seq int
+	// seq numbers fresh keys, per prefix (so that dropping an operation
+	// while shrinking renames as little as possible).
+	seq map[string]int
 	// labels names the IDs made from the machine's keys.
 	labels labeler
 	log    *runLog
@@ -50,8 +51,16 @@ type machine struct {
 // runLog is one run of a state machine: its operations and, when it
 // failed, the verdict.
 type runLog struct {
-	steps   []string
+	steps   []logStep
 	failure *verdict
+}
+
+// logStep is one operation of a run.
+type logStep struct {
+	what string
+	// inert: the operation changed nothing (refused alike by the store and
+	// the model, or read-only); a report leaves it out.
+	inert bool
 }
 
 func (s *suite) newMachine(t *testing.T, rt *rapid.T, log *runLog) *machine {
@@ -61,7 +70,7 @@ func (s *suite) newMachine(t *testing.T, rt *rapid.T, log *runLog) *machine {
 	}
 	w := &model.World{}
 	m := &machine{ctx: t.Context(), clock: newClock(t, epoch), store: st, world: w, mod: &modelStore{w: w},
-		labels: newLabeler(), log: log}
+		labels: newLabeler(), log: log, seq: map[string]int{}}
 	m.cfg = scenario.Config{
 		BackoffInterval: rapid.SampledFrom([]time.Duration{5 * time.Second, time.Minute}).Draw(rt, "backoff_interval"),
 		BackoffLookback: rapid.SampledFrom([]time.Duration{10 * time.Minute, time.Hour}).Draw(rt, "backoff_lookback"),
@@ -75,16 +84,19 @@ func (m *machine) now() time.Time { return m.clock.Now() }
 
 // fresh returns a new key with the prefix and names its ID.
 func (m *machine) fresh(prefix string) string {
-	m.seq++
-	k := prefix + strconv.Itoa(m.seq)
+	m.seq[prefix]++
+	k := prefix + strconv.Itoa(m.seq[prefix])
 	m.labels.add(k)
 	return k
 }
 
 // step records the operation about to be made.
 func (m *machine) step(format string, args ...any) {
-	m.log.steps = append(m.log.steps, fmt.Sprintf(format, args...))
+	m.log.steps = append(m.log.steps, logStep{what: fmt.Sprintf(format, args...)})
 }
+
+// readOnly marks the last step as one that changes nothing.
+func (m *machine) readOnly() { m.log.steps[len(m.log.steps)-1].inert = true }
 
 // names returns the labels of everything known: the machine's keys and
 // the model's objects.
@@ -102,8 +114,9 @@ func (m *machine) key(id uuid.UUID) string { return m.names().key(id) }
 // fail reports the verdict as the failure of this run.
 func (m *machine) fail(t *rapid.T, v *verdict) {
 	t.Helper()
+	v.names = m.names
 	m.log.failure = v
-	t.Fatalf("%s", v)
+	t.Fatalf("%s", v.text())
 }
 
 // call makes call on the store and on the model and requires the same
@@ -119,11 +132,16 @@ func (m *machine) call(t *rapid.T, what string, call func(Store) error) error {
 	return serr
 }
 
-// both records the operation as a step and makes it with call.
+// both records the operation as a step and makes it with call. A step both
+// refuse alike changed nothing.
 func (m *machine) both(t *rapid.T, what string, call func(Store) error) error {
 	t.Helper()
 	m.step("%s", what)
-	return m.call(t, what, call)
+	err := m.call(t, what, call)
+	if err != nil {
+		m.readOnly()
+	}
+	return err
 }
 
 // pickKey draws one of keys, or, with probability 1/12, a key nobody
@@ -166,8 +184,9 @@ func (m *machine) check(t *rapid.T) {
 // checkParams compares the snapshots at p.
 func (m *machine) checkParams(t *rapid.T, p prebuilds.SnapshotParams, when string) {
 	t.Helper()
-	diff, _, err := snapshotDiff(m.ctx, m.store, m.world, p, m.names())
+	diff, objects, _, err := snapshotCompare(m.ctx, m.store, m.world, p, m.names())
 	v := newVerdict(ruleSnapshot, scenario.Here(0))
+	v.objects = objects
 	switch {
 	case err != nil:
 		v.addf("%s: %v", when, err)
@@ -218,6 +237,7 @@ func (m *machine) actions(withReconcile bool) map[string]func(*rapid.T) {
 		"SetReady2":      m.setReady,
 		"Claim":          m.claim,
 		"Claim2":         m.claim,
+		"ReadyPrebuilds": m.readyPrebuilds,
 		"StartBuild":     m.startBuild,
 		"RemoveInstance": m.removeInstance,
 		"Advance":        m.advance,
@@ -272,7 +292,7 @@ func (m *machine) upsertPreset(t *rapid.T) {
 		versions = active
 	}
 	version := pickKey(t, versions, "version")
-	m.writePreset(t, version, "")
+	m.writePreset(t, version)
 }
 
 // activeVersions lists the keys of the active versions of templates that
@@ -296,20 +316,20 @@ func (m *machine) activeVersions() []string {
 // step, so that random worlds quickly have something to reconcile.
 func (m *machine) setup(t *rapid.T) {
 	tmpl, version := m.fresh("t"), m.fresh("v")
-	prefix := fmt.Sprintf("Setup %s with active version %s; ", tmpl, version)
+	m.step("Setup template %s with active version %s", tmpl, version)
 	for _, op := range []scenario.Op{scenario.AddTemplate{Key: tmpl}, scenario.AddVersion{Key: version, Template: tmpl}, scenario.Activate{Template: tmpl, Version: version}} {
-		if err := m.call(t, prefix+describeOp(op), func(s Store) error { return op.ApplyStore(m.ctx, s, m.now()) }); err != nil {
+		if err := m.call(t, describeOp(op), func(s Store) error { return op.ApplyStore(m.ctx, s, m.now()) }); err != nil {
 			t.Fatalf("conformance: set-up %s failed on the store and the model: %v (a bug in the suite)", describeOp(op), err)
 		}
 	}
 	m.templates = append(m.templates, tmpl)
 	m.versions = append(m.versions, version)
-	m.writePreset(t, version, prefix)
+	m.writePreset(t, version)
 }
 
 // writePreset upserts a new or existing preset of version, with random
 // (sometimes invalid) fields.
-func (m *machine) writePreset(t *rapid.T, version, prefix string) {
+func (m *machine) writePreset(t *rapid.T, version string) {
 	key := m.fresh("p")
 	if len(m.presets) > 0 && rapid.Bool().Draw(t, "update_existing") {
 		key = rapid.SampledFrom(m.presets).Draw(t, "preset")
@@ -345,7 +365,7 @@ func (m *machine) writePreset(t *rapid.T, version, prefix string) {
 			}
 		}
 	}
-	err := m.both(t, prefix+"UpsertPreset "+describePreset(p, m.names()), func(s Store) error { return s.UpsertPreset(m.ctx, p) })
+	err := m.both(t, "UpsertPreset "+describePreset(p, m.names()), func(s Store) error { return s.UpsertPreset(m.ctx, p) })
 	if err == nil && !contains(m.presets, key) {
 		m.presets = append(m.presets, key)
 	}
@@ -533,6 +553,38 @@ func (m *machine) provision(t *rapid.T) {
 	}
 }
 
+// readyPrebuilds makes one to three prebuilds of a preset claimable at
+// once (created, build #1 succeeded, ready), so that claims often choose
+// among several.
+func (m *machine) readyPrebuilds(t *rapid.T) {
+	pr := m.pickPreset(t)
+	tmpl := uuid.Nil
+	for _, v := range m.world.Versions {
+		if v.ID == pr.TemplateVersionID {
+			tmpl = v.TemplateID
+		}
+	}
+	var keys []string
+	for range rapid.IntRange(1, 3).Draw(t, "ready_prebuilds") {
+		keys = append(keys, m.fresh("i"))
+	}
+	l := m.names()
+	m.step("ReadyPrebuilds %s of %s (created, build #1 succeeded, ready)", strings.Join(keys, ", "), l.key(pr.ID))
+	for _, key := range keys {
+		p := prebuilds.CreateInstanceParams{
+			InstanceID: id(key), OwnerID: prebuilds.SystemOwner, TemplateID: tmpl, Name: key,
+			BuildID: buildID(key, 1), TemplateVersionID: pr.TemplateVersionID, PresetID: pr.ID,
+			Transition: prebuilds.TransitionStart, Parameters: pr.Parameters, Now: m.now(),
+		}
+		if m.call(t, "CreateInstance "+key, func(s Store) error { return s.CreateInstance(m.ctx, p) }) != nil {
+			continue
+		}
+		done := prebuilds.UpdateJobParams{BuildID: p.BuildID, Status: prebuilds.JobSucceeded, Now: m.now()}
+		m.call(t, "UpdateJob "+key+"/b1 → succeeded", func(s Store) error { _, err := s.UpdateJob(m.ctx, done); return err })
+		m.call(t, "SetReady "+key, func(s Store) error { return s.SetReady(m.ctx, p.InstanceID, true) })
+	}
+}
+
 func (m *machine) setReady(t *rapid.T) {
 	var running []uuid.UUID
 	for _, in := range m.world.Instances {
@@ -660,6 +712,7 @@ func (m *machine) inspect(t *rapid.T) {
 	if len(m.world.Presets) > 0 {
 		pid := m.world.Presets[rapid.IntRange(0, len(m.world.Presets)-1).Draw(t, "preset_index")].ID
 		m.step("GetPreset %s", l.key(pid))
+		m.readOnly()
 		want, _ := m.world.GetPreset(pid)
 		got, err := m.store.GetPreset(m.ctx, pid)
 		if err != nil {
@@ -671,6 +724,7 @@ func (m *machine) inspect(t *rapid.T) {
 	if len(m.world.Instances) > 0 {
 		iid := m.pickInstance(t)
 		m.step("GetInstance %s, ListBuilds %s", l.key(iid), l.key(iid))
+		m.readOnly()
 		want, _ := m.world.GetInstance(iid)
 		got, err := m.store.GetInstance(m.ctx, iid)
 		if err != nil {
@@ -711,6 +765,7 @@ func (m *machine) pendingJobs(t *rapid.T) {
 	if err != nil {
 		return
 	}
+	m.readOnly()
 	if d := m.names().diff(want, got); d != "" {
 		v := newVerdict("PendingJobs must list exactly the model's pending jobs, oldest first (build created_at, then build ID).", defined())
 		v.diff(what+": jobs (-model +store)", d)
@@ -946,14 +1001,20 @@ func (s *suite) rapidCheck(t *testing.T, prop func(*rapid.T, *runLog)) {
 		}
 	}
 	if rtb.failed {
-		t.Fatalf("%s", machineReport(last, rtb.messages))
+		l := newLabeler()
+		if last != nil && last.failure != nil && last.failure.names != nil {
+			l = last.failure.names()
+		}
+		t.Fatalf("%s", l.text(machineReport(last, rtb.messages, s.fixedFailed)))
 	}
 }
 
 // machineReport renders the failure of a state machine: the verdict of the
 // shrunk run, its operations in the vocabulary of keys, and rapid's hint
-// on how to rerun it.
-func machineReport(last *runLog, rapidMessages []string) string {
+// on how to rerun it. brief leaves out the operations and the details: the
+// fixed cases have failed already, and a random sequence that fails too is
+// most likely the same misbehaviour again.
+func machineReport(last *runLog, rapidMessages []string, brief bool) string {
 	var b strings.Builder
 	v := last.failure
 	if v == nil {
@@ -970,14 +1031,30 @@ func machineReport(last *runLog, rapidMessages []string) string {
 	if len(v.objects) > 0 {
 		b.WriteString("\nobjects: " + strings.Join(v.objects, ", "))
 	}
-	if last != nil {
-		fmt.Fprintf(&b, "\nshrunk operation sequence (%d steps; the last one failed):", len(last.steps))
+	if last != nil && brief {
+		fmt.Fprintf(&b, "\nshrunk to %d operations, not shown: cases above already fail; rerun this one alone to see them", len(last.steps))
+	} else if last != nil {
+		inert := 0
+		for _, s := range last.steps {
+			if s.inert {
+				inert++
+			}
+		}
+		fmt.Fprintf(&b, "\nshrunk operation sequence (%d operations; the last one failed", len(last.steps))
+		if inert > 0 {
+			fmt.Fprintf(&b, "; %d that changed nothing, refused alike or read-only, are left out", inert)
+		}
+		b.WriteString("):")
 		for i, s := range last.steps {
-			fmt.Fprintf(&b, "\n  %2d. %s", i+1, s)
+			if !s.inert || i == len(last.steps)-1 {
+				fmt.Fprintf(&b, "\n  %2d. %s", i+1, s.what)
+			}
 		}
 	}
-	for _, l := range slices.Concat(v.notes, v.lines) {
-		b.WriteString("\n" + l)
+	if !brief {
+		for _, l := range slices.Concat(v.notes, v.lines) {
+			b.WriteString("\n" + l)
+		}
 	}
 	for _, msg := range rapidMessages {
 		if i := strings.Index(msg, "To reproduce, specify "); i >= 0 {

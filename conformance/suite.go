@@ -61,11 +61,15 @@ func Run(t *testing.T, h Harness) {
 	t.Run("Lock", s.lockGroup)
 	t.Run("PendingJobs", s.pendingJobsGroup)
 	t.Run("Errors", s.errorsGroup)
+	s.fixedFailed = t.Failed()
 	t.Run("StateMachine", s.stateMachineGroup)
 }
 
 type suite struct {
 	h Harness
+	// fixedFailed: a fixed case (every group but StateMachine) failed; the
+	// state machines then report their failures briefly.
+	fixedFailed bool
 }
 
 func (s *suite) parallel(t *testing.T) {
@@ -130,7 +134,13 @@ func (e *env) now() time.Time { return prebuilds.Micro(e.clock.Now()) }
 func (e *env) labels() labeler { return newLabeler().addWorld(e.world) }
 
 // verdict starts the verdict of the env's case.
-func (e *env) verdict() *verdict { return newVerdict(e.rule, e.pos) }
+func (e *env) verdict() *verdict { return e.named(newVerdict(e.rule, e.pos)) }
+
+// named makes v name objects with the env's labels.
+func (e *env) named(v *verdict) *verdict {
+	v.names = e.labels
+	return v
+}
 
 // apply applies a set-up op to the model and the store at now; both must
 // succeed.
@@ -199,26 +209,38 @@ func storeSnapshot(ctx context.Context, st prebuilds.Store, p prebuilds.Snapshot
 // canonical order, and returns a -model +store diff ("" when equal) and the
 // store's snapshot.
 func snapshotDiff(ctx context.Context, st prebuilds.Store, w *model.World, p prebuilds.SnapshotParams, l labeler) (string, *prebuilds.GlobalSnapshot, error) {
+	d, _, got, err := snapshotCompare(ctx, st, w, p, l)
+	return d, got, err
+}
+
+// snapshotCompare is snapshotDiff that also names the objects whose rows
+// differ.
+func snapshotCompare(ctx context.Context, st prebuilds.Store, w *model.World, p prebuilds.SnapshotParams, l labeler) (string, []string, *prebuilds.GlobalSnapshot, error) {
 	got, err := storeSnapshot(ctx, st, p)
 	if err != nil {
-		return "", nil, err
+		return "", nil, nil, err
 	}
 	want := w.Snapshot(p)
 	prebuilds.SortSnapshot(got)
 	prebuilds.SortSnapshot(want)
-	return l.diff(want, got), got, nil
+	d := l.diff(want, got)
+	if d == "" {
+		return "", nil, got, nil
+	}
+	return d, snapshotObjects(want, got, l), got, nil
 }
 
 // checkSnapshot records in v how the store's snapshot differs from the
 // model's; it reports whether they are equal.
 func (e *env) checkSnapshot(v *verdict, p prebuilds.SnapshotParams, when string) bool {
 	e.t.Helper()
-	diff, _, err := snapshotDiff(e.ctx, e.store, e.world, p, e.labels())
+	diff, objects, _, err := snapshotCompare(e.ctx, e.store, e.world, p, e.labels())
 	if err != nil {
 		v.addf("%s: %v", when, err)
 		return false
 	}
 	if diff != "" {
+		v.objects = append(v.objects, objects...)
 		v.diff(when+": store snapshot (-model +store)", diff)
 		return false
 	}
@@ -230,7 +252,7 @@ func (e *env) checkSnapshot(v *verdict, p prebuilds.SnapshotParams, when string)
 // left the model.
 func (e *env) requireSnapshot(p prebuilds.SnapshotParams, when string) {
 	e.t.Helper()
-	v := newVerdict(ruleSnapshot, e.pos)
+	v := e.named(newVerdict(ruleSnapshot, e.pos))
 	if !e.checkSnapshot(v, p, when) {
 		v.report(e.t)
 	}
