@@ -77,7 +77,9 @@ func (s *suite) claimGroup(t *testing.T) {
 	for _, tc := range neverClaimable() {
 		s.run(t, "NeverClaimable/"+tc.name, func(t *testing.T) { s.claimNever(t, tc) })
 	}
-	s.run(t, "Claimable", s.claimable)
+	for _, tc := range claimBoundaries() {
+		s.run(t, "Boundary/"+tc.name, func(t *testing.T) { s.claimBoundary(t, tc) })
+	}
 }
 
 type claimOutcome struct {
@@ -351,8 +353,6 @@ func neverClaimable() []claimCase {
 			scenario.UpdateJob{Instance: "i1", Number: 2, Status: prebuilds.JobSucceeded}}), nil, at),
 		never("Deleting", "being deleted", seq(readyOps("i1"), []op{buildOp(prebuilds.TransitionDelete)}), nil, at),
 		never("RemovedByAdmin", "removed by an admin", seq(readyOps("i1"), []op{scenario.RemoveInstance{Instance: "i1"}}), nil, at),
-		never("ExpiredTTL", "expired (now − created_at > ttl)", readyOps("i1"), nil, 10*time.Second+claimTTL+time.Microsecond),
-		never("Invalidated", "expired (created before invalidated_at)", readyOps("i1"), []op{scenario.Invalidate{Preset: "p1"}}, at),
 		never("InactiveOldVersion", "of a preset whose version is no longer active",
 			seq(readyOps("i1"), []op{scenario.AddVersion{Key: "v2", Template: "t1"}, scenario.Activate{Template: "t1", Version: "v2"}}), nil, at),
 		never("InactiveDeprecated", "of a deprecated template", seq(readyOps("i1"), []op{scenario.Deprecate{Template: "t1"}}), nil, at),
@@ -393,28 +393,124 @@ func (s *suite) claimNever(t *testing.T, tc claimCase) {
 	e.requireSnapshot(defaultParams(now), "after the refused claim")
 }
 
-// claimable is the positive control of NeverClaimable: a ready running
-// prebuild is claimable up to and including age = TTL.
-func (s *suite) claimable(t *testing.T) {
-	e := s.claimFixture(t, "Claim must hand out a ready running prebuild aged exactly its preset's TTL (expired only when now − created_at > ttl).", defined())
-	setup := epoch.Add(10 * time.Second)
-	e.clock.Set(setup)
-	e.applyAll(setup, readyOps("i1")...)
-	now := setup.Add(claimTTL)
-	e.clock.Set(now)
-	p := prebuilds.ClaimParams{PresetID: id("p1"), Owner: id("claimant"), Now: now}
-	want, err := e.world.Claim(p)
-	if err != nil {
-		t.Fatalf("conformance: the model: %v (a bug in the suite)", err)
+// claimBoundary is a claim at the edge of expiry: prebuilds are made ready
+// at offsets from the epoch, the preset maybe invalidated, then claims at
+// one instant must hand out exactly the listed prebuilds, in order, and
+// then refuse.
+type claimBoundary struct {
+	name, rule string
+	pos        scenario.Pos
+	// ready lists the prebuilds made ready, by key, with their creation
+	// offsets.
+	ready map[string]time.Duration
+	// invalidate, when set, invalidates p1 at that offset.
+	invalidate time.Duration
+	at         time.Duration
+	// claims lists the prebuilds the claims at `at` take, in order; the
+	// next claim must be refused.
+	claims []string
+}
+
+// claimEdge builds a claim boundary case, recording where it is defined.
+func claimEdge(c claimBoundary) claimBoundary {
+	c.pos = scenario.Here(0)
+	return c
+}
+
+// claimBoundaries: claim eligibility on each side of the TTL (expired when
+// now − created_at > ttl) and invalidation (expired when created_at <
+// invalidated_at) edges. p1's TTL is claimTTL (1h).
+func claimBoundaries() []claimBoundary {
+	const (
+		us      = time.Microsecond
+		created = 10 * time.Second
+	)
+	return []claimBoundary{
+		claimEdge(claimBoundary{
+			name:  "TTL/Inside",
+			rule:  "Claim must hand out a ready prebuild aged exactly its preset's TTL (expired only when now − created_at > ttl), skipping one aged TTL + 1µs.",
+			ready: map[string]time.Duration{"expired": created - us, "probe": created},
+			at:    created + claimTTL, claims: []string{"probe"},
+		}),
+		claimEdge(claimBoundary{
+			name:  "TTL/Outside",
+			rule:  "Claim must refuse a ready prebuild aged its preset's TTL + 1µs.",
+			ready: map[string]time.Duration{"probe": created - us},
+			at:    created + claimTTL,
+		}),
+		claimEdge(claimBoundary{
+			name:       "Invalidation/Inside",
+			rule:       "Claim must hand out a ready prebuild created exactly at its preset's invalidated_at (expired only when created_at < invalidated_at), skipping one created 1µs before.",
+			ready:      map[string]time.Duration{"expired": 20*time.Second - us, "probe": 20 * time.Second},
+			invalidate: 20 * time.Second, at: time.Minute, claims: []string{"probe"},
+		}),
+		claimEdge(claimBoundary{
+			name:       "Invalidation/Outside",
+			rule:       "Claim must refuse a ready prebuild created 1µs before its preset's invalidated_at.",
+			ready:      map[string]time.Duration{"probe": 20*time.Second - us},
+			invalidate: 20 * time.Second, at: time.Minute,
+		}),
 	}
+}
+
+func (s *suite) claimBoundary(t *testing.T, tc claimBoundary) {
+	e := s.claimFixture(t, tc.rule, tc.pos)
+	type event struct {
+		at  time.Duration
+		ops []op
+	}
+	var events []event
+	for k, at := range tc.ready {
+		events = append(events, event{at, readyOps(k)})
+	}
+	if tc.invalidate > 0 {
+		events = append(events, event{tc.invalidate, []op{scenario.Invalidate{Preset: "p1"}}})
+	}
+	slices.SortStableFunc(events, func(a, b event) int { return int(a.at - b.at) })
+	for _, ev := range events {
+		e.clock.Set(epoch.Add(ev.at))
+		e.applyAll(epoch.Add(ev.at), ev.ops...)
+	}
+	now := epoch.Add(tc.at)
+	e.clock.Set(now)
 	l := e.labels()
 	v := e.verdict()
-	v.object("prebuild %s", l.of(id("i1")))
-	got, err := e.store.Claim(e.ctx, p)
-	if err != nil {
-		v.fatalf(t, "the claim returned %s (%v), want the prebuild", errClass(err), err)
+	var ages []string
+	for k, at := range tc.ready {
+		ages = append(ages, fmt.Sprintf("%s created +%s", l.of(id(k)), at))
 	}
-	v.diff("claimed instance (-model +store)", l.diff(want, got))
-	v.report(t)
-	e.requireSnapshot(defaultParams(now), "after the claim")
+	slices.Sort(ages)
+	v.object("%s", strings.Join(ages, ", "))
+	v.note(fmt.Sprintf("claims at +%s, TTL %s", tc.at, claimTTL))
+	for i := 0; i <= len(tc.claims); i++ {
+		p := prebuilds.ClaimParams{PresetID: id("p1"), Owner: id("claimant"), Now: now}
+		want, merr := e.world.Claim(p)
+		got, err := e.store.Claim(e.ctx, p)
+		if i == len(tc.claims) {
+			if !errors.Is(merr, prebuilds.ErrNoClaimablePrebuild) {
+				t.Fatalf("conformance: the model's claim %d: %v, want ErrNoClaimablePrebuild (a bug in the suite)", i+1, merr)
+			}
+			if !errors.Is(err, prebuilds.ErrNoClaimablePrebuild) {
+				if err == nil {
+					v.object("store handed out %s", l.of(got.ID))
+				}
+				v.fatalf(t, "claim %d returned %s, want ErrNoClaimablePrebuild", i+1, errClass(err))
+			}
+			break
+		}
+		if merr != nil || want.ID != id(tc.claims[i]) {
+			t.Fatalf("conformance: the model's claim %d: %v, %s (a bug in the suite)", i+1, merr, l.of(want.ID))
+		}
+		if err != nil {
+			v.object("wanted %s", l.of(want.ID))
+			v.fatalf(t, "claim %d returned %s (%v), want %s", i+1, errClass(err), err, tc.claims[i])
+		}
+		if got.ID != want.ID {
+			v.object("wanted %s", l.of(want.ID))
+			v.object("store took %s", l.of(got.ID))
+		}
+		v.diff(fmt.Sprintf("claim %d: claimed instance (-model +store)", i+1), l.diff(want, got))
+		v.report(t)
+	}
+	e.requireSnapshot(defaultParams(now), "after the claims")
 }

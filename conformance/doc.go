@@ -40,9 +40,12 @@
 //	Claim/Exclusivity/...            N concurrent claimers of M ready prebuilds get min(N, M)
 //	Claim/VsDelete                   a claim racing a delete of the same prebuild: one wins
 //	Claim/OldestFirst                claims take the oldest claimable (created_at, then ID)
-//	Claim/NeverClaimable/<state>     not ready, starting, failed, stopping, deleted, expired,
-//	                                 inactive, claimed, user-owned, other preset: never handed out
-//	Claim/Claimable                  a ready prebuild aged exactly its TTL is handed out
+//	Claim/NeverClaimable/<state>     not ready, starting, failed, stopping, deleted, inactive,
+//	                                 claimed, user-owned, other preset: never handed out
+//	Claim/Boundary/<edge>/<side>     claims on each side of the TTL and invalidation edges
+//	                                 (TTL/Inside: aged exactly ttl is handed out; TTL/Outside:
+//	                                 aged ttl + 1µs is refused; Invalidation/Inside and /Outside:
+//	                                 created exactly at invalidated_at, or 1µs before)
 //	Lock/...                         one holder at a time, never blocking; fn's error returned;
 //	                                 status compare-and-set; racing replicas make one status
 //	                                 change and one event
@@ -58,7 +61,18 @@
 //
 // The scenarios are named by rule, e.g. Basic/NetNew, Supply/ClaimedNotSupply,
 // Backoff/NumFailed, HardLimit/Reached, Expiry/TTL, Schedules/Monday,
-// Timezone/LosAngelesAcrossDST.
+// Timezone/LosAngelesAcrossDST. Every rule with a boundary has a scenario on
+// each side of it, Boundary/<rule>/Inside (the object sits exactly on the
+// inclusive edge and counts) and Boundary/<rule>/Outside (1µs beyond it,
+// and does not), each with evidence well inside and well outside the
+// window too: Lookback (created_at ≥ now − BackoffLookback), BackoffUntil
+// (now ≤ until backs off), BackoffRank (a failure ranked desired vs
+// desired + 1), HardLimit (the K newest builds all failed), TTL
+// (now − created_at > ttl), Invalidation (created_at < invalidated_at),
+// ScheduleMinute (the last µs of a matching minute and the first of the
+// next) and Reset (created_at ≥ reset_at). Backoff/AttributedThroughCurrentPreset
+// fixes that a failure counts toward the instance's current preset, even a
+// preset-less start on an inactive version of the template.
 //
 // # Reading a failure
 //

@@ -379,25 +379,6 @@ func Table() []Scenario {
 			},
 		}),
 		def(Scenario{
-			// A prebuild created at the invalidation instant is valid.
-			Name: "Invalidation/OneNotBefore",
-			Rule: "A prebuild created exactly at invalidated_at is valid; one created before it expires.",
-			Steps: steps(f1.active(2), f1.running("i1", 10*sec), Step{20 * sec, Invalidate{"p1"}},
-				f1.running("i2", 20*sec)),
-			Checks: []Check{check(40*sec, want("p1", 2, del(expired, "i1"), create(1)))},
-		}),
-		def(Scenario{
-			Name:   "Backoff/Boundary",
-			Rule:   "A pass backs off while now ≤ last failure + failures × BackoffInterval and creates from 1µs later.",
-			Config: Config{BackoffInterval: 5 * sec, BackoffLookback: time.Hour, HardLimit: 3},
-			Steps:  steps(f1.active(1), f1.failed("i1", 10*sec, prebuilds.FailureTransient)),
-			Checks: []Check{
-				check(10*sec, want("p1", 1, backoff(1, 15*sec))),
-				check(15*sec, want("p1", 1, backoff(1, 15*sec))),
-				check(15*sec+time.Microsecond, want("p1", 1, create(1))),
-			},
-		}),
-		def(Scenario{
 			// Only failures ranked within the static desired count open a
 			// backoff window: two newer successes push the failure out, and a
 			// claim of one of them brings it back in.
@@ -430,17 +411,6 @@ func Table() []Scenario {
 				check(20*sec+time.Microsecond, want("p1", 2, create(2))),
 				check(40*sec, want("p1", 2, backoff(1, 45*sec))), // 30s + 3×5s
 				check(45*sec+time.Microsecond, want("p1", 2, create(1))),
-			},
-		}),
-		def(Scenario{
-			Name:   "Backoff/Lookback",
-			Rule:   "A failed build created at or after now − BackoffLookback counts toward backoff; an older one does not.",
-			Config: Config{BackoffInterval: 2 * time.Hour, BackoffLookback: time.Hour, HardLimit: 3},
-			Steps:  steps(f1.active(1), f1.failed("i1", 0, "")),
-			Checks: []Check{
-				check(59*time.Minute, want("p1", 1, backoff(1, 2*time.Hour))),
-				check(time.Hour, want("p1", 1, backoff(1, 2*time.Hour))), // created_at = lookback still counts
-				check(time.Hour+time.Microsecond, want("p1", 1, create(1))),
 			},
 		}),
 		def(Scenario{
@@ -605,5 +575,5 @@ func Table() []Scenario {
 			},
 		}),
 	}
-	return list
+	return append(list, boundaries()...)
 }
