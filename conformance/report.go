@@ -234,7 +234,8 @@ func (l labeler) diff(want, got any) string {
 	// Whole rows added or removed are printed untransformed, with their
 	// String methods: quote them alike.
 	d = stringerQuote.ReplaceAllString(d, `$1"`)
-	return longTime.ReplaceAllString(d, `"${1}T${2}Z"`)
+	d = longTime.ReplaceAllString(d, `"${1}T${2}Z"`)
+	return l.text(d)
 }
 
 // sentinels are the error classes stores and the model must agree on.

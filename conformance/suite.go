@@ -155,6 +155,8 @@ func (e *env) apply(op scenario.Op, now time.Time) {
 		if errors.As(err, &mismatch) {
 			claimMismatch(v, e.labels(), mismatch)
 		} else {
+			v.rule = ruleSameError
+			v.note("while setting up the case of the rule: " + e.rule)
 			v.addf("set-up op %s at %s: the store returned %s, the model accepted it: %v", describeOp(op), now.Format(time.RFC3339Nano), errClass(err), err)
 		}
 		v.report(e.t)
