@@ -1,66 +1,99 @@
 // Package conformance is the test suite every prebuilds store must pass:
-// memstore, pgstore, and yours.
-//
-// Run drives a fresh store per subtest through its prebuilds.ControlPlane and
-// compares it with the reference model (package model), exactly:
-//
-//   - Scenarios: every scenario of scenarios.go is replayed into the
-//     store. "<name>/Snapshot" requires the store's snapshot to equal the
-//     model's at every check (after prebuilds.SortSnapshot) and the planner
-//     fed that snapshot to produce the hand-written plan. "<name>/Reconcile"
-//     runs the real prebuilds.Reconciler (mock clock at the check's instant)
-//     through a Recorder and requires exactly the planned writes: creates
-//     per preset, deleted instances, pending builds canceled, hard-limit
-//     status changes and their events. "<name>/Sequence" reconciles at every
-//     check on one store, with the model as the oracle.
-//   - Claim: N concurrent claimers of M ready prebuilds get min(N, M)
-//     distinct instances; a claim racing a delete of the same prebuild: one
-//     wins; prebuilds that are not ready, expired (TTL, invalidation), of an
-//     inactive preset, stopping, failed, deleted or already claimed are
-//     never handed out; sequential claims take the oldest.
-//   - Lock: one holder at a time and never blocking; five replicas racing a
-//     hard-limit transition make one status change and one event.
-//   - Pause: a paused pass writes nothing, not even deletes.
-//   - Errors: invalid presets are rejected with prebuilds.ErrInvalidPreset
-//     and nothing is stored; spot checks of docs/store-semantics.md.
-//   - PendingJobs: the polling API lists pending jobs of not-deleted
-//     instances oldest first (created_at, then build ID), at most Limit
-//     (1..prebuilds.MaxPendingJobsLimit, else ErrInvalidArgument), exactly
-//     as the model; of several provisioners racing to take the same polled
-//     jobs with UpdateJob(running), exactly one wins each job.
-//   - Snapshot/RandomWorlds and StateMachine: rapid state machines apply the
-//     same random operations (templates, versions, presets valid or not,
-//     activation, deprecation, deletion, invalidation, reset, pause, jobs
-//     succeeding, failing or canceled, readiness, claims, builds started by
-//     others, admin removal, polling pending jobs and taking one, the clock
-//     moving by 1µs to hours, and passes of
-//     the real Reconciler) to the store and the model; after every step
-//     the snapshots must be equal, every operation must fail alike (same
-//     sentinel), and each pass must write exactly the model's plan.
-//     Failures shrink to a minimal sequence and are saved under
-//     testdata/rapid of the package running the test; rerun with the
-//     -rapid.failfile flag rapid prints. -rapid.checks sets the number of
-//     sequences (default Harness.StateMachineChecks, else 100).
-//
-// Assertions report go-cmp diffs, "-model +store" or "-want +got", with
-// presets and instances named where the suite knows their names.
+// memstore, pgstore, and yours. The rules it checks are those of
+// docs/spec.md and docs/store-semantics.md; the reference model (package
+// model) is the oracle.
 //
 // # Running it against your store
 //
-// Provide a constructor that returns a fresh, empty, isolated store each
+// Give Run a constructor that returns a fresh, empty, isolated store each
 // time it is called (a new database or schema per call for SQL stores):
 //
 //	func TestConformance(t *testing.T) {
-//		conformance.Run(t, conformance.Harness{
-//			NewStore: func(t *testing.T, _ *quartz.Mock) conformance.Store {
-//				db := newTestDatabase(t) // your helper: one database per call, dropped in t.Cleanup
-//				return mystore.New(db)
-//			},
-//		})
+//		conformance.Run(t, conformance.Harness{NewStore: func(t *testing.T) conformance.Store { return mystore.New(newTestDB(t)) }})
 //	}
 //
-// then go test -race -run TestConformance ./yourpkg, or one case, e.g.
-// -run 'TestConformance/Backoff/NumFailed' or -run 'TestConformance/Claim/'.
-// Subtests run in parallel unless Harness.Serial is set. Add goleak to the
-// package's TestMain if your store starts goroutines.
+// newTestDB is your helper (one database per call, dropped in t.Cleanup).
+// Nothing else is needed: no clock, no test dependency beyond this package.
+// Then run go test -race -run TestConformance ./yourpkg, or one group or
+// case, e.g. -run 'TestConformance/Claim/' or
+// -run 'TestConformance/Snapshot/Backoff/NumFailed'. The groups run one
+// after the other, the cases of a group in parallel unless Harness.Serial
+// is set. Add goleak to the package's TestMain if your store starts
+// goroutines.
+//
+// # What it runs
+//
+// Subtests are grouped by store operation and rule; their names are stable.
+// Under TestConformance (the test that calls Run):
+//
+//	Snapshot/<scenario>              every scenario of the table replayed into the store: at every
+//	                                 check its snapshot must equal the model's (after
+//	                                 prebuilds.SortSnapshot) and the planner fed that snapshot
+//	                                 must produce the hand-written plan
+//	Snapshot/RankTieBreak/...        builds created in the same microsecond rank by build ID
+//	Reconcile/<scenario>             the real prebuilds.Reconciler on the same scenarios: on a
+//	                                 fresh replay per check, one pass must write exactly the plan
+//	                                 (creates per preset, deleted instances, pending builds
+//	                                 canceled, hard-limit status changes and their events); then
+//	                                 on one store, a pass at every check, the model as the oracle
+//	Reconcile/Pause/WritesNothing    a paused pass writes nothing, not even deletes
+//	Claim/Exclusivity/...            N concurrent claimers of M ready prebuilds get min(N, M)
+//	Claim/VsDelete                   a claim racing a delete of the same prebuild: one wins
+//	Claim/OldestFirst                claims take the oldest claimable (created_at, then ID)
+//	Claim/NeverClaimable/<state>     not ready, starting, failed, stopping, deleted, inactive,
+//	                                 claimed, user-owned, other preset: never handed out
+//	Claim/Boundary/<edge>/<side>     claims on each side of the TTL and invalidation edges
+//	                                 (TTL/Inside: aged exactly ttl is handed out; TTL/Outside:
+//	                                 aged ttl + 1µs is refused; Invalidation/Inside and /Outside:
+//	                                 created exactly at invalidated_at, or 1µs before)
+//	Lock/...                         one holder at a time, never blocking; fn's error returned;
+//	                                 status compare-and-set; racing replicas make one status
+//	                                 change and one event
+//	PendingJobs/...                  order, limit, exclusions, bad limits, racing takers
+//	Errors/<operation>/<case>        the sentinel of docs/store-semantics.md for each failing
+//	                                 case of each operation (UpsertPreset/Invalid/... for
+//	                                 prebuilds.ErrInvalidPreset), and nothing changed
+//	StateMachine/Reconcile           random operations and passes of the real Reconciler on the
+//	                                 store and the model; after every step the snapshots must be
+//	                                 equal, every operation must fail alike (same sentinel), every
+//	                                 pass must write exactly the model's plan
+//	StateMachine/Snapshot            random operations, snapshots compared at random parameters
+//
+// The scenarios are named by rule, e.g. Basic/NetNew, Supply/ClaimedNotSupply,
+// Backoff/NumFailed, HardLimit/Reached, Expiry/TTL, Schedules/Monday,
+// Timezone/LosAngelesAcrossDST. Every rule with a boundary has a scenario on
+// each side of it, Boundary/<rule>/Inside (the object sits exactly on the
+// inclusive edge and counts) and Boundary/<rule>/Outside (1µs beyond it,
+// and does not), each with evidence well inside and well outside the
+// window too: Lookback (created_at ≥ now − BackoffLookback), BackoffUntil
+// (now ≤ until backs off), BackoffRank (a failure ranked desired vs
+// desired + 1), HardLimit (the K newest builds all failed), TTL
+// (now − created_at > ttl), Invalidation (created_at < invalidated_at),
+// ScheduleMinute (the last µs of a matching minute and the first of the
+// next) and Reset (created_at ≥ reset_at). Backoff/AttributedThroughCurrentPreset
+// fixes that a failure counts toward the instance's current preset, even a
+// preset-less start on an inactive version of the template.
+//
+// # Reading a failure
+//
+// Every failure says, in its first lines, the rule broken in one plain
+// sentence; where the case is defined ("case: file:line", relative to this
+// module, for a scenario the line of the check); and the objects involved,
+// by scenario key with the first eight hex digits of the UUID beside
+// ("objects: wanted b (630ffea9), store took c (a1d5074f)"). Then come the
+// details: -model +store (or -want +got) diffs with every ID named the same
+// way. A case gathers everything it found into one failure; a Reconcile
+// case whose store snapshot already differs from the model's says so in one
+// line and points at the Snapshot case with the diff. The suite's mock
+// clocks log nothing, whatever quartz version your module resolves.
+//
+// The state machines try Harness.StateMachineChecks random sequences
+// (default 100; the -rapid.checks flag wins). A failing sequence is shrunk to
+// a minimal one, saved under testdata/rapid of the package running the test
+// and replayed first on the next run. The failure prints the shrunk
+// operation sequence in the same vocabulary of keys (leaving out operations
+// that changed nothing: refused alike by the store and the model, or
+// read-only) and how to rerun it. When fixed cases have failed already, a
+// state machine that fails too only states the rule and how to rerun it
+// alone: it most likely found the same misbehaviour.
 package conformance

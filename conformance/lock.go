@@ -3,11 +3,14 @@ package conformance
 import (
 	"context"
 	"errors"
+	"fmt"
+	"io"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/prebuildkit/prebuildkit/internal/scenario"
 	"github.com/prebuildkit/prebuildkit/prebuilds"
 )
 
@@ -15,11 +18,11 @@ import (
 // declares the store blocking. It is a failure guard, never a delay.
 const lockWait = 30 * time.Second
 
-func (s *suite) lock(t *testing.T) {
-	t.Run("Exclusive", func(t *testing.T) { s.parallel(t); s.lockExclusive(t) })
-	t.Run("FnError", func(t *testing.T) { s.parallel(t); s.lockFnError(t) })
-	t.Run("StatusCompareAndSet", func(t *testing.T) { s.parallel(t); s.lockStatusCAS(t) })
-	t.Run("HardLimitRace", func(t *testing.T) { s.parallel(t); s.lockHardLimitRace(t) })
+func (s *suite) lockGroup(t *testing.T) {
+	s.run(t, "Exclusive", s.lockExclusive)
+	s.run(t, "FnError", s.lockFnError)
+	s.run(t, "StatusCompareAndSet", s.lockStatusCAS)
+	s.run(t, "HardLimitRace", s.lockHardLimitRace)
 }
 
 // lockExclusive: 5 goroutines contend for the lock, round after round. The
@@ -28,7 +31,7 @@ func (s *suite) lock(t *testing.T) {
 // one may be inside at any time, and nobody may block.
 func (s *suite) lockExclusive(t *testing.T) {
 	const contenders, rounds = 5, 20
-	e := s.newEnv(t, Epoch)
+	e := s.newEnv(t, epoch, "WithReconciliationLock lets one holder in at a time and never blocks: every other caller gets (false, nil) at once.", defined())
 	ctx, cancel := context.WithTimeout(e.ctx, lockWait)
 	defer cancel()
 	for round := range rounds {
@@ -70,41 +73,46 @@ func (s *suite) lockExclusive(t *testing.T) {
 		}
 		close(start)
 		wg.Wait()
+		v := e.verdict()
+		v.note(fmt.Sprintf("round %d of %d, %d contenders", round+1, rounds, contenders))
 		for i, err := range errs {
 			if err != nil {
-				t.Fatalf("round %d, contender %d: %v", round, i, err)
+				v.addf("contender %d: %v", i, err)
 			}
 		}
 		if m := maxInside.Load(); m != 1 {
-			t.Fatalf("round %d: %d contenders held the reconciliation lock at the same time, want exactly 1", round, m)
+			v.addf("%d contenders held the reconciliation lock at the same time, want exactly 1", m)
 		}
 		if n := acquiredN.Load(); n != 1 {
-			t.Fatalf("round %d: %d of %d contenders acquired the lock, want exactly 1", round, n, contenders)
+			v.addf("%d of %d contenders acquired the lock, want exactly 1", n, contenders)
 		}
+		v.report(t)
 	}
 }
 
 // lockFnError: fn's error comes back with acquired = true, and the lock is
 // released afterwards.
 func (s *suite) lockFnError(t *testing.T) {
-	e := s.newEnv(t, Epoch)
+	e := s.newEnv(t, epoch, "WithReconciliationLock returns fn's error with acquired = true, and releases the lock.", defined())
+	v := e.verdict()
 	boom := errors.New("boom")
 	acquired, err := e.store.WithReconciliationLock(e.ctx, func(context.Context, prebuilds.SnapshotReader) error { return boom })
 	if !acquired || !errors.Is(err, boom) {
-		t.Fatalf("WithReconciliationLock with failing fn = (%v, %v), want (true, an error matching fn's)", acquired, err)
+		v.addf("WithReconciliationLock with failing fn = (%v, %v), want (true, an error matching fn's)", acquired, err)
 	}
 	called := false
 	acquired, err = e.store.WithReconciliationLock(e.ctx, func(context.Context, prebuilds.SnapshotReader) error { called = true; return nil })
 	if !acquired || err != nil || !called {
-		t.Fatalf("WithReconciliationLock after a failed fn = (%v, %v), fn called %v: the lock was not released", acquired, err, called)
+		v.addf("WithReconciliationLock after a failed fn = (%v, %v), fn called %v: the lock was not released", acquired, err, called)
 	}
+	v.report(t)
 }
 
 // lockStatusCAS: concurrent compare-and-sets of the same transition change
 // the row exactly once.
 func (s *suite) lockStatusCAS(t *testing.T) {
 	const racers = 5
-	e := s.claimFixture(t)
+	e := s.claimFixture(t, "SetPresetStatus is a compare-and-set: of concurrent identical transitions exactly one reports changed.", defined())
 	start := make(chan struct{})
 	var wg sync.WaitGroup
 	var changed atomic.Int32
@@ -114,7 +122,7 @@ func (s *suite) lockStatusCAS(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			<-start
-			ok, err := e.store.SetPresetStatus(e.ctx, ID("p1"), prebuilds.PresetHealthy, prebuilds.PresetHardLimited)
+			ok, err := e.store.SetPresetStatus(e.ctx, id("p1"), prebuilds.PresetHealthy, prebuilds.PresetHardLimited)
 			errs[i] = err
 			if ok {
 				changed.Add(1)
@@ -123,18 +131,21 @@ func (s *suite) lockStatusCAS(t *testing.T) {
 	}
 	close(start)
 	wg.Wait()
+	v := e.verdict()
+	v.object("preset %s", e.labels().of(id("p1")))
 	for i, err := range errs {
 		if err != nil {
-			t.Fatalf("racer %d: SetPresetStatus: %v", i, err)
+			v.addf("racer %d: SetPresetStatus: %v", i, err)
 		}
 	}
 	if n := changed.Load(); n != 1 {
-		t.Fatalf("%d concurrent SetPresetStatus(healthy→hard_limited) reported changed %d times, want exactly 1", racers, n)
+		v.addf("%d concurrent SetPresetStatus(healthy→hard_limited) reported changed %d times, want exactly 1", racers, n)
 	}
-	p, err := e.store.GetPreset(e.ctx, ID("p1"))
+	p, err := e.store.GetPreset(e.ctx, id("p1"))
 	if err != nil || p.Status != prebuilds.PresetHardLimited {
-		t.Fatalf("GetPreset after the race = %v, %v: want status hard_limited", p.Status, err)
+		v.addf("GetPreset after the race = %v, %v: want status hard_limited", p.Status, err)
 	}
+	v.report(t)
 }
 
 // lockHardLimitRace: five Reconcilers (replicas) sharing the store race
@@ -142,19 +153,19 @@ func (s *suite) lockStatusCAS(t *testing.T) {
 // prebuild): in total exactly one status change and one event.
 func (s *suite) lockHardLimitRace(t *testing.T) {
 	const replicas, rounds = 5, 3
-	e := s.claimFixture(t)
-	at := Epoch.Add(10 * time.Second)
+	e := s.claimFixture(t, "Replicas racing passes over a preset that just hit the hard limit make exactly one status change and emit one event.", defined())
+	at := epoch.Add(10 * time.Second)
 	e.clock.Set(at)
-	e.applyAll(at, prebuildOp("i1"), UpdateJob{"i1", 1, prebuilds.JobFailed, prebuilds.FailureTransient})
-	e.clock.Set(Epoch.Add(20 * time.Second))
+	e.applyAll(at, prebuildOp("i1"), scenario.UpdateJob{Instance: "i1", Number: 1, Status: prebuilds.JobFailed, FailureKind: prebuilds.FailureTransient})
+	e.clock.Set(epoch.Add(20 * time.Second))
 
-	cfg := Config{BackoffInterval: time.Minute, BackoffLookback: time.Hour, HardLimit: 1}
-	rec := NewRecorder(e.store)
+	cfg := scenario.Config{BackoffInterval: time.Minute, BackoffLookback: time.Hour, FailureHardLimit: 1}
+	rec := newRecorder(e.store)
 	start := make(chan struct{})
 	var wg sync.WaitGroup
 	errs := make([]error, replicas)
 	for i := range replicas {
-		r := prebuilds.NewReconciler(rec, reconcilerConfig(t, cfg, e.clock, rec.Notifier()))
+		r := prebuilds.NewReconciler(rec, reconcilerConfig(cfg, e.clock, rec.notifier(), io.Discard))
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -169,31 +180,38 @@ func (s *suite) lockHardLimitRace(t *testing.T) {
 	}
 	close(start)
 	wg.Wait()
+	l := e.labels()
+	v := e.verdict()
+	v.object("preset %s", l.of(id("p1")))
+	v.object("failed prebuild %s", l.of(id("i1")))
 	for i, err := range errs {
 		if err != nil {
-			t.Fatalf("replica %d: ReconcileAll: %v", i, err)
+			v.addf("replica %d: ReconcileAll: %v", i, err)
 		}
 	}
 	changes := 0
-	for _, w := range rec.Writes() {
+	for _, w := range rec.recorded() {
 		switch {
-		case w.Kind == WriteSetPresetStatus && w.Err != nil:
-			t.Fatalf("SetPresetStatus: %v", w.Err)
-		case w.Kind == WriteSetPresetStatus && w.Changed:
+		case w.Kind == writeSetPresetStatus && w.Err != nil:
+			v.addf("SetPresetStatus: %v", w.Err)
+		case w.Kind == writeSetPresetStatus && w.Changed:
 			changes++
-		case w.Kind != WriteSetPresetStatus:
-			t.Fatalf("unexpected write %s by a pass over a hard-limited preset", w.Kind)
+		case w.Kind != writeSetPresetStatus:
+			v.addf("unexpected write by a pass over a hard-limited preset: %s", describeWrite(w, l))
 		}
 	}
-	events := rec.Events()
+	events := rec.notified()
 	if changes != 1 || len(events) != 1 {
-		t.Fatalf("%d racing replicas: %d status changes and %d events, want exactly 1 of each (events: %+v)", replicas, changes, len(events), events)
+		v.addf("%d racing replicas: %d status changes and %d events, want exactly 1 of each", replicas, changes, len(events))
 	}
-	if events[0].Kind != prebuilds.EventHardLimited || events[0].PresetID != ID("p1") {
-		t.Fatalf("event %+v, want %s for p1", events[0], prebuilds.EventHardLimited)
+	for _, ev := range events {
+		if ev.Kind != prebuilds.EventHardLimited || ev.PresetID != id("p1") {
+			v.addf("event %s for %s, want %s for p1", ev.Kind, l.of(ev.PresetID), prebuilds.EventHardLimited)
+		}
 	}
-	p, err := e.store.GetPreset(e.ctx, ID("p1"))
+	p, err := e.store.GetPreset(e.ctx, id("p1"))
 	if err != nil || p.Status != prebuilds.PresetHardLimited {
-		t.Fatalf("GetPreset after the race = %v, %v: want status hard_limited", p.Status, err)
+		v.addf("GetPreset after the race = %v, %v: want status hard_limited", p.Status, err)
 	}
+	v.report(t)
 }

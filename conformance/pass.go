@@ -7,24 +7,16 @@ import (
 	"log/slog"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/coder/quartz"
-	"github.com/google/go-cmp/cmp"
-	"github.com/google/go-cmp/cmp/cmpopts"
 	"github.com/google/uuid"
 
+	"github.com/prebuildkit/prebuildkit/internal/scenario"
 	"github.com/prebuildkit/prebuildkit/model"
 	"github.com/prebuildkit/prebuildkit/prebuilds"
 )
-
-// tb is what the checks need from *testing.T and *rapid.T alike.
-type tb interface {
-	Helper()
-	Errorf(format string, args ...any)
-	Fatalf(format string, args ...any)
-	Logf(format string, args ...any)
-}
 
 // presetWrites summarises what one pass wrote for one preset, in a form
 // whose diff says what went wrong.
@@ -93,15 +85,14 @@ func (s *passSummary) list() []presetWrites {
 }
 
 // expectedPass is what a pass must write given the plans, and the events it
-// must emit at now: the status transitions are the plans' SetStatus actions;
-// the preset rows of before (the snapshot the plans were made from) label
-// their events.
+// must emit at now. Status transitions are the plans' SetStatus actions;
+// before (the snapshot the plans were made from) labels their events.
 func expectedPass(plans []prebuilds.Plan, before *prebuilds.GlobalSnapshot, l labeler, now time.Time) ([]presetWrites, []prebuilds.Event) {
-	s := newPassSummary(l)
 	rows := map[uuid.UUID]prebuilds.PresetRow{}
 	for _, r := range before.Presets {
 		rows[r.ID] = r
 	}
+	s := newPassSummary(l)
 	var events []prebuilds.Event
 	for _, plan := range plans {
 		p := s.at(plan.PresetID)
@@ -120,6 +111,10 @@ func expectedPass(plans []prebuilds.Plan, before *prebuilds.GlobalSnapshot, l la
 					TemplateID: row.TemplateID, TemplateName: row.TemplateName,
 					TemplateVersionID: row.TemplateVersionID, OrganizationName: row.OrganizationName,
 				})
+			case prebuilds.ActionFailStuck:
+				for _, id := range a.BuildIDs {
+					p.TimedOut = append(p.TimedOut, l.of(id))
+				}
 			case prebuilds.ActionCreate:
 				p.Creates += a.Count
 			case prebuilds.ActionDelete:
@@ -129,10 +124,6 @@ func expectedPass(plans []prebuilds.Plan, before *prebuilds.GlobalSnapshot, l la
 			case prebuilds.ActionCancelPending:
 				p.CancelPending++
 				p.Canceled += a.Count
-			case prebuilds.ActionFailStuck:
-				for _, id := range a.BuildIDs {
-					p.TimedOut = append(p.TimedOut, l.of(id))
-				}
 			}
 		}
 	}
@@ -142,7 +133,7 @@ func expectedPass(plans []prebuilds.Plan, before *prebuilds.GlobalSnapshot, l la
 
 // actualPass summarises recorded writes. Deletes are attributed to the
 // preset of the running prebuild in snap (the state before the pass).
-func actualPass(writes []Write, snap *prebuilds.GlobalSnapshot, l labeler) []presetWrites {
+func actualPass(writes []write, snap *prebuilds.GlobalSnapshot, l labeler) []presetWrites {
 	owner := map[uuid.UUID]uuid.UUID{}
 	for _, r := range snap.Running {
 		owner[r.InstanceID] = r.PresetID
@@ -154,21 +145,21 @@ func actualPass(writes []Write, snap *prebuilds.GlobalSnapshot, l labeler) []pre
 	s := newPassSummary(l)
 	for _, w := range writes {
 		switch w.Kind {
-		case WriteCreatePrebuilds:
+		case writeCreatePrebuilds:
 			p := s.at(w.Create.PresetID)
 			if w.Err != nil {
 				p.Errors = append(p.Errors, fmt.Sprintf("CreatePrebuilds(%d): %s", len(w.Create.Instances), errClass(w.Err)))
 				continue
 			}
 			p.Creates += len(w.Create.Instances)
-		case WriteDeletePrebuild:
+		case writeDeletePrebuild:
 			p := s.at(owner[w.Delete.InstanceID])
 			if w.Err != nil {
 				p.Errors = append(p.Errors, fmt.Sprintf("DeletePrebuild(%s): %s", l.of(w.Delete.InstanceID), errClass(w.Err)))
 				continue
 			}
 			p.Deletes = append(p.Deletes, l.of(w.Delete.InstanceID))
-		case WriteCancelPending:
+		case writeCancelPending:
 			p := s.at(w.Cancel.PresetID)
 			p.CancelPending++
 			if w.Err != nil {
@@ -176,14 +167,14 @@ func actualPass(writes []Write, snap *prebuilds.GlobalSnapshot, l labeler) []pre
 				continue
 			}
 			p.Canceled += len(w.Canceled)
-		case WriteFailStuckBuild:
+		case writeFailStuckBuild:
 			p := s.at(stuckOwner[w.Fail.BuildID])
 			if w.Err != nil {
 				p.Errors = append(p.Errors, fmt.Sprintf("FailStuckBuild(%s): %s", l.of(w.Fail.BuildID), errClass(w.Err)))
 				continue
 			}
 			p.TimedOut = append(p.TimedOut, l.of(w.Fail.BuildID))
-		case WriteSetPresetStatus:
+		case writeSetPresetStatus:
 			p := s.at(w.PresetID)
 			if w.Err != nil {
 				p.Errors = append(p.Errors, fmt.Sprintf("SetPresetStatus(%s→%s): %s", w.From, w.To, errClass(w.Err)))
@@ -208,106 +199,115 @@ func sortEvents(events []prebuilds.Event) {
 	})
 }
 
-// passConfig is the reconciler configuration and the matching snapshot
-// parameters of a pass.
-type passConfig struct {
-	cfg Config
-}
-
-func (c passConfig) params(now time.Time) prebuilds.SnapshotParams {
-	return c.cfg.SnapshotParams(now)
-}
-
-// reconcileOnce runs one real Reconciler pass over store (through a
-// Recorder) at the clock's instant, requires its writes and events to
-// match want (plans) and the model's status transitions, then applies the
-// very same writes to w and requires the results to agree. It returns the
-// recorded writes.
-func reconcileOnce(ctx context.Context, t tb, clock *quartz.Mock, store prebuilds.Store, w *model.World, cfg Config, want []prebuilds.Plan) []Write {
-	t.Helper()
-	return reconcileWith(ctx, t, clock, store, w, cfg, want, passOptions{})
-}
-
 // passOptions make a pass deterministic for the state machine.
 type passOptions struct {
 	// maxConcurrency is the Reconciler's MaxConcurrency (0 = default); 1
 	// keeps the order of writes deterministic.
 	maxConcurrency int
-	// newID replaces the Reconciler's random IDs (see Recorder.newID).
+	// newID replaces the Reconciler's random IDs (see recorder.newID).
 	newID func() uuid.UUID
+	// labels names the IDs newID makes.
+	labels labeler
 }
 
-// reconcileWith is reconcileOnce with options.
-func reconcileWith(ctx context.Context, t tb, clock *quartz.Mock, store prebuilds.Store, w *model.World, cfg Config, want []prebuilds.Plan, o passOptions) []Write {
-	t.Helper()
+// reconcilePass runs one real Reconciler pass over store (through a
+// recorder) at the clock's instant and records in v how its writes and
+// events differ from want (plans) and the model's hard-limit transitions;
+// then it applies the very same writes to w and records where the model's
+// results differ from the store's. It returns the recorded writes.
+func reconcilePass(ctx context.Context, v *verdict, clock *quartz.Mock, store prebuilds.Store, w *model.World, cfg scenario.Config, want []prebuilds.Plan, o passOptions) []write {
 	now := prebuilds.Micro(clock.Now())
-	params := passConfig{cfg}.params(now)
+	params := cfg.SnapshotParams(now)
 	before := w.Snapshot(params)
-	labels := labelsFromWorld(w)
+	labels := newLabeler().addWorld(w)
+	for id, k := range o.labels {
+		labels[id] = k
+	}
 
-	rec := NewRecorder(store)
+	var log strings.Builder
+	rec := newRecorder(store)
 	rec.newID = o.newID
-	rc := reconcilerConfig(t, cfg, clock, rec.Notifier())
+	rc := reconcilerConfig(cfg, clock, rec.notifier(), &log)
 	rc.MaxConcurrency = o.maxConcurrency
 	r := prebuilds.NewReconciler(rec, rc)
 	stats, err := r.ReconcileAll(ctx)
+	writes, events := rec.recorded(), rec.notified()
+	defer func() {
+		if v.failed() && log.Len() > 0 {
+			v.addf("reconciler log:\n%s", strings.TrimRight(log.String(), "\n"))
+		}
+	}()
 	if err != nil {
-		t.Fatalf("ReconcileAll at %s: %v", now.Format(time.RFC3339Nano), err)
+		v.addf("the pass at %s failed: %v", now.Format(time.RFC3339Nano), err)
+		return writes
 	}
 	if !stats.Acquired {
-		t.Fatalf("ReconcileAll at %s: lock not acquired although nobody else holds it", now.Format(time.RFC3339Nano))
+		v.addf("the pass at %s did not get the reconciliation lock although nobody else holds it", now.Format(time.RFC3339Nano))
+		return writes
 	}
-	writes, events := rec.Writes(), rec.Events()
 
 	wantWrites, wantEvents := expectedPass(want, before, labels, now)
+	labels.addCreated(writes)
 	gotWrites := actualPass(writes, before, labels)
-	if diff := cmp.Diff(wantWrites, gotWrites, cmpopts.EquateEmpty()); diff != "" {
-		t.Fatalf("reconciliation pass at %s wrote something else than planned (-want +got):\n%s\nplans: %s",
-			now.Format(time.RFC3339Nano), diff, describePlans(want, labels))
+	if d := labels.diff(wantWrites, gotWrites); d != "" {
+		v.addf("the pass wrote something else than the plan (-want +got):\n%s\nplans:%s", strings.TrimRight(d, "\n"), describePlans(want, labels))
 	}
 	sortEvents(events)
-	if diff := cmp.Diff(wantEvents, events, cmpopts.EquateEmpty()); diff != "" {
-		t.Fatalf("reconciliation pass at %s: events (-want +got):\n%s", now.Format(time.RFC3339Nano), diff)
-	}
+	v.diff("events of the pass (-want +got)", labels.diff(wantEvents, events))
 	if stats.PresetErrors != 0 || stats.Clamped != 0 || stats.Conflicts != 0 {
-		t.Fatalf("reconciliation pass at %s: stats %+v: want no preset errors, clamps or conflicts", now.Format(time.RFC3339Nano), stats)
+		v.addf("the pass reported %d preset errors, %d clamps and %d conflicts, want none", stats.PresetErrors, stats.Clamped, stats.Conflicts)
 	}
-	applyWrites(t, w, writes, labels)
+	applyWrites(v, w, writes, labels)
 	return writes
 }
 
-// applyWrites replays recorded writes on the model and requires the same
-// outcome (error class, jobs, canceled IDs, changed flag).
-func applyWrites(t tb, w *model.World, writes []Write, l labeler) {
-	t.Helper()
+// addCreated names the instances the writes created by the names the
+// Reconciler gave them, unless they are named already.
+func (l labeler) addCreated(writes []write) labeler {
+	for _, wr := range writes {
+		if wr.Kind != writeCreatePrebuilds {
+			continue
+		}
+		for _, n := range wr.Create.Instances {
+			if _, ok := l[n.InstanceID]; !ok {
+				l[n.InstanceID] = n.Name
+			}
+		}
+	}
+	return l
+}
+
+// applyWrites replays recorded writes on the model and records where the
+// outcome differs (error class, jobs, canceled IDs, changed flag).
+func applyWrites(v *verdict, w *model.World, writes []write, l labeler) {
 	for _, wr := range writes {
 		switch wr.Kind {
-		case WriteSetPresetStatus:
+		case writeSetPresetStatus:
 			changed, err := w.SetPresetStatus(wr.PresetID, wr.From, wr.To)
-			sameError(t, fmt.Sprintf("SetPresetStatus(%s, %s→%s)", l.of(wr.PresetID), wr.From, wr.To), wr.Err, err)
-			if err == nil && changed != wr.Changed {
-				t.Fatalf("SetPresetStatus(%s, %s→%s): store changed=%v, model changed=%v", l.of(wr.PresetID), wr.From, wr.To, wr.Changed, changed)
+			what := fmt.Sprintf("SetPresetStatus(%s, %s→%s)", l.of(wr.PresetID), wr.From, wr.To)
+			if sameError(v, what, wr.Err, err) && err == nil && changed != wr.Changed {
+				v.addf("%s: store changed=%v, model changed=%v", what, wr.Changed, changed)
 			}
-		case WriteFailStuckBuild:
+		case writeFailStuckBuild:
 			err := w.FailStuckBuild(wr.Fail)
-			sameError(t, fmt.Sprintf("FailStuckBuild(%s)", l.of(wr.Fail.BuildID)), wr.Err, err)
-		case WriteCreatePrebuilds:
+			sameError(v, fmt.Sprintf("FailStuckBuild(%s)", l.of(wr.Fail.BuildID)), wr.Err, err)
+		case writeCreatePrebuilds:
 			jobs, err := w.CreatePrebuilds(wr.Create)
-			sameError(t, fmt.Sprintf("CreatePrebuilds(%s, %d)", l.of(wr.Create.PresetID), len(wr.Create.Instances)), wr.Err, err)
-			if diff := cmp.Diff(jobs, wr.Jobs, cmpopts.EquateEmpty()); err == nil && diff != "" {
-				t.Fatalf("CreatePrebuilds(%s): jobs (-model +store):\n%s", l.of(wr.Create.PresetID), diff)
+			what := fmt.Sprintf("CreatePrebuilds(%s, %d)", l.of(wr.Create.PresetID), len(wr.Create.Instances))
+			if sameError(v, what, wr.Err, err) && err == nil {
+				v.diff(what+": jobs (-model +store)", l.diff(jobs, wr.Jobs))
 			}
-		case WriteDeletePrebuild:
+		case writeDeletePrebuild:
 			job, err := w.DeletePrebuild(wr.Delete)
-			sameError(t, fmt.Sprintf("DeletePrebuild(%s)", l.of(wr.Delete.InstanceID)), wr.Err, err)
-			if diff := cmp.Diff(job, wr.Job, cmpopts.EquateEmpty()); err == nil && diff != "" {
-				t.Fatalf("DeletePrebuild(%s): job (-model +store):\n%s", l.of(wr.Delete.InstanceID), diff)
+			what := fmt.Sprintf("DeletePrebuild(%s)", l.of(wr.Delete.InstanceID))
+			if sameError(v, what, wr.Err, err) && err == nil {
+				v.diff(what+": job (-model +store)", l.diff(job, wr.Job))
 			}
-		case WriteCancelPending:
+		case writeCancelPending:
 			ids, err := w.CancelPending(wr.Cancel)
-			sameError(t, fmt.Sprintf("CancelPending(%s)", l.of(wr.Cancel.PresetID)), wr.Err, err)
-			if diff := cmp.Diff(ids, wr.Canceled, cmpopts.EquateEmpty()); err == nil && diff != "" {
-				t.Fatalf("CancelPending(%s): canceled IDs (-model +store):\n%s", l.of(wr.Cancel.PresetID), diff)
+			what := fmt.Sprintf("CancelPending(%s)", l.of(wr.Cancel.PresetID))
+			if sameError(v, what, wr.Err, err) && err == nil {
+				v.diff(what+": canceled instances (-model +store)", l.diff(ids, wr.Canceled))
 			}
 		}
 	}
@@ -340,26 +340,23 @@ func describePlans(plans []prebuilds.Plan, l labeler) string {
 	return b.String()
 }
 
-// reconcilerConfig is the prebuilds.Config of a scenario Config.
-func reconcilerConfig(t tb, c Config, clock quartz.Clock, n prebuilds.Notifier) prebuilds.Config {
-	rc := c.reconciler()
-	rc.Clock = clock
-	rc.Logger = testLogger(t)
-	rc.Notifier = n
-	return rc
+// reconcilerConfig is a scenario's Config with the pass's clock and
+// notifier; the Reconciler's warnings and errors go to log.
+func reconcilerConfig(c scenario.Config, clock quartz.Clock, n prebuilds.Notifier, log io.Writer) prebuilds.Config {
+	c.Clock = clock
+	c.Logger = slog.New(slog.NewTextHandler(&syncWriter{w: log}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	c.Notifier = n
+	return c
 }
 
-// testLogger sends warnings and errors of the Reconciler to t's log, so
-// they show up next to a failure.
-func testLogger(t tb) *slog.Logger {
-	return slog.New(slog.NewTextHandler(logWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+// syncWriter serialises writes of concurrent workers of a pass.
+type syncWriter struct {
+	mu sync.Mutex
+	w  io.Writer
 }
 
-type logWriter struct{ t tb }
-
-func (w logWriter) Write(p []byte) (int, error) {
-	w.t.Logf("%s", strings.TrimRight(string(p), "\n"))
-	return len(p), nil
+func (s *syncWriter) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.Write(p)
 }
-
-var _ io.Writer = logWriter{}

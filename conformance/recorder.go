@@ -10,22 +10,22 @@ import (
 	"github.com/prebuildkit/prebuildkit/prebuilds"
 )
 
-// WriteKind names a Store write.
-type WriteKind string
+// writeKind names a Store write.
+type writeKind string
 
 // Write kinds, one per writing method of prebuilds.Store.
 const (
-	WriteCreatePrebuilds WriteKind = "create_prebuilds"
-	WriteDeletePrebuild  WriteKind = "delete_prebuild"
-	WriteCancelPending   WriteKind = "cancel_pending"
-	WriteSetPresetStatus WriteKind = "set_preset_status"
-	WriteFailStuckBuild  WriteKind = "fail_stuck_build"
+	writeCreatePrebuilds writeKind = "create_prebuilds"
+	writeDeletePrebuild  writeKind = "delete_prebuild"
+	writeCancelPending   writeKind = "cancel_pending"
+	writeSetPresetStatus writeKind = "set_preset_status"
+	writeFailStuckBuild  writeKind = "fail_stuck_build"
 )
 
-// Write is one call of a writing Store method, with its inputs and results.
+// write is one call of a writing Store method, with its inputs and results.
 // Only the fields of its Kind are set.
-type Write struct {
-	Kind WriteKind
+type write struct {
+	Kind writeKind
 	// Create, Jobs: CreatePrebuilds' params and returned jobs.
 	Create prebuilds.CreatePrebuildsParams
 	// Delete, Job: DeletePrebuild's params and returned job.
@@ -45,29 +45,29 @@ type Write struct {
 	Err  error
 }
 
-// Recorder is a prebuilds.Store that passes every call to an inner store and
+// recorder is a prebuilds.Store that passes every call to an inner store and
 // records the writes (CreatePrebuilds, DeletePrebuild, CancelPending,
 // SetPresetStatus) with their results, and the events sent to its
 // Notifier. Hand it to prebuilds.NewReconciler to see exactly what a pass
 // wrote. It is safe for concurrent use.
-type Recorder struct {
+type recorder struct {
 	inner prebuilds.Store
 	// newID, when set, replaces the IDs the Reconciler generated for new
 	// instances and builds, so that a replay writes the same rows.
 	newID func() uuid.UUID
 
 	mu     sync.Mutex
-	writes []Write
+	writes []write
 	events []prebuilds.Event
 }
 
-var _ prebuilds.Store = (*Recorder)(nil)
+var _ prebuilds.Store = (*recorder)(nil)
 
-// NewRecorder returns a Recorder over inner.
-func NewRecorder(inner prebuilds.Store) *Recorder { return &Recorder{inner: inner} }
+// newRecorder returns a recorder over inner.
+func newRecorder(inner prebuilds.Store) *recorder { return &recorder{inner: inner} }
 
-// Notifier returns a prebuilds.Notifier that records events on r.
-func (r *Recorder) Notifier() prebuilds.Notifier {
+// notifier returns a prebuilds.Notifier that records events on r.
+func (r *recorder) notifier() prebuilds.Notifier {
 	return prebuilds.NotifierFunc(func(_ context.Context, e prebuilds.Event) {
 		r.mu.Lock()
 		defer r.mu.Unlock()
@@ -76,45 +76,33 @@ func (r *Recorder) Notifier() prebuilds.Notifier {
 	})
 }
 
-// Writes returns the writes recorded so far, in call order.
-func (r *Recorder) Writes() []Write {
+// recorded returns the writes recorded so far, in call order.
+func (r *recorder) recorded() []write {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return slices.Clone(r.writes)
 }
 
-// Events returns the events recorded so far, in notification order.
-func (r *Recorder) Events() []prebuilds.Event {
+// notified returns the events recorded so far, in notification order.
+func (r *recorder) notified() []prebuilds.Event {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return slices.Clone(r.events)
 }
 
-// Reset forgets every recorded write and event.
-func (r *Recorder) Reset() {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.writes, r.events = nil, nil
-}
-
-func (r *Recorder) record(w Write) {
+func (r *recorder) record(w write) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.writes = append(r.writes, w)
 }
 
 // WithReconciliationLock implements prebuilds.Store by passing through.
-func (r *Recorder) WithReconciliationLock(ctx context.Context, fn func(ctx context.Context, sr prebuilds.SnapshotReader) error) (bool, error) {
+func (r *recorder) WithReconciliationLock(ctx context.Context, fn func(ctx context.Context, sr prebuilds.SnapshotReader) error) (bool, error) {
 	return r.inner.WithReconciliationLock(ctx, fn)
 }
 
-// Snapshot implements prebuilds.Store by passing through.
-func (r *Recorder) Snapshot(ctx context.Context, p prebuilds.SnapshotParams) (*prebuilds.GlobalSnapshot, error) {
-	return r.inner.Snapshot(ctx, p)
-}
-
 // CreatePrebuilds implements prebuilds.Store and records the call.
-func (r *Recorder) CreatePrebuilds(ctx context.Context, p prebuilds.CreatePrebuildsParams) ([]prebuilds.Job, error) {
+func (r *recorder) CreatePrebuilds(ctx context.Context, p prebuilds.CreatePrebuildsParams) ([]prebuilds.Job, error) {
 	p.Instances = slices.Clone(p.Instances)
 	if r.newID != nil {
 		for i := range p.Instances {
@@ -122,37 +110,42 @@ func (r *Recorder) CreatePrebuilds(ctx context.Context, p prebuilds.CreatePrebui
 		}
 	}
 	jobs, err := r.inner.CreatePrebuilds(ctx, p)
-	r.record(Write{Kind: WriteCreatePrebuilds, Create: p, PresetID: p.PresetID, Jobs: slices.Clone(jobs), Err: err})
+	r.record(write{Kind: writeCreatePrebuilds, Create: p, PresetID: p.PresetID, Jobs: slices.Clone(jobs), Err: err})
 	return jobs, err
 }
 
 // DeletePrebuild implements prebuilds.Store and records the call.
-func (r *Recorder) DeletePrebuild(ctx context.Context, p prebuilds.DeletePrebuildParams) (prebuilds.Job, error) {
+func (r *recorder) DeletePrebuild(ctx context.Context, p prebuilds.DeletePrebuildParams) (prebuilds.Job, error) {
 	if r.newID != nil {
 		p.BuildID = r.newID()
 	}
 	job, err := r.inner.DeletePrebuild(ctx, p)
-	r.record(Write{Kind: WriteDeletePrebuild, Delete: p, Job: job, Err: err})
+	r.record(write{Kind: writeDeletePrebuild, Delete: p, Job: job, Err: err})
 	return job, err
 }
 
 // CancelPending implements prebuilds.Store and records the call.
-func (r *Recorder) CancelPending(ctx context.Context, p prebuilds.CancelPendingParams) ([]uuid.UUID, error) {
+func (r *recorder) CancelPending(ctx context.Context, p prebuilds.CancelPendingParams) ([]uuid.UUID, error) {
 	ids, err := r.inner.CancelPending(ctx, p)
-	r.record(Write{Kind: WriteCancelPending, Cancel: p, PresetID: p.PresetID, Canceled: slices.Clone(ids), Err: err})
+	r.record(write{Kind: writeCancelPending, Cancel: p, PresetID: p.PresetID, Canceled: slices.Clone(ids), Err: err})
 	return ids, err
 }
 
+// Snapshot implements prebuilds.Store by passing through.
+func (r *recorder) Snapshot(ctx context.Context, p prebuilds.SnapshotParams) (*prebuilds.GlobalSnapshot, error) {
+	return r.inner.Snapshot(ctx, p)
+}
+
 // FailStuckBuild implements prebuilds.Store and records the call.
-func (r *Recorder) FailStuckBuild(ctx context.Context, p prebuilds.FailStuckBuildParams) error {
+func (r *recorder) FailStuckBuild(ctx context.Context, p prebuilds.FailStuckBuildParams) error {
 	err := r.inner.FailStuckBuild(ctx, p)
-	r.record(Write{Kind: WriteFailStuckBuild, Fail: p, Err: err})
+	r.record(write{Kind: writeFailStuckBuild, Fail: p, Err: err})
 	return err
 }
 
 // SetPresetStatus implements prebuilds.Store and records the call.
-func (r *Recorder) SetPresetStatus(ctx context.Context, presetID uuid.UUID, from, to prebuilds.PresetStatus) (bool, error) {
+func (r *recorder) SetPresetStatus(ctx context.Context, presetID uuid.UUID, from, to prebuilds.PresetStatus) (bool, error) {
 	changed, err := r.inner.SetPresetStatus(ctx, presetID, from, to)
-	r.record(Write{Kind: WriteSetPresetStatus, PresetID: presetID, From: from, To: to, Changed: changed, Err: err})
+	r.record(write{Kind: writeSetPresetStatus, PresetID: presetID, From: from, To: to, Changed: changed, Err: err})
 	return changed, err
 }

@@ -6,22 +6,27 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
 
-	"github.com/prebuildkit/prebuildkit/conformance"
+	"github.com/prebuildkit/prebuildkit/internal/scenario"
 	"github.com/prebuildkit/prebuildkit/prebuilds"
 )
 
 // TestScenarios checks every scenario's hand-written plans against the
-// reference model and against the pure planner fed the model's snapshot.
+// reference model and against the pure planner fed the model's snapshot:
+// the table the suite replays into every store is right before any store
+// is involved.
 func TestScenarios(t *testing.T) {
 	t.Parallel()
 	seen := map[string]bool{}
-	for _, s := range conformance.Scenarios() {
+	for _, s := range scenario.Table() {
 		if seen[s.Name] {
 			t.Fatalf("duplicate scenario name %q", s.Name)
 		}
 		seen[s.Name] = true
 		t.Run(s.Name, func(t *testing.T) {
 			t.Parallel()
+			if s.Rule == "" || s.Pos == "" {
+				t.Fatalf("scenario defined at %q has no rule or no position", s.Pos)
+			}
 			if len(s.Checks) == 0 {
 				t.Fatal("scenario has no checks")
 			}
@@ -42,7 +47,7 @@ func TestScenarios(t *testing.T) {
 
 				got := w.PlanAll(now, cfg, params)
 				if diff := cmp.Diff(want, got, cmpopts.EquateEmpty()); diff != "" {
-					t.Errorf("at %s: model.PlanAll (-want +got):\n%s", c.At, diff)
+					t.Errorf("%s: %s\ncheck at %s (%s): model.PlanAll (-want +got):\n%s", s.Pos, s.Rule, c.At, c.Pos, diff)
 				}
 
 				views := w.Snapshot(params).Index()
@@ -51,22 +56,9 @@ func TestScenarios(t *testing.T) {
 					planned = append(planned, prebuilds.PlanPreset(v, now, cfg))
 				}
 				if diff := cmp.Diff(want, planned, cmpopts.EquateEmpty()); diff != "" {
-					t.Errorf("at %s: prebuilds.PlanPreset on model snapshot (-want +got):\n%s", c.At, diff)
+					t.Errorf("%s: %s\ncheck at %s (%s): prebuilds.PlanPreset on the model's snapshot (-want +got):\n%s", s.Pos, s.Rule, c.At, c.Pos, diff)
 				}
 			}
 		})
-	}
-}
-
-func TestIDDeterministic(t *testing.T) {
-	t.Parallel()
-	if conformance.ID("p1") != conformance.ID("p1") {
-		t.Fatal("ID not deterministic")
-	}
-	if conformance.ID("p1") == conformance.ID("p2") {
-		t.Fatal("distinct keys share an ID")
-	}
-	if got, want := conformance.BuildKey("i1", 2), "i1/b2"; got != want {
-		t.Fatalf("BuildKey = %q, want %q", got, want)
 	}
 }

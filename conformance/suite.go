@@ -3,18 +3,13 @@ package conformance
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
-	"strconv"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/coder/quartz"
-	"github.com/google/go-cmp/cmp"
-	"github.com/google/go-cmp/cmp/cmpopts"
-	"github.com/google/uuid"
 
+	"github.com/prebuildkit/prebuildkit/internal/scenario"
 	"github.com/prebuildkit/prebuildkit/model"
 	"github.com/prebuildkit/prebuildkit/prebuilds"
 )
@@ -31,16 +26,15 @@ type Harness struct {
 	// NewStore returns a fresh, empty, isolated store: no templates, not
 	// paused, sharing nothing with any other store it returned. It is called
 	// once per subtest, and once per check of the randomised tests (with the
-	// subtest's t), possibly from parallel subtests. clock is the mock clock
-	// of the subtest; stores must not need it (every operation takes now as
-	// a parameter) but may use it, e.g. for their own bookkeeping. Register
-	// clean-up with t.Cleanup.
-	NewStore func(t *testing.T, clock *quartz.Mock) Store
+	// subtest's t), possibly from parallel subtests. Register clean-up with
+	// t.Cleanup. Stores never need a clock: every operation takes its
+	// instant as a parameter.
+	NewStore func(t *testing.T) Store
 
-	// StateMachineChecks is the number of random operation sequences the
-	// randomised tests (StateMachine, Snapshot/RandomWorlds) try. Default:
-	// rapid's -rapid.checks flag (100 unless given). A -rapid.checks flag
-	// given on the command line always wins.
+	// StateMachineChecks is the number of random operation sequences each
+	// randomised test (StateMachine/...) tries. Default: rapid's
+	// -rapid.checks flag (100 unless given). A -rapid.checks flag given on
+	// the command line always wins.
 	StateMachineChecks int
 
 	// Serial disables t.Parallel in the subtests, for stores that cannot
@@ -49,58 +43,33 @@ type Harness struct {
 }
 
 // Run runs the whole conformance suite against the stores of h. Subtest
-// names are stable; run one group or case with go test -run, e.g.
-// -run 'TestConformance/Backoff/NumFailed' or -run 'TestConformance/Claim/'.
+// names are stable and listed in the package documentation; run one group
+// or case with go test -run, e.g. -run 'TestConformance/Claim/' or
+// -run 'TestConformance/Snapshot/Boundary/Lookback/Inside'.
 //
-// Groups:
-//   - <scenario name>/{Snapshot,Reconcile,Sequence}: every Scenarios() row
-//     replayed into the store and the model. Snapshot compares the store's
-//     snapshot with the model's at every check, and the plan of the store's
-//     snapshot with the expected plan; Reconcile runs the real Reconciler
-//     on a fresh replay at every check and compares its writes and events
-//     with the expected plan; Sequence reconciles at every check on one
-//     store and compares with the model, applying the same writes to it.
-//   - Snapshot/RandomWorlds: random worlds compared with the model at
-//     random snapshot parameters; Snapshot/RankTieBreak: backoff ranking of
-//     builds created in the same microsecond.
-//   - Claim/...: exclusivity, claim versus delete, never-claimable states,
-//     oldest first.
-//   - Lock/...: one holder at a time, non-blocking; racing Reconcilers make
-//     one status change and one event.
-//   - Pause/WritesNothing: a paused pass writes nothing at all.
-//   - Errors/...: invalid presets and spot checks of the error semantics of
-//     docs/store-semantics.md.
-//   - PendingJobs/...: order (created_at, then build ID), limit, what is
-//     excluded (jobs no longer pending, deleted instances), bad limits, and
-//     racing takers: UpdateJob(running) hands each job out once.
-//   - StateMachine: a rapid state machine applying random operations to the
-//     store and the model, reconciling with the real Reconciler.
+// The groups run one after the other, the cases of a group in parallel
+// (unless h.Serial). The randomised StateMachine group runs last.
 func Run(t *testing.T, h Harness) {
 	t.Helper()
 	if h.NewStore == nil {
 		t.Fatal("conformance: Harness.NewStore is nil")
 	}
 	s := &suite{h: h}
-	for _, sc := range Scenarios() {
-		t.Run(sc.Name, func(t *testing.T) {
-			s.parallel(t)
-			t.Run("Snapshot", func(t *testing.T) { s.parallel(t); s.scenarioSnapshot(t, sc) })
-			t.Run("Reconcile", func(t *testing.T) { s.parallel(t); s.scenarioReconcile(t, sc) })
-			t.Run("Sequence", func(t *testing.T) { s.parallel(t); s.scenarioSequence(t, sc) })
-		})
-	}
-	t.Run("Snapshot/RandomWorlds", func(t *testing.T) { s.parallel(t); s.randomWorlds(t) })
-	s.ties(t)
-	t.Run("Claim", func(t *testing.T) { s.parallel(t); s.claims(t) })
-	t.Run("Lock", func(t *testing.T) { s.parallel(t); s.lock(t) })
-	t.Run("Pause/WritesNothing", func(t *testing.T) { s.parallel(t); s.pause(t) })
-	t.Run("Errors", func(t *testing.T) { s.parallel(t); s.errorSemantics(t) })
-	t.Run("PendingJobs", func(t *testing.T) { s.parallel(t); s.pendingJobs(t) })
-	t.Run("StateMachine", func(t *testing.T) { s.parallel(t); s.stateMachine(t) })
+	t.Run("Snapshot", s.snapshotGroup)
+	t.Run("Reconcile", s.reconcileGroup)
+	t.Run("Claim", s.claimGroup)
+	t.Run("Lock", s.lockGroup)
+	t.Run("PendingJobs", s.pendingJobsGroup)
+	t.Run("Errors", s.errorsGroup)
+	s.fixedFailed = t.Failed()
+	t.Run("StateMachine", s.stateMachineGroup)
 }
 
 type suite struct {
 	h Harness
+	// fixedFailed: a fixed case (every group but StateMachine) failed; the
+	// state machines then report their failures briefly.
+	fixedFailed bool
 }
 
 func (s *suite) parallel(t *testing.T) {
@@ -109,49 +78,114 @@ func (s *suite) parallel(t *testing.T) {
 	}
 }
 
-// env is one subtest's store, clock and model.
+// run runs one case of a group as a (parallel) subtest.
+func (s *suite) run(t *testing.T, name string, f func(t *testing.T)) {
+	t.Helper()
+	t.Run(name, func(t *testing.T) {
+		s.parallel(t)
+		f(t)
+	})
+}
+
+// newStore asks the harness for a store.
+func (s *suite) newStore(t *testing.T) (Store, error) {
+	st := s.h.NewStore(t)
+	if st == nil {
+		return nil, errors.New("conformance: Harness.NewStore returned nil")
+	}
+	return st, nil
+}
+
+// newClock returns a mock clock at start that logs nothing, whatever the
+// quartz version the module resolves.
+func newClock(t *testing.T, start time.Time) *quartz.Mock {
+	clock := quartz.NewMock(t).WithLogger(quartz.NoOpLogger)
+	clock.Set(start)
+	return clock
+}
+
+// env is one case's store, clock and model.
 type env struct {
-	t     tb
+	t     *testing.T
 	ctx   context.Context
 	clock *quartz.Mock
 	store Store
 	world *model.World
+	// rule and pos are those of the case, for failures of its set-up.
+	rule string
+	pos  scenario.Pos
 }
 
 // newEnv returns a fresh store and an empty model, with the mock clock at
-// start.
-func (s *suite) newEnv(t *testing.T, start time.Time) *env {
+// start, for the case of rule defined at pos.
+func (s *suite) newEnv(t *testing.T, start time.Time, rule string, pos scenario.Pos) *env {
 	t.Helper()
-	clock := quartz.NewMock(t).WithLogger(quartz.NoOpLogger)
-	clock.Set(start)
-	st := s.h.NewStore(t, clock)
-	if st == nil {
-		t.Fatal("conformance: Harness.NewStore returned nil")
+	st, err := s.newStore(t)
+	if err != nil {
+		t.Fatal(err)
 	}
-	return &env{t: t, ctx: t.Context(), clock: clock, store: st, world: &model.World{}}
+	return &env{t: t, ctx: t.Context(), clock: newClock(t, start), store: st, world: &model.World{}, rule: rule, pos: pos}
 }
 
 // now is the mock clock's instant at store precision.
 func (e *env) now() time.Time { return prebuilds.Micro(e.clock.Now()) }
 
-// apply applies op to the store and the model at now; both must succeed.
-func (e *env) apply(op Op, now time.Time) {
+// labels names every object of the model world and the suite's keys.
+func (e *env) labels() labeler { return newLabeler().addWorld(e.world) }
+
+// verdict starts the verdict of the env's case.
+func (e *env) verdict() *verdict { return e.named(newVerdict(e.rule, e.pos)) }
+
+// named makes v name objects with the env's labels.
+func (e *env) named(v *verdict) *verdict {
+	v.names = e.labels
+	return v
+}
+
+// apply applies a set-up op to the model and the store at now; both must
+// succeed.
+func (e *env) apply(op scenario.Op, now time.Time) {
 	e.t.Helper()
 	if err := op.ApplyModel(e.world, now); err != nil {
-		e.t.Fatalf("model rejected set-up op %T %+v: %v (a bug in the suite)", op, op, err)
+		e.t.Fatalf("conformance: the model rejected set-up op %s: %v (a bug in the suite)", describeOp(op), err)
 	}
 	if err := op.ApplyStore(e.ctx, e.store, now); err != nil {
-		e.t.Fatalf("store rejected set-up op %T %+v at %s: %v", op, op, now.Format(time.RFC3339Nano), err)
+		v := e.verdict()
+		var mismatch *scenario.ClaimMismatchError
+		if errors.As(err, &mismatch) {
+			claimMismatch(v, e.labels(), mismatch)
+		} else {
+			v.rule = ruleSameError
+			v.note("while setting up the case of the rule: " + e.rule)
+			v.addf("set-up op %s at %s: the store returned %s, the model accepted it: %v", describeOp(op), now.Format(time.RFC3339Nano), errClass(err), err)
+		}
+		v.report(e.t)
 	}
 }
 
-// applyAll applies ops in order at now.
-func (e *env) applyAll(now time.Time, ops ...Op) {
+// applyAll applies set-up ops in order at now.
+func (e *env) applyAll(now time.Time, ops ...scenario.Op) {
 	e.t.Helper()
 	for _, op := range ops {
 		e.apply(op, now)
 	}
 }
+
+// ruleClaimOldest is the rule of every claim whose result is compared.
+const ruleClaimOldest = "Claim must hand out the oldest claimable prebuild of the preset (created_at, then instance ID)."
+
+// claimMismatch records a claim of a scenario step that handed out another
+// instance than the scenario wants.
+func claimMismatch(v *verdict, l labeler, m *scenario.ClaimMismatchError) {
+	v.rule = ruleClaimOldest
+	v.object("preset %s", l.of(scenario.ID(m.Preset)))
+	v.object("wanted %s", l.of(scenario.ID(m.Want)))
+	v.object("store took %s", l.of(m.Got))
+	v.addf("a claim of the case handed out %s instead of %s", l.key(m.Got), m.Want)
+}
+
+// ruleSnapshot is the rule of every comparison of snapshots.
+const ruleSnapshot = "Snapshot must return exactly the model's snapshot (docs/spec.md, \"The snapshot\")."
 
 // storeSnapshot reads the store's snapshot under the reconciliation lock.
 func storeSnapshot(ctx context.Context, st prebuilds.Store, p prebuilds.SnapshotParams) (*prebuilds.GlobalSnapshot, error) {
@@ -174,119 +208,59 @@ func storeSnapshot(ctx context.Context, st prebuilds.Store, p prebuilds.Snapshot
 }
 
 // snapshotDiff compares the store's snapshot at p with the model's, both in
-// canonical order, and returns a -model +store diff ("" when equal).
-func snapshotDiff(ctx context.Context, st prebuilds.Store, w *model.World, p prebuilds.SnapshotParams) (string, error) {
+// canonical order, and returns a -model +store diff ("" when equal) and the
+// store's snapshot.
+func snapshotDiff(ctx context.Context, st prebuilds.Store, w *model.World, p prebuilds.SnapshotParams, l labeler) (string, *prebuilds.GlobalSnapshot, error) {
+	d, _, got, err := snapshotCompare(ctx, st, w, p, l)
+	return d, got, err
+}
+
+// snapshotCompare is snapshotDiff that also names the objects whose rows
+// differ.
+func snapshotCompare(ctx context.Context, st prebuilds.Store, w *model.World, p prebuilds.SnapshotParams, l labeler) (string, []string, *prebuilds.GlobalSnapshot, error) {
 	got, err := storeSnapshot(ctx, st, p)
 	if err != nil {
-		return "", err
+		return "", nil, nil, err
 	}
 	want := w.Snapshot(p)
 	prebuilds.SortSnapshot(got)
 	prebuilds.SortSnapshot(want)
-	return cmp.Diff(want, got, cmpopts.EquateEmpty()), nil
+	d := l.diff(want, got)
+	if d == "" {
+		return "", nil, got, nil
+	}
+	return d, snapshotObjects(want, got, l), got, nil
 }
 
-// requireSnapshot fails t when the store's snapshot differs from the model's.
-func (e *env) requireSnapshot(p prebuilds.SnapshotParams, what string) {
+// checkSnapshot records in v how the store's snapshot differs from the
+// model's; it reports whether they are equal.
+func (e *env) checkSnapshot(v *verdict, p prebuilds.SnapshotParams, when string) bool {
 	e.t.Helper()
-	diff, err := snapshotDiff(e.ctx, e.store, e.world, p)
+	diff, objects, _, err := snapshotCompare(e.ctx, e.store, e.world, p, e.labels())
 	if err != nil {
-		e.t.Fatalf("%s: %v", what, err)
+		v.addf("%s: %v", when, err)
+		return false
 	}
 	if diff != "" {
-		e.t.Fatalf("%s: store snapshot differs from the model (-model +store):\n%s", what, diff)
+		v.objects = append(v.objects, objects...)
+		v.diff(when+": store snapshot (-model +store)", diff)
+		return false
+	}
+	return true
+}
+
+// requireSnapshot fails the case unless the store's snapshot equals the
+// model's: the operations of the case must have left the store where they
+// left the model.
+func (e *env) requireSnapshot(p prebuilds.SnapshotParams, when string) {
+	e.t.Helper()
+	v := e.named(newVerdict(ruleSnapshot, e.pos))
+	if !e.checkSnapshot(v, p, when) {
+		v.report(e.t)
 	}
 }
 
-// sentinels are the error classes stores and the model must agree on.
-var sentinels = []struct {
-	name string
-	err  error
-}{
-	{"ErrNotFound", prebuilds.ErrNotFound},
-	{"ErrConflict", prebuilds.ErrConflict},
-	{"ErrNoClaimablePrebuild", prebuilds.ErrNoClaimablePrebuild},
-	{"ErrInvalidPreset", prebuilds.ErrInvalidPreset},
-	{"ErrInvalidArgument", prebuilds.ErrInvalidArgument},
-	{"ErrInvalidTransition", prebuilds.ErrInvalidTransition},
-}
-
-// errClass names the sentinel err matches ("nil" for nil), with the field
-// of a *prebuilds.ValidationError.
-func errClass(err error) string {
-	if err == nil {
-		return "nil"
-	}
-	var names []string
-	for _, s := range sentinels {
-		if errors.Is(err, s.err) {
-			names = append(names, s.name)
-		}
-	}
-	if len(names) == 0 {
-		return "unclassified error: " + err.Error()
-	}
-	class := strings.Join(names, "+")
-	var ve *prebuilds.ValidationError
-	if errors.As(err, &ve) {
-		class += "(field " + strconv.Quote(ve.Field) + ")"
-	}
-	return class
-}
-
-// sameError fails t unless the store's error and the model's are of the
-// same class.
-func sameError(t tb, what string, storeErr, modelErr error) {
-	t.Helper()
-	if sc, mc := errClass(storeErr), errClass(modelErr); sc != mc {
-		t.Fatalf("%s: store returned %s, the model %s\n store error: %v\n model error: %v", what, sc, mc, storeErr, modelErr)
-	}
-}
-
-// label names an ID for diffs: "name(12345678)" when a name is known.
-type labeler map[uuid.UUID]string
-
-func (l labeler) of(id uuid.UUID) string {
-	short := id.String()[:8]
-	if n, ok := l[id]; ok && n != "" {
-		return n + "(" + short + ")"
-	}
-	return short
-}
-
-// labelsFromWorld names presets and instances of w.
-func labelsFromWorld(w *model.World) labeler {
-	l := labeler{}
-	for _, p := range w.Presets {
-		l[p.ID] = p.Name
-	}
-	for _, i := range w.Instances {
-		l[i.ID] = i.Name
-	}
-	for _, t := range w.Templates {
-		l[t.ID] = t.Name
-	}
-	return l
-}
-
-// rapidChecks resolves the number of randomised checks: an explicit
-// -rapid.checks wins, then Harness.StateMachineChecks, then the flag's
-// default.
-func (s *suite) rapidChecks() (n int, explicit bool) {
-	f := flag.Lookup("rapid.checks")
-	def := 100
-	if f != nil {
-		if v, err := strconv.Atoi(f.Value.String()); err == nil {
-			def = v
-		}
-		flag.Visit(func(g *flag.Flag) {
-			if g.Name == "rapid.checks" {
-				explicit = true
-			}
-		})
-	}
-	if explicit || s.h.StateMachineChecks <= 0 {
-		return def, true
-	}
-	return s.h.StateMachineChecks, false
+// params are the snapshot parameters of the default configuration at now.
+func defaultParams(now time.Time) prebuilds.SnapshotParams {
+	return scenario.DefaultConfig.SnapshotParams(now)
 }

@@ -4,7 +4,6 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/coder/quartz"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/prebuildkit/prebuildkit/conformance"
@@ -24,7 +23,7 @@ func TestConformance(t *testing.T) {
 		last = map[*testing.T]*pgxpool.Pool{}
 	)
 	conformance.Run(t, conformance.Harness{
-		NewStore: func(t *testing.T, _ *quartz.Mock) conformance.Store {
+		NewStore: func(t *testing.T) conformance.Store {
 			pool := newPool(t)
 			mu.Lock()
 			if prev := last[t]; prev != nil {

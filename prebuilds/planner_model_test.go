@@ -6,7 +6,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
 
-	"github.com/prebuildkit/prebuildkit/conformance"
+	"github.com/prebuildkit/prebuildkit/internal/scenario"
 	"github.com/prebuildkit/prebuildkit/prebuilds"
 )
 
@@ -15,7 +15,7 @@ import (
 // snapshot is already in SortSnapshot's canonical order.
 func TestPlanAllOnScenarios(t *testing.T) {
 	t.Parallel()
-	for _, s := range conformance.Scenarios() {
+	for _, s := range scenario.Table() {
 		t.Run(s.Name, func(t *testing.T) {
 			t.Parallel()
 			for _, c := range s.Checks {
@@ -32,7 +32,7 @@ func TestPlanAllOnScenarios(t *testing.T) {
 				}
 				got := prebuilds.PlanAll(snap, s.Config.PlanConfig()).Plans
 				if diff := cmp.Diff(s.Expected(c), got, cmpopts.EquateEmpty()); diff != "" {
-					t.Errorf("at %s: PlanAll (-want +got):\n%s", c.At, diff)
+					t.Errorf("%s: %s\ncheck at %s (%s): PlanAll (-want +got):\n%s", s.Pos, s.Rule, c.At, c.Pos, diff)
 				}
 			}
 		})

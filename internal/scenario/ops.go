@@ -1,4 +1,4 @@
-package conformance
+package scenario
 
 import (
 	"context"
@@ -10,25 +10,6 @@ import (
 	"github.com/prebuildkit/prebuildkit/model"
 	"github.com/prebuildkit/prebuildkit/prebuilds"
 )
-
-// namespace roots the deterministic IDs of scenario keys.
-var namespace = uuid.MustParse("5b0e5f8e-2f0a-4c43-9a4e-7c1f3c1d7a10")
-
-// ID turns a symbolic key ("t1", "p1", "i1", "i1/b2") into a deterministic
-// UUID (uuid.NewSHA1), so that a scenario replayed into any store names the
-// same rows.
-func ID(key string) uuid.UUID { return uuid.NewSHA1(namespace, []byte(key)) }
-
-// BuildKey is the key of build number n of the instance with key instance;
-// CreateInstance names build #1 this way.
-func BuildKey(instance string, n int) string { return fmt.Sprintf("%s/b%d", instance, n) }
-
-// UserKey is the key of the user that claims in scenarios.
-const UserKey = "user"
-
-// OrganizationKey is the key of the organisation every scenario template
-// belongs to.
-const OrganizationKey = "org"
 
 // Op is one state change of a scenario, applied either to the model or to a
 // store through its control plane. now is the instant of the step.
@@ -319,9 +300,21 @@ func (o Claim) params(now time.Time) prebuilds.ClaimParams {
 
 func (o Claim) check(inst prebuilds.Instance) error {
 	if o.Want != "" && inst.ID != ID(o.Want) {
-		return fmt.Errorf("claim %s: got instance %s, want %s (%s)", o.Preset, inst.ID, ID(o.Want), o.Want)
+		return &ClaimMismatchError{Preset: o.Preset, Want: o.Want, Got: inst.ID}
 	}
 	return nil
+}
+
+// ClaimMismatchError is returned by Claim when the claimed instance is not
+// the one the scenario wants.
+type ClaimMismatchError struct {
+	// Preset and Want are keys; Got is the ID of the instance handed out.
+	Preset, Want string
+	Got          uuid.UUID
+}
+
+func (e *ClaimMismatchError) Error() string {
+	return fmt.Sprintf("claim of %s handed out %s, want %s (%s)", e.Preset, e.Got, e.Want, ID(e.Want))
 }
 
 // ApplyModel implements Op.

@@ -1,153 +1,12 @@
-package conformance
+package scenario
 
 import (
 	"fmt"
 	"slices"
 	"time"
 
-	"github.com/prebuildkit/prebuildkit/model"
 	"github.com/prebuildkit/prebuildkit/prebuilds"
 )
-
-// Epoch is the instant of offset 0 of every scenario that does not set its
-// own Start: Monday 2025-06-02 00:00 UTC.
-var Epoch = time.Date(2025, time.June, 2, 0, 0, 0, 0, time.UTC)
-
-// Config is the reconciler configuration a scenario runs under.
-type Config struct {
-	BackoffInterval time.Duration
-	BackoffLookback time.Duration
-	// HardLimit is K; 0 turns the hard limit off.
-	HardLimit int
-}
-
-// DefaultConfig is the Reconciler's defaults: BackoffInterval 1m, BackoffLookback
-// 1h, FailureHardLimit 3.
-var DefaultConfig = Config{BackoffInterval: time.Minute, BackoffLookback: time.Hour, HardLimit: 3}
-
-// reconciler is the Reconciler configuration of c: a HardLimit of 0 (off in
-// scenarios) becomes prebuilds.NoHardLimit.
-func (c Config) reconciler() prebuilds.Config {
-	k := prebuilds.HardLimit(c.HardLimit)
-	if c.HardLimit <= 0 {
-		k = prebuilds.NoHardLimit
-	}
-	return prebuilds.Config{BackoffInterval: c.BackoffInterval, BackoffLookback: c.BackoffLookback, FailureHardLimit: k}
-}
-
-// PlanConfig is the planner's part of c (prebuilds.Config.PlanConfig).
-func (c Config) PlanConfig() prebuilds.PlanConfig { return c.reconciler().PlanConfig() }
-
-// SnapshotParams are the snapshot inputs at now under c
-// (prebuilds.Config.SnapshotParams).
-func (c Config) SnapshotParams(now time.Time) prebuilds.SnapshotParams {
-	return c.reconciler().SnapshotParams(now)
-}
-
-// Scenario is one scenario as data: operations at time offsets, and
-// the plans expected at later offsets. Keys ("t1", "p1", "i1") become IDs
-// through ID.
-type Scenario struct {
-	// Name is stable, e.g. "Backoff/NumFailed", usable with go test -run.
-	Name string
-	// Start is the instant of offset 0; zero means Epoch.
-	Start  time.Time
-	Config Config
-	// Steps are in non-decreasing At order.
-	Steps []Step
-	// Checks are in non-decreasing At order. A check sees every step whose
-	// At is at or before its own.
-	Checks []Check
-}
-
-// Step applies Op at offset At.
-type Step struct {
-	At time.Duration
-	Op Op
-}
-
-// Check is the expected plan, at offset At, of every preset whose desired
-// count is set (a preset not listed must not be planned).
-type Check struct {
-	At    time.Duration
-	Plans []ExpectedPlan
-}
-
-// ExpectedPlan is a prebuilds.Plan written with keys.
-type ExpectedPlan struct {
-	Preset          string
-	Desired         int
-	ScheduleInvalid bool
-	Actions         []ExpectedAction
-}
-
-// ExpectedAction is a prebuilds.Action written with keys. Until is an offset
-// and only read for ActionBackoff.
-type ExpectedAction struct {
-	Kind      prebuilds.ActionKind
-	Reason    prebuilds.Reason
-	Count     int
-	Instances []string
-	Until     time.Duration
-	// From and To are read only for ActionSetStatus.
-	From, To prebuilds.PresetStatus
-}
-
-// Time returns the instant of offset d.
-func (s Scenario) Time(d time.Duration) time.Time {
-	start := s.Start
-	if start.IsZero() {
-		start = Epoch
-	}
-	return prebuilds.Micro(start.Add(d))
-}
-
-// Expected returns the plans of c with IDs, in canonical preset order (the
-// order of prebuilds.PlanAll and model.World.PlanAll).
-func (s Scenario) Expected(c Check) []prebuilds.Plan {
-	plans := make([]prebuilds.Plan, 0, len(c.Plans))
-	for _, e := range c.Plans {
-		p := prebuilds.Plan{PresetID: ID(e.Preset), Desired: e.Desired, ScheduleInvalid: e.ScheduleInvalid}
-		for _, a := range e.Actions {
-			act := prebuilds.Action{Kind: a.Kind, Reason: a.Reason, Count: a.Count}
-			for _, k := range a.Instances {
-				act.InstanceIDs = append(act.InstanceIDs, ID(k))
-			}
-			if a.Kind == prebuilds.ActionBackoff {
-				act.Until = s.Time(a.Until)
-			}
-			if a.Kind == prebuilds.ActionSetStatus {
-				act.From, act.To = a.From, a.To
-			}
-			p.Actions = append(p.Actions, act)
-		}
-		plans = append(plans, p)
-	}
-	slices.SortFunc(plans, func(a, b prebuilds.Plan) int { return prebuilds.CompareUUID(a.PresetID, b.PresetID) })
-	return plans
-}
-
-// StepsUntil returns the steps whose offset is at or before at.
-func (s Scenario) StepsUntil(at time.Duration) []Step {
-	var out []Step
-	for _, st := range s.Steps {
-		if st.At <= at {
-			out = append(out, st)
-		}
-	}
-	return out
-}
-
-// Model replays the steps up to offset at into a fresh model world.
-func (s Scenario) Model(at time.Duration) (*model.World, error) {
-	w := &model.World{}
-	for i, st := range s.StepsUntil(at) {
-		if err := st.Op.ApplyModel(w, s.Time(st.At)); err != nil {
-			return nil, fmt.Errorf("scenario %s: step %d at %s (%T): %w", s.Name, i, st.At, st.Op, err)
-		}
-	}
-	return w, nil
-}
 
 // ---- table helpers ----
 
@@ -234,7 +93,7 @@ func steps(groups ...any) []Step {
 		case []Step:
 			out = append(out, g...)
 		default:
-			panic(fmt.Sprintf("conformance: steps: unexpected %T", g)) // table construction bug, not input
+			panic(fmt.Sprintf("scenario: steps: unexpected %T", g)) // table construction bug, not input
 		}
 	}
 	slices.SortStableFunc(out, func(a, b Step) int { return int(a.At - b.At) })
@@ -245,7 +104,19 @@ func want(preset string, desired int, actions ...ExpectedAction) ExpectedPlan {
 	return ExpectedPlan{Preset: preset, Desired: desired, Actions: actions}
 }
 
-func check(at time.Duration, plans ...ExpectedPlan) Check { return Check{At: at, Plans: plans} }
+func check(at time.Duration, plans ...ExpectedPlan) Check {
+	return Check{At: at, Plans: plans, Pos: Here(0)}
+}
+
+// def completes a table entry: the position of its definition, and the
+// default configuration when it sets none.
+func def(s Scenario) Scenario {
+	s.Pos = Here(0)
+	if s.Config == (Config{}) {
+		s.Config = DefaultConfig
+	}
+	return s
+}
 
 func create(n int) ExpectedAction {
 	return ExpectedAction{Kind: prebuilds.ActionCreate, Reason: prebuilds.ReasonMissing, Count: n}
@@ -272,26 +143,19 @@ func setStatus(from, to prebuilds.PresetStatus) ExpectedAction {
 }
 
 // hardLimited is the status transition of a healthy preset that reached the
-// hard limit.
+// hard limit: the plan's first action.
 var hardLimited = setStatus(prebuilds.PresetHealthy, prebuilds.PresetHardLimited)
 
 func cancelPending(n int) ExpectedAction {
 	return ExpectedAction{Kind: prebuilds.ActionCancelPending, Reason: prebuilds.ReasonInactive, Count: n}
 }
 
-func withConfig(s Scenario) Scenario {
-	if s.Config == (Config{}) {
-		s.Config = DefaultConfig
-	}
-	return s
-}
-
 // ---- the table ----
 
-// Scenarios returns the planning scenarios of docs/spec.md (and a few more that pin
-// definitions down), each a fresh value. The expected plans are written by
-// hand from the rules of docs/spec.md.
-func Scenarios() []Scenario {
+// Table returns the planning scenarios of docs/spec.md (and a few more that
+// pin definitions down), each a fresh value. The expected plans are written
+// by hand from the rules of docs/spec.md.
+func Table() []Scenario {
 	const (
 		expired    = prebuilds.ReasonExpired
 		extraneous = prebuilds.ReasonExtraneous
@@ -321,42 +185,49 @@ func Scenarios() []Scenario {
 	off := func(start time.Time, ts string) time.Duration { return la(ts).Sub(start) }
 
 	list := []Scenario{
-		{
+		def(Scenario{
 			Name:   "Basic/NoPrebuilds",
+			Rule:   "A preset with desired 0 and no prebuilds plans nothing.",
 			Steps:  steps(f1.active(0)),
 			Checks: []Check{check(time.Minute, want("p1", 0))},
-		},
-		{
+		}),
+		def(Scenario{
 			Name:   "Basic/NetNew",
+			Rule:   "A preset with desired n and no prebuilds plans n creates.",
 			Steps:  steps(f1.active(1)),
 			Checks: []Check{check(time.Minute, want("p1", 1, create(1)))},
-		},
-		{
+		}),
+		def(Scenario{
 			Name:   "Basic/DesiredUpdatedInPlace",
+			Rule:   "A change of desired by UpsertPreset is planned from the next pass on.",
 			Steps:  steps(f1.active(1), Step{10 * sec, f1.preset(3)}),
 			Checks: []Check{check(5*sec, want("p1", 1, create(1))), check(20*sec, want("p1", 3, create(3)))},
-		},
-		{
+		}),
+		def(Scenario{
 			Name:   "Basic/UnconfiguredPresetNotPlanned",
+			Rule:   "A preset whose desired count is not set is neither in the snapshot nor planned.",
 			Steps:  steps(f1.activeWith(UpsertPreset{Key: "p1", Version: "v1"})),
 			Checks: []Check{check(time.Minute)},
-		},
-		{
+		}),
+		def(Scenario{
 			Name:  "Outdated/DeleteAndReplace",
+			Rule:  "When a new version becomes active, the old version's prebuilds are deleted as inactive and the new preset's are created.",
 			Steps: steps(f1.active(1), f1.running("i1", 10*sec), f1.newVersion("v2", 20*sec, &p2)),
 			Checks: []Check{
 				check(15*sec, want("p1", 1)),
 				check(30*sec, want("p1", 1, del(inactive, "i1")), want("p2", 1, create(1))),
 			},
-		},
-		{
+		}),
+		def(Scenario{
 			Name: "Outdated/Deleting",
+			Rule: "An inactive preset's running prebuilds are deleted; one already being deleted is not deleted again.",
 			Steps: steps(f1.active(2), f1.running("i1", 10*sec), f1.deleting("i2", 11*sec),
 				f1.newVersion("v2", 20*sec, nil)),
 			Checks: []Check{check(30*sec, want("p1", 2, del(inactive, "i1")))},
-		},
-		{
+		}),
+		def(Scenario{
 			Name: "Outdated/CancelPending",
+			Rule: "An inactive preset's prebuilds whose only build is a pending start are canceled; one a provisioner already took is left alone.",
 			Steps: steps(f1.active(2), f1.starting("i1", 10*sec), f1.starting("i2", 11*sec),
 				// A first build a worker already took is not pending: it is left alone.
 				f1.starting("i3", 12*sec), Step{12 * sec, UpdateJob{"i3", 1, prebuilds.JobRunning, ""}},
@@ -365,85 +236,100 @@ func Scenarios() []Scenario {
 				check(15*sec, want("p1", 2)),
 				check(30*sec, want("p1", 2, cancelPending(2))),
 			},
-		},
-		{
+		}),
+		def(Scenario{
 			Name:   "Inactive/Deprecated",
+			Rule:   "The prebuilds of a deprecated template are deleted as inactive.",
 			Steps:  steps(f1.active(1), f1.running("i1", 10*sec), Step{20 * sec, Deprecate{Template: "t1"}}),
 			Checks: []Check{check(30*sec, want("p1", 1, del(inactive, "i1")))},
-		},
-		{
+		}),
+		def(Scenario{
 			Name:   "Inactive/DeletedTemplate",
+			Rule:   "The prebuilds of a deleted template are deleted as inactive.",
 			Steps:  steps(f1.active(2), f1.running("i1", 10*sec), Step{20 * sec, DeleteTemplate{"t1"}}),
 			Checks: []Check{check(15*sec, want("p1", 2, create(1))), check(30*sec, want("p1", 2, del(inactive, "i1")))},
-		},
-		{
+		}),
+		def(Scenario{
 			Name: "Inactive/ExpiredDeletedToo",
+			Rule: "An inactive preset deletes all its running prebuilds, expired or not, with reason inactive.",
 			Steps: steps(f1.activeWith(ttl(time.Minute, 2)), f1.running("i1", 10*sec), f1.running("i2", 2*time.Minute),
 				Step{2*time.Minute + 10*sec, Deprecate{Template: "t1"}}),
 			// i1 expired, i2 valid: both go.
 			Checks: []Check{check(2*time.Minute+30*sec, want("p1", 2, del(inactive, "i1", "i2")))},
-		},
-		{
+		}),
+		def(Scenario{
 			Name:   "Supply/Starting/d1r0s1",
+			Rule:   "A prebuild whose start build is pending counts as supply.",
 			Steps:  steps(f1.active(1), f1.starting("i1", 10*sec)),
 			Checks: []Check{check(20*sec, want("p1", 1))},
-		},
-		{
+		}),
+		def(Scenario{
 			Name:   "Supply/Starting/d2r1s1",
+			Rule:   "A prebuild whose start build is pending counts as supply.",
 			Steps:  steps(f1.active(2), f1.running("i1", 10*sec), f1.starting("i2", 11*sec)),
 			Checks: []Check{check(20*sec, want("p1", 2))},
-		},
-		{
+		}),
+		def(Scenario{
 			Name:   "Supply/Starting/d3r1s2",
+			Rule:   "A prebuild whose start build is pending counts as supply.",
 			Steps:  steps(f1.active(3), f1.running("i1", 10*sec), f1.starting("i2", 11*sec), f1.starting("i3", 12*sec)),
 			Checks: []Check{check(20*sec, want("p1", 3))},
-		},
-		{
+		}),
+		def(Scenario{
 			Name:   "Supply/StartingNotExtraneous",
+			Rule:   "Only running prebuilds can be extraneous: a starting one is never deleted as surplus.",
 			Steps:  steps(f1.active(2), f1.runningN("i", 2, 10*sec), f1.starting("s1", 15*sec)),
 			Checks: []Check{check(20*sec, want("p1", 2))},
-		},
-		{
+		}),
+		def(Scenario{
 			Name:   "Supply/StoppingNotSupply/d1r0st1",
+			Rule:   "A prebuild being stopped is not supply: it is replaced.",
 			Steps:  steps(f1.active(1), f1.stopping("i1", 10*sec)),
 			Checks: []Check{check(20*sec, want("p1", 1, create(1)))},
-		},
-		{
+		}),
+		def(Scenario{
 			Name:   "Supply/StoppingNotSupply/d3r2st1",
+			Rule:   "A prebuild being stopped is not supply: it is replaced.",
 			Steps:  steps(f1.active(3), f1.runningN("i", 2, 10*sec), f1.stopping("st1", 15*sec)),
 			Checks: []Check{check(20*sec, want("p1", 3, create(1)))},
-		},
-		{
+		}),
+		def(Scenario{
 			Name:   "Supply/DeletingNotSupply/d2r1dl1",
+			Rule:   "A prebuild being deleted is not supply: it is replaced.",
 			Steps:  steps(f1.active(2), f1.running("i1", 10*sec), f1.deleting("dl1", 15*sec)),
 			Checks: []Check{check(20*sec, want("p1", 2, create(1)))},
-		},
-		{
+		}),
+		def(Scenario{
 			Name:   "Supply/BalancedWithStop/d3r3st1",
+			Rule:   "Running prebuilds equal to desired plan nothing, whatever is being stopped besides.",
 			Steps:  steps(f1.active(3), f1.runningN("i", 3, 10*sec), f1.stopping("st1", 15*sec)),
 			Checks: []Check{check(20*sec, want("p1", 3))},
-		},
-		{
+		}),
+		def(Scenario{
 			Name:   "Supply/BalancedWithDelete/d2r2dl1",
+			Rule:   "Running prebuilds equal to desired plan nothing, whatever is being deleted besides.",
 			Steps:  steps(f1.active(2), f1.runningN("i", 2, 10*sec), f1.deleting("dl1", 15*sec)),
 			Checks: []Check{check(20*sec, want("p1", 2))},
-		},
-		{
+		}),
+		def(Scenario{
 			Name: "Supply/CanceledStartNotSupply",
+			Rule: "A prebuild whose start build was canceled is not supply: it is replaced.",
 			Steps: steps(f1.active(1), f1.starting("i1", 10*sec),
 				Step{11 * sec, UpdateJob{"i1", 1, prebuilds.JobCanceled, ""}}),
 			Checks: []Check{check(20*sec, want("p1", 1, create(1)))},
-		},
-		{
+		}),
+		def(Scenario{
 			Name: "Supply/ClaimedNotSupply",
+			Rule: "A claimed prebuild leaves the pool and is replaced.",
 			Steps: steps(f1.active(1), f1.running("i1", 10*sec), Step{11 * sec, SetReady{Instance: "i1"}},
 				Step{20 * sec, Claim{Preset: "p1", Want: "i1"}}),
 			Checks: []Check{check(15*sec, want("p1", 1)), check(30*sec, want("p1", 1, create(1)))},
-		},
-		{
+		}),
+		def(Scenario{
 			// The current preset is the preset of the latest start build
 			// that has one: a preset-less restart stays attributed to p1.
 			Name: "Supply/PresetlessRestart",
+			Rule: "An instance's current preset is the preset of its latest start build that has one: a preset-less restart keeps it in its preset's pool.",
 			Steps: steps(f1.active(1), f1.running("i1", 10*sec),
 				Step{20 * sec, StartBuild{Instance: "i1", Number: 2, Version: "v1", Transition: prebuilds.TransitionStop}},
 				Step{21 * sec, UpdateJob{"i1", 2, prebuilds.JobSucceeded, ""}},
@@ -456,19 +342,22 @@ func Scenarios() []Scenario {
 				check(35*sec, want("p1", 1)),            // preset-less start pending counts as starting
 				check(45*sec, want("p1", 1)),            // running again, for p1
 			},
-		},
-		{
+		}),
+		def(Scenario{
 			Name:   "Extraneous/DeleteOldest",
+			Rule:   "Surplus running prebuilds are deleted oldest first (created_at, then instance ID).",
 			Steps:  steps(f1.active(1), f1.running("i1", 10*sec), f1.running("i2", 20*sec)),
 			Checks: []Check{check(30*sec, want("p1", 1, del(extraneous, "i1")))},
-		},
-		{
+		}),
+		def(Scenario{
 			Name:   "Extraneous/WithDeleting/d3r5dl2",
+			Rule:   "Surplus is counted over running prebuilds only, and the oldest surplus are deleted.",
 			Steps:  steps(f1.active(3), f1.runningN("i", 5, 10*sec), f1.deleting("dl1", 20*sec), f1.deleting("dl2", 21*sec)),
 			Checks: []Check{check(30*sec, want("p1", 3, del(extraneous, "i1", "i2")))},
-		},
-		{
+		}),
+		def(Scenario{
 			Name:  "Expiry/TTL",
+			Rule:  "A prebuild expires when now − created_at > ttl; expired prebuilds are deleted and replaced.",
 			Steps: steps(f1.activeWith(ttl(time.Hour, 2)), f1.running("i1", 0), f1.running("i2", 30*time.Minute)),
 			Checks: []Check{
 				check(45*time.Minute, want("p1", 2)),                                                       // r2 e0
@@ -476,50 +365,37 @@ func Scenarios() []Scenario {
 				check(time.Hour+time.Microsecond, want("p1", 2, del(expired, "i1"), create(1))),            // r1 e1
 				check(90*time.Minute+time.Microsecond, want("p1", 2, del(expired, "i1", "i2"), create(2))), // r0 e2
 			},
-		},
-		{
+		}),
+		def(Scenario{
 			Name: "Expiry/TwoExpiredTwoValid",
+			Rule: "Expired prebuilds are deleted even when the valid ones meet desired.",
 			Steps: steps(f1.activeWith(ttl(time.Hour, 2)), f1.running("i1", 0), f1.running("i2", sec),
 				f1.running("i3", time.Hour), f1.running("i4", time.Hour+sec)),
 			Checks: []Check{check(time.Hour+2*sec, want("p1", 2, del(expired, "i1", "i2")))},
-		},
-		{
+		}),
+		def(Scenario{
 			Name: "Expiry/AndSurplus",
+			Rule: "Expired prebuilds are deleted as expired, then the oldest valid surplus as extraneous.",
 			Steps: steps(f1.activeWith(ttl(time.Hour, 2)), f1.running("i1", 0), f1.running("i2", 10*time.Minute),
 				f1.running("i3", 20*time.Minute), f1.running("i4", 30*time.Minute)),
 			Checks: []Check{check(time.Hour+time.Minute, want("p1", 2, del(expired, "i1"), del(extraneous, "i2")))},
-		},
-		{
+		}),
+		def(Scenario{
 			Name: "Invalidation/AllBefore",
+			Rule: "Prebuilds created before the preset's invalidated_at expire and are replaced.",
 			Steps: steps(f1.active(2), f1.running("i1", 10*sec), f1.running("i2", 20*sec),
 				Step{30 * sec, Invalidate{"p1"}}),
 			Checks: []Check{
 				check(25*sec, want("p1", 2)),
 				check(40*sec, want("p1", 2, del(expired, "i1", "i2"), create(2))),
 			},
-		},
-		{
-			// A prebuild created at the invalidation instant is valid.
-			Name: "Invalidation/OneNotBefore",
-			Steps: steps(f1.active(2), f1.running("i1", 10*sec), Step{20 * sec, Invalidate{"p1"}},
-				f1.running("i2", 20*sec)),
-			Checks: []Check{check(40*sec, want("p1", 2, del(expired, "i1"), create(1)))},
-		},
-		{
-			Name:   "Backoff/Boundary",
-			Config: Config{BackoffInterval: 5 * sec, BackoffLookback: time.Hour, HardLimit: 3},
-			Steps:  steps(f1.active(1), f1.failed("i1", 10*sec, prebuilds.FailureTransient)),
-			Checks: []Check{
-				check(10*sec, want("p1", 1, backoff(1, 15*sec))),
-				check(15*sec, want("p1", 1, backoff(1, 15*sec))),
-				check(15*sec+time.Microsecond, want("p1", 1, create(1))),
-			},
-		},
-		{
+		}),
+		def(Scenario{
 			// Only failures ranked within the static desired count open a
 			// backoff window: two newer successes push the failure out, and a
 			// claim of one of them brings it back in.
 			Name: "Backoff/Window",
+			Rule: "Only a failure ranked within the static desired count (newest builds first) opens a backoff window.",
 			Steps: steps(f1.active(2), f1.failed("i1", 10*sec, ""), f1.running("i2", 20*sec), f1.running("i3", 30*sec),
 				Step{31 * sec, SetReady{Instance: "i2"}}, Step{50 * sec, Claim{Preset: "p1", Want: "i2"}}),
 			Checks: []Check{
@@ -527,17 +403,19 @@ func Scenarios() []Scenario {
 				check(60*sec, want("p1", 2, backoff(1, 70*sec))),
 				check(70*sec+time.Microsecond, want("p1", 2, create(1))),
 			},
-		},
-		{
+		}),
+		def(Scenario{
 			// Without a row the schedule's extra demand is created at once.
 			Name: "Backoff/WindowUsesStaticDesired",
+			Rule: "Backoff ranks failures against the static desired count, not the scheduled one.",
 			Steps: steps(f1.activeWith(withSchedules(2, "UTC", prebuilds.Schedule{Cron: "* * * * *", Instances: 3})),
 				f1.failed("i1", 10*sec, ""), f1.running("i2", 20*sec), f1.running("i3", 30*sec)),
 			Checks: []Check{check(40*sec, want("p1", 3, create(1)))},
-		},
-		{
+		}),
+		def(Scenario{
 			Name:   "Backoff/NumFailed",
-			Config: Config{BackoffInterval: 5 * sec, BackoffLookback: time.Hour, HardLimit: 3},
+			Rule:   "The backoff lasts until the last failure + (failures in the lookback window) × BackoffInterval.",
+			Config: Config{BackoffInterval: 5 * sec, BackoffLookback: time.Hour, FailureHardLimit: 3},
 			Steps: steps(f1.active(2), f1.failed("i1", 10*sec, ""), f1.failed("i2", 10*sec, ""),
 				f1.failed("i3", 30*sec, ""), f1.running("i4", 31*sec)),
 			Checks: []Check{
@@ -546,86 +424,86 @@ func Scenarios() []Scenario {
 				check(40*sec, want("p1", 2, backoff(1, 45*sec))), // 30s + 3×5s
 				check(45*sec+time.Microsecond, want("p1", 2, create(1))),
 			},
-		},
-		{
-			Name:   "Backoff/Lookback",
-			Config: Config{BackoffInterval: 2 * time.Hour, BackoffLookback: time.Hour, HardLimit: 3},
-			Steps:  steps(f1.active(1), f1.failed("i1", 0, "")),
-			Checks: []Check{
-				check(59*time.Minute, want("p1", 1, backoff(1, 2*time.Hour))),
-				check(time.Hour, want("p1", 1, backoff(1, 2*time.Hour))), // created_at = lookback still counts
-				check(time.Hour+time.Microsecond, want("p1", 1, create(1))),
-			},
-		},
-		{
+		}),
+		def(Scenario{
 			Name:  "Backoff/Reset",
+			Rule:  "An admin reset forgets the failures created before reset_at.",
 			Steps: steps(f1.active(1), f1.failed("i1", 10*sec, ""), Step{20 * sec, Reset{"p1"}}),
 			Checks: []Check{
 				check(15*sec, want("p1", 1, backoff(1, 70*sec))),
 				check(21*sec, want("p1", 1, create(1))),
 			},
-		},
-		{
+		}),
+		def(Scenario{
 			Name: "Backoff/SparesDeletes",
+			Rule: "Backoff blocks creates only: extraneous prebuilds are still deleted.",
 			Steps: steps(f1.active(1), f1.running("i1", 10*sec), f1.running("i2", 20*sec),
 				f1.failed("i3", 30*sec, "")),
 			Checks: []Check{check(40*sec, want("p1", 1, del(extraneous, "i1")))},
-		},
-		{
+		}),
+		def(Scenario{
 			Name: "Backoff/SparesExpired",
+			Rule: "Backoff blocks creates only: expired prebuilds are still deleted.",
 			Steps: steps(f1.active(1), f1.running("i1", 10*sec), Step{20 * sec, Invalidate{"p1"}},
 				f1.failed("i2", 30*sec, "")),
 			Checks: []Check{check(40*sec, want("p1", 1, del(expired, "i1"), backoff(1, 90*sec)))},
-		},
-		{
+		}),
+		def(Scenario{
 			Name:   "HardLimit/Reached",
-			Config: Config{BackoffInterval: time.Minute, BackoffLookback: time.Hour, HardLimit: 1},
+			Rule:   "When the K newest builds of a preset all failed, it is hard-limited and its creates are blocked.",
+			Config: Config{BackoffInterval: time.Minute, BackoffLookback: time.Hour, FailureHardLimit: 1},
 			Steps:  steps(f1.active(1), f1.failed("i1", 10*sec, "")),
 			Checks: []Check{check(20*sec, want("p1", 1, hardLimited, blocked(prebuilds.ReasonHardLimited, 1))),
 				check(2*time.Minute, want("p1", 1, hardLimited, blocked(prebuilds.ReasonHardLimited, 1)))},
-		},
-		{
+		}),
+		def(Scenario{
 			Name:   "HardLimit/NotReached",
-			Config: Config{BackoffInterval: time.Minute, BackoffLookback: time.Hour, HardLimit: 2},
+			Rule:   "Fewer than K failed builds cannot hit the hard limit: the failure only backs off.",
+			Config: Config{BackoffInterval: time.Minute, BackoffLookback: time.Hour, FailureHardLimit: 2},
 			Steps:  steps(f1.active(1), f1.failed("i1", 10*sec, "")),
 			Checks: []Check{check(20*sec, want("p1", 1, backoff(1, 70*sec))), check(2*time.Minute, want("p1", 1, create(1)))},
-		},
-		{
+		}),
+		def(Scenario{
 			Name:   "HardLimit/Off",
-			Config: Config{BackoffInterval: time.Minute, BackoffLookback: time.Hour, HardLimit: 0},
+			Rule:   "With the hard limit off (K = 0), failures only back off.",
+			Config: Config{BackoffInterval: time.Minute, BackoffLookback: time.Hour, FailureHardLimit: prebuilds.NoHardLimit},
 			Steps:  steps(f1.active(1), f1.failed("i1", 10*sec, ""), f1.failed("i2", 11*sec, "")),
 			Checks: []Check{check(5*time.Minute, want("p1", 1, create(1)))},
-		},
-		{
+		}),
+		def(Scenario{
 			Name:   "HardLimit/SparesDeletes",
-			Config: Config{BackoffInterval: time.Minute, BackoffLookback: time.Hour, HardLimit: 1},
+			Rule:   "A hard-limited preset blocks creates only: its prebuilds are still deleted when it becomes inactive.",
+			Config: Config{BackoffInterval: time.Minute, BackoffLookback: time.Hour, FailureHardLimit: 1},
 			Steps: steps(f1.active(2), f1.running("i1", 10*sec), f1.failed("i2", 20*sec, ""),
 				f1.newVersion("v2", 40*sec, &p2)),
 			Checks: []Check{
 				check(30*sec, want("p1", 2, hardLimited, blocked(prebuilds.ReasonHardLimited, 1))),
 				check(50*sec, want("p1", 2, del(inactive, "i1")), want("p2", 1, create(1))),
 			},
-		},
-		{
+		}),
+		def(Scenario{
 			Name:   "HardLimit/Recovers",
-			Config: Config{BackoffInterval: time.Minute, BackoffLookback: time.Hour, HardLimit: 1},
+			Rule:   "A hard-limited preset recovers when its failed prebuild is removed.",
+			Config: Config{BackoffInterval: time.Minute, BackoffLookback: time.Hour, FailureHardLimit: 1},
 			Steps:  steps(f1.active(1), f1.failed("i1", 10*sec, ""), Step{30 * sec, RemoveInstance{"i1"}}),
 			Checks: []Check{
 				check(20*sec, want("p1", 1, hardLimited, blocked(prebuilds.ReasonHardLimited, 1))),
 				check(40*sec, want("p1", 1, create(1))),
 			},
-		},
-		{
+		}),
+		def(Scenario{
 			Name: "ValidationFailed/BlocksUntilReset",
+			Rule: "A validation failure blocks the preset's creates until an admin reset.",
 			Steps: steps(f1.active(2), f1.running("i1", 10*sec), f1.failed("i2", 20*sec, prebuilds.FailureValidation),
 				Step{5 * time.Minute, Reset{"p1"}}),
 			Checks: []Check{
 				check(3*time.Minute, want("p1", 2, blocked(prebuilds.ReasonValidationFailed, 1))),
 				check(5*time.Minute+sec, want("p1", 2, create(1))),
 			},
-		},
-		{
+		}),
+		def(Scenario{
 			Name: "Schedules/Monday",
+			Rule: "Desired is the instance count of the first schedule matching now in the preset's timezone, else the static count.",
 			Steps: steps(f1.activeWith(withSchedules(1, "UTC",
 				prebuilds.Schedule{Cron: "* 2-4 * * 1", Instances: 2},
 				prebuilds.Schedule{Cron: "* 6-8 * * 1", Instances: 3}))),
@@ -637,27 +515,30 @@ func Scenarios() []Scenario {
 				check(9*time.Hour, want("p1", 1, create(1))),
 				check(27*time.Hour, want("p1", 1, create(1))), // Tuesday 03:00
 			},
-		},
-		{
+		}),
+		def(Scenario{
 			Name: "Schedules/FirstMatchWins",
+			Rule: "When several schedules match, the first one listed wins.",
 			Steps: steps(f1.activeWith(withSchedules(1, "UTC",
 				prebuilds.Schedule{Cron: "* 2-4 * * *", Instances: 2},
 				prebuilds.Schedule{Cron: "* 3 * * *", Instances: 5}))),
 			Checks: []Check{check(3*time.Hour, want("p1", 2, create(2)))},
-		},
-		{
+		}),
+		def(Scenario{
 			Name: "Schedules/ExtraneousWhenScheduleEnds",
+			Rule: "When a schedule ends, the prebuilds above the static count become extraneous.",
 			Steps: steps(f1.activeWith(withSchedules(1, "UTC", prebuilds.Schedule{Cron: "* 2-4 * * *", Instances: 3})),
 				f1.runningN("i", 3, 2*time.Hour)),
 			Checks: []Check{
 				check(4*time.Hour+59*time.Minute, want("p1", 3)),
 				check(5*time.Hour, want("p1", 1, del(extraneous, "i1", "i2"))),
 			},
-		},
-		{
+		}),
+		def(Scenario{
 			// 09:00–16:59 Los Angeles time, across the spring DST change
 			// (Sunday 2025-03-09 02:00 PST → 03:00 PDT).
 			Name:  "Timezone/LosAngelesAcrossDST",
+			Rule:  "Schedules are evaluated in the preset's timezone, across daylight-saving changes.",
 			Start: springStart,
 			Steps: steps(f1.activeWith(withSchedules(1, "America/Los_Angeles", prebuilds.Schedule{Cron: "* 9-16 * * *", Instances: 5}))),
 			Checks: []Check{
@@ -668,10 +549,11 @@ func Scenarios() []Scenario {
 				check(off(springStart, "2025-03-10T23:59:59Z"), want("p1", 5, create(5))), // 16:59:59 PDT
 				check(off(springStart, "2025-03-11T00:00:00Z"), want("p1", 1, create(1))), // 17:00 PDT
 			},
-		},
-		{
+		}),
+		def(Scenario{
 			// 02:00–02:59 does not exist on 2025-03-09 in Los Angeles.
 			Name:  "Timezone/LosAngelesSpringForward",
+			Rule:  "A schedule on an hour that a spring-forward day skips does not match that day.",
 			Start: springStart,
 			Steps: steps(f1.activeWith(withSchedules(1, "America/Los_Angeles", prebuilds.Schedule{Cron: "* 2 * * *", Instances: 4}))),
 			Checks: []Check{
@@ -680,10 +562,11 @@ func Scenarios() []Scenario {
 				check(off(springStart, "2025-03-09T10:00:00Z"), want("p1", 1, create(1))), // 03:00 PDT
 				check(off(springStart, "2025-03-10T09:30:00Z"), want("p1", 4, create(4))), // Mon 02:30 PDT
 			},
-		},
-		{
+		}),
+		def(Scenario{
 			// 01:00–01:59 happens twice on 2025-11-02 in Los Angeles.
 			Name:  "Timezone/LosAngelesFallBack",
+			Rule:  "A schedule on an hour that a fall-back day repeats matches both times.",
 			Start: fallStart,
 			Steps: steps(f1.activeWith(withSchedules(1, "America/Los_Angeles", prebuilds.Schedule{Cron: "* 1 * * *", Instances: 4}))),
 			Checks: []Check{
@@ -692,19 +575,17 @@ func Scenarios() []Scenario {
 				check(off(fallStart, "2025-11-02T09:30:00Z"), want("p1", 4, create(4))), // 01:30 PST
 				check(off(fallStart, "2025-11-02T10:00:00Z"), want("p1", 1, create(1))), // 02:00 PST
 			},
-		},
-		{
+		}),
+		def(Scenario{
 			Name: "Pause/NothingHappens",
+			Rule: "While paused nothing is planned; once unpaused the pending work is planned.",
 			Steps: steps(f1.active(1), f1.running("i1", 10*sec), f1.newVersion("v2", 20*sec, &p2),
 				Step{30 * sec, Pause{}}, Step{50 * sec, Pause{Undo: true}}),
 			Checks: []Check{
 				check(40*sec, want("p1", 1), want("p2", 1)),
 				check(60*sec, want("p1", 1, del(inactive, "i1")), want("p2", 1, create(1))),
 			},
-		},
+		}),
 	}
-	for i := range list {
-		list[i] = withConfig(list[i])
-	}
-	return list
+	return append(list, boundaries()...)
 }
