@@ -50,13 +50,9 @@ func TestScenarios(t *testing.T) {
 					t.Errorf("%s: %s\ncheck at %s (%s): model.PlanAll (-want +got):\n%s", s.Pos, s.Rule, c.At, c.Pos, diff)
 				}
 
-				views := w.Snapshot(params).Index()
-				planned := make([]prebuilds.Plan, 0, len(views))
-				for _, v := range views {
-					planned = append(planned, prebuilds.PlanPreset(v, now, cfg))
-				}
+				planned := prebuilds.PlanAll(w.Snapshot(params), cfg).Plans
 				if diff := cmp.Diff(want, planned, cmpopts.EquateEmpty()); diff != "" {
-					t.Errorf("%s: %s\ncheck at %s (%s): prebuilds.PlanPreset on the model's snapshot (-want +got):\n%s", s.Pos, s.Rule, c.At, c.Pos, diff)
+					t.Errorf("%s: %s\ncheck at %s (%s): prebuilds.PlanAll on the model's snapshot (-want +got):\n%s", s.Pos, s.Rule, c.At, c.Pos, diff)
 				}
 			}
 		})

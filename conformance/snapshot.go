@@ -70,11 +70,7 @@ func (s *suite) scenarioSnapshot(t *testing.T, sc scenario.Scenario) {
 		}
 		v.objects = objects
 		v.diff("store snapshot "+checkName(c)+" (-model +store)", diff)
-		views := snap.Index()
-		got := make([]prebuilds.Plan, 0, len(views))
-		for _, view := range views {
-			got = append(got, prebuilds.PlanPreset(view, now, sc.Config.PlanConfig()))
-		}
+		got := prebuilds.PlanAll(snap, sc.Config.PlanConfig()).Plans
 		if d := l.diff(sc.Expected(c), got); d != "" {
 			if len(v.objects) == 0 {
 				v.objects = planObjects(sc.Expected(c), got, l)

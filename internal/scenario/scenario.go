@@ -77,6 +77,9 @@ type ExpectedAction struct {
 	Until     time.Duration
 	// From and To are read only for ActionSetStatus.
 	From, To prebuilds.PresetStatus
+	// Builds are build keys (BuildKey), read only for ActionFailStuck; its
+	// Instances are theirs.
+	Builds []string
 }
 
 // Time returns the instant of offset d.
@@ -104,6 +107,9 @@ func (s Scenario) Expected(c Check) []prebuilds.Plan {
 			}
 			if a.Kind == prebuilds.ActionSetStatus {
 				act.From, act.To = a.From, a.To
+			}
+			for _, k := range a.Builds {
+				act.BuildIDs = append(act.BuildIDs, ID(k))
 			}
 			p.Actions = append(p.Actions, act)
 		}

@@ -587,5 +587,6 @@ func Table() []Scenario {
 			},
 		}),
 	}
-	return append(list, boundaries()...)
+	list = append(list, boundaries()...)
+	return append(list, policies()...)
 }
