@@ -1,6 +1,6 @@
 // Package conformance is the test suite every prebuilds store must pass:
 // memstore, pgstore, and yours. The rules it checks are those of
-// docs/spec.md and docs/store-semantics.md; the reference model (package
+// docs/spec.md; the reference model (package
 // model) is the oracle.
 //
 // # Running it against your store
@@ -26,7 +26,9 @@
 // Subtests are grouped by store operation and rule; their names are stable.
 // Under TestConformance (the test that calls Run):
 //
-//	Snapshot/<scenario>              every scenario of the table replayed into the store: at every
+//	Snapshot/<scenario>              every scenario of the table (both failure policies, stuck
+//	                                 builds, the create budget, every boundary) replayed into the
+//	                                 store: at every
 //	                                 check its snapshot must equal the model's (after
 //	                                 prebuilds.SortSnapshot) and the planner fed that snapshot
 //	                                 must produce the hand-written plan
@@ -49,8 +51,16 @@
 //	Lock/...                         one holder at a time, never blocking; fn's error returned;
 //	                                 status compare-and-set; racing replicas make one status
 //	                                 change and one event
+//	Lock/SnapshotWithoutLock         Store.Snapshot answers exactly while another holder is in
+//	                                 its pass, and keeps nobody from the lock
+//	Lock/Shards                      (stores with prebuilds.ShardLocker) one holder per shard;
+//	                                 shards' locks independent of each other and of the
+//	                                 cluster-wide lock
+//	ChangeFeed/CommitsInOrder        (stores with prebuilds.ChangeFeed) the preset of each claim,
+//	                                 terminal job update and preset write, after the commit, in
+//	                                 order; nothing for failed writes or the Reconciler's own
 //	PendingJobs/...                  order, limit, exclusions, bad limits, racing takers
-//	Errors/<operation>/<case>        the sentinel of docs/store-semantics.md for each failing
+//	Errors/<operation>/<case>        the sentinel of docs/spec.md for each failing
 //	                                 case of each operation (UpsertPreset/Invalid/... for
 //	                                 prebuilds.ErrInvalidPreset), and nothing changed
 //	StateMachine/Reconcile           random operations and passes of the real Reconciler on the
@@ -58,6 +68,9 @@
 //	                                 equal, every operation must fail alike (same sentinel), every
 //	                                 pass must write exactly the model's plan
 //	StateMachine/Snapshot            random operations, snapshots compared at random parameters
+//	                                 (either failure policy, a stuck-build cut-off, filtered to
+//	                                 random presets or a random shard, read under the lock or
+//	                                 with Store.Snapshot)
 //
 // The scenarios are named by rule, e.g. Basic/NetNew, Supply/ClaimedNotSupply,
 // Backoff/NumFailed, HardLimit/Reached, Expiry/TTL, Schedules/Monday,

@@ -15,7 +15,7 @@ import (
 )
 
 // errorsGroup: Errors/<operation>/<case>: every operation fails with the
-// sentinel docs/store-semantics.md gives for the case, as the model does,
+// sentinel docs/spec.md gives for the case, as the model does,
 // and the failed call changes nothing.
 func (s *suite) errorsGroup(t *testing.T) {
 	for _, tc := range invalidPresets() {
@@ -385,6 +385,61 @@ func errorCases() []errorCase {
 			_, err := s.SetPresetStatus(ctx, id("p1"), prebuilds.PresetHealthy, "sleepy")
 			return err
 		}),
+
+		ec("FailStuckBuild", "NilBuildID", argument, "the build ID is nil", nil, failStuck("", 0)),
+		ec("FailStuckBuild", "MissingBuild", notFound, "the build does not exist", nil, failStuck("i9", 40*time.Second)),
+		ec("FailStuckBuild", "NotStuckYet", conflict, "the build was created at StuckBefore, not before it", []op{prebuildOp("i1")}, failStuck("i1", 0)),
+		ec("FailStuckBuild", "Finished", conflict, "the build's job already succeeded", running("i1"), failStuck("i1", 40*time.Second)),
+		ec("FailStuckBuild", "NotAStart", conflict, "the build is a stop build", also(running("i1"),
+			scenario.StartBuild{Instance: "i1", Number: 2, Version: "v1", Transition: prebuilds.TransitionStop}), failStuckN("i1", 2, 40*time.Second)),
+		ec("FailStuckBuild", "RemovedInstance", conflict, "its instance was removed", also([]op{prebuildOp("i1")}, scenario.RemoveInstance{Instance: "i1"}),
+			failStuck("i1", 40*time.Second)),
+		ec("FailStuckBuild", "UserInstance", conflict, "its instance is not a prebuild", []op{scenario.CreateInstance{Key: "u1", Template: "t1", Version: "v1", Preset: "p1", Owner: "alice"}},
+			failStuck("u1", 40*time.Second)),
+
+		ec("Snapshot", "UnknownPolicy", argument, "SnapshotParams.Policy is unknown (Store.Snapshot and the lock's reader alike)", nil,
+			snapshotWith(func(p *prebuilds.SnapshotParams) { p.Policy = "lenient" })),
+		ec("Snapshot", "ShardOutOfRange", argument, "SnapshotParams.Shard's index is not below its count", nil,
+			snapshotWith(func(p *prebuilds.SnapshotParams) { p.Shard = prebuilds.Shard{Index: 3, Count: 3} })),
+	}
+}
+
+// failStuck fails build #1 of key with a cut-off `after` the setup instant
+// (epoch+10s); an empty key is a nil build ID.
+func failStuck(key string, after time.Duration) call { return failStuckN(key, 1, after) }
+
+func failStuckN(key string, n int, after time.Duration) call {
+	return func(ctx context.Context, s Store, now time.Time) error {
+		p := prebuilds.FailStuckBuildParams{StuckBefore: epoch.Add(10*time.Second + after), Now: now}
+		if key != "" {
+			p.BuildID = buildID(key, n)
+		}
+		return s.FailStuckBuild(ctx, p)
+	}
+}
+
+// snapshotWith reads a snapshot with edited inputs, without the lock and
+// through the lock's reader: both must refuse alike.
+func snapshotWith(edit func(*prebuilds.SnapshotParams)) call {
+	return func(ctx context.Context, s Store, now time.Time) error {
+		p := defaultParams(now)
+		edit(&p)
+		if _, err := s.Snapshot(ctx, p); err == nil {
+			return errors.New("Store.Snapshot accepted it")
+		} else if !errors.Is(err, prebuilds.ErrInvalidArgument) {
+			return fmt.Errorf("Store.Snapshot: %w", err)
+		}
+		var err error
+		if _, lerr := s.WithReconciliationLock(ctx, func(ctx context.Context, r prebuilds.SnapshotReader) error {
+			_, err = r.Snapshot(ctx, p)
+			return nil
+		}); lerr != nil {
+			return fmt.Errorf("WithReconciliationLock: %w", lerr)
+		}
+		if err == nil {
+			return errors.New("the reader of WithReconciliationLock accepted it")
+		}
+		return err
 	}
 }
 
@@ -401,7 +456,7 @@ func sentinelName(err error) string {
 // errorCase: the call fails with the sentinel, the model agrees, and the
 // failed call changed nothing.
 func (s *suite) errorCase(t *testing.T, tc errorCase) {
-	rule := fmt.Sprintf("%s must fail with %s when %s (docs/store-semantics.md), and change nothing.", tc.op, sentinelName(tc.want), tc.when)
+	rule := fmt.Sprintf("%s must fail with %s when %s (docs/spec.md), and change nothing.", tc.op, sentinelName(tc.want), tc.when)
 	e := s.claimFixture(t, rule, tc.pos)
 	setup := epoch.Add(10 * time.Second)
 	e.clock.Set(setup)

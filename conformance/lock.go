@@ -23,6 +23,8 @@ func (s *suite) lockGroup(t *testing.T) {
 	s.run(t, "FnError", s.lockFnError)
 	s.run(t, "StatusCompareAndSet", s.lockStatusCAS)
 	s.run(t, "HardLimitRace", s.lockHardLimitRace)
+	s.run(t, "SnapshotWithoutLock", s.lockFreeSnapshot)
+	s.run(t, "Shards", s.shardLocks)
 }
 
 // lockExclusive: 5 goroutines contend for the lock, round after round. The

@@ -37,12 +37,18 @@ func (m *modelStore) FailStuckBuild(_ context.Context, p prebuilds.FailStuckBuil
 
 // Snapshot implements prebuilds.Store without the lock.
 func (m *modelStore) Snapshot(_ context.Context, p prebuilds.SnapshotParams) (*prebuilds.GlobalSnapshot, error) {
+	if err := model.ValidateSnapshotParams(p); err != nil {
+		return nil, err
+	}
 	return m.w.Snapshot(p), nil
 }
 
 type modelReader struct{ w *model.World }
 
 func (r modelReader) Snapshot(_ context.Context, p prebuilds.SnapshotParams) (*prebuilds.GlobalSnapshot, error) {
+	if err := model.ValidateSnapshotParams(p); err != nil {
+		return nil, err
+	}
 	return r.w.Snapshot(p), nil
 }
 

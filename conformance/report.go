@@ -276,7 +276,7 @@ func errClass(err error) string {
 
 // ruleSameError is the rule of every comparison of a store's error with
 // the model's.
-const ruleSameError = "A store operation must fail exactly when the model's does, with the same sentinel error (docs/store-semantics.md)."
+const ruleSameError = "A store operation must fail exactly when the model's does, with the same sentinel error (docs/spec.md)."
 
 // sameError records a misbehaviour in v unless the store's error and the
 // model's are of the same class. It reports whether they agree.

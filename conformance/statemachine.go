@@ -75,8 +75,17 @@ func (s *suite) newMachine(t *testing.T, rt *rapid.T, log *runLog) *machine {
 		BackoffInterval:  rapid.SampledFrom([]time.Duration{5 * time.Second, time.Minute}).Draw(rt, "backoff_interval"),
 		BackoffLookback:  rapid.SampledFrom([]time.Duration{10 * time.Minute, time.Hour}).Draw(rt, "backoff_lookback"),
 		FailureHardLimit: prebuilds.HardLimit(rapid.IntRange(-1, 3).Draw(rt, "hard_limit")),
+		FailurePolicy:    rapid.SampledFrom([]prebuilds.FailurePolicy{prebuilds.PolicyCoder, prebuilds.PolicyAdaptive}).Draw(rt, "policy"),
+		BackoffMax:       rapid.SampledFrom([]time.Duration{time.Minute, 10 * time.Minute}).Draw(rt, "backoff_max"),
+		DisableCanary:    rapid.IntRange(0, 3).Draw(rt, "no_canary") == 0,
+		BuildTimeout:     rapid.SampledFrom([]time.Duration{prebuilds.NoBuildTimeout, 0, 10 * time.Minute, time.Hour}).Draw(rt, "build_timeout"),
 	}
-	m.step("Config: BackoffInterval %s, BackoffLookback %s, hard limit K = %d", m.cfg.BackoffInterval, m.cfg.BackoffLookback, m.cfg.FailureHardLimit.K())
+	if rapid.IntRange(0, 3).Draw(rt, "budgeted") == 0 {
+		m.cfg.MaxCreatesPerPass = rapid.IntRange(1, 4).Draw(rt, "max_creates")
+	}
+	m.step("Config: policy %s, BackoffInterval %s, BackoffMax %s, canary %v, BackoffLookback %s, hard limit K = %d, build timeout %s, MaxCreatesPerPass %d",
+		m.cfg.FailurePolicy, m.cfg.BackoffInterval, m.cfg.BackoffMax, !m.cfg.DisableCanary, m.cfg.BackoffLookback, m.cfg.FailureHardLimit.K(),
+		m.cfg.BuildTimeout, m.cfg.MaxCreatesPerPass)
 	return m
 }
 
@@ -184,14 +193,21 @@ func (m *machine) check(t *rapid.T) {
 // checkParams compares the snapshots at p.
 func (m *machine) checkParams(t *rapid.T, p prebuilds.SnapshotParams, when string) {
 	t.Helper()
-	diff, objects, _, err := snapshotCompare(m.ctx, m.store, m.world, p, m.names())
+	m.checkParamsVia(t, p, when, false)
+}
+
+// checkParamsVia compares the snapshots at p, reading the store's under the
+// lock or without it.
+func (m *machine) checkParamsVia(t *rapid.T, p prebuilds.SnapshotParams, when string, lockFree bool) {
+	t.Helper()
+	diff, objects, _, err := snapshotCompareVia(m.ctx, m.store, m.world, p, m.names(), lockFree)
 	v := newVerdict(ruleSnapshot, scenario.Here(0))
 	v.objects = objects
 	switch {
 	case err != nil:
 		v.addf("%s: %v", when, err)
 	case diff != "":
-		v.note(fmt.Sprintf("%s: Snapshot(now %s, lookback %s, K = %d)", when, offset(epoch, p.Now), offset(epoch, p.Lookback), p.HardLimit.K()))
+		v.note(fmt.Sprintf("%s: %s", when, describeParams(p, m.names(), lockFree)))
 		v.diff("-model +store", diff)
 	}
 	if v.failed() {
@@ -199,7 +215,9 @@ func (m *machine) checkParams(t *rapid.T, p prebuilds.SnapshotParams, when strin
 	}
 }
 
-// checkRandomParams compares snapshots at random parameters.
+// checkRandomParams compares snapshots at random parameters: either
+// policy, a stuck-build cut-off, and, often, filtered to random presets or
+// a random shard, read under the lock or without it.
 func (m *machine) checkRandomParams(t *rapid.T) {
 	t.Helper()
 	now := m.now().Add(rapid.SampledFrom([]time.Duration{0, time.Microsecond, time.Minute, time.Hour}).Draw(t, "snapshot_later"))
@@ -207,8 +225,51 @@ func (m *machine) checkRandomParams(t *rapid.T) {
 		Now:       prebuilds.Micro(now),
 		Lookback:  prebuilds.Micro(now.Add(-rapid.SampledFrom([]time.Duration{0, time.Second, 10 * time.Minute, time.Hour, 24 * time.Hour}).Draw(t, "lookback"))),
 		HardLimit: prebuilds.HardLimit(rapid.IntRange(-1, 4).Draw(t, "k")),
+		Policy:    rapid.SampledFrom([]prebuilds.FailurePolicy{"", prebuilds.PolicyCoder, prebuilds.PolicyAdaptive}).Draw(t, "policy"),
 	}
-	m.checkParams(t, p, "after step "+strconv.Itoa(len(m.log.steps)))
+	if timeout := rapid.SampledFrom([]time.Duration{0, time.Second, 10 * time.Minute, time.Hour}).Draw(t, "stuck_timeout"); timeout > 0 {
+		p.StuckBefore = prebuilds.Micro(now.Add(-timeout))
+	}
+	switch rapid.IntRange(0, 3).Draw(t, "filter") {
+	case 1: // a random subset of the presets, with an unknown one
+		p.Presets = []uuid.UUID{id("missing-preset")}
+		for _, pr := range m.world.Presets {
+			if rapid.Bool().Draw(t, "in_subset") {
+				p.Presets = append(p.Presets, pr.ID)
+			}
+		}
+	case 2: // a random shard
+		n := rapid.IntRange(2, 4).Draw(t, "shards")
+		p.Shard = prebuilds.Shard{Index: rapid.IntRange(0, n-1).Draw(t, "shard"), Count: n}
+	}
+	m.checkParamsVia(t, p, "after step "+strconv.Itoa(len(m.log.steps)), rapid.Bool().Draw(t, "lock_free"))
+}
+
+// describeParams renders snapshot inputs for a failure.
+func describeParams(p prebuilds.SnapshotParams, l labeler, lockFree bool) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "Snapshot(now %s, lookback %s, K = %d", offset(epoch, p.Now), offset(epoch, p.Lookback), p.HardLimit.K())
+	if p.Policy != "" {
+		fmt.Fprintf(&b, ", policy %s", p.Policy)
+	}
+	if !p.StuckBefore.IsZero() {
+		fmt.Fprintf(&b, ", stuck before %s", offset(epoch, p.StuckBefore))
+	}
+	if p.Presets != nil {
+		keys := make([]string, len(p.Presets))
+		for i, pid := range p.Presets {
+			keys[i] = l.key(pid)
+		}
+		fmt.Fprintf(&b, ", presets %v", keys)
+	}
+	if p.Shard.Count > 1 {
+		fmt.Fprintf(&b, ", shard %d of %d", p.Shard.Index, p.Shard.Count)
+	}
+	b.WriteString(")")
+	if lockFree {
+		b.WriteString(" read with Store.Snapshot, without the lock")
+	}
+	return b.String()
 }
 
 // actions returns the state machine's operations. Some appear under
@@ -250,6 +311,7 @@ func (m *machine) actions(withReconcile bool) map[string]func(*rapid.T) {
 		"DirectDelete":    m.directDelete,
 		"DirectCancel":    m.directCancel,
 		"DirectSetStatus": m.directSetStatus,
+		"DirectFailStuck": m.directFailStuck,
 	}
 	if withReconcile {
 		a["Reconcile"] = m.reconcile
@@ -508,7 +570,7 @@ func (m *machine) updateJob(t *rapid.T) {
 	b := builds[rapid.IntRange(0, len(builds)-1).Draw(t, "build_index")]
 	p := prebuilds.UpdateJobParams{BuildID: b.ID, Status: rapid.SampledFrom(jobStatuses).Draw(t, "status"), Now: m.now()}
 	if p.Status == prebuilds.JobFailed {
-		p.FailureKind = rapid.SampledFrom([]prebuilds.FailureKind{prebuilds.FailureNone, prebuilds.FailureTransient, prebuilds.FailureTransient, prebuilds.FailureValidation}).Draw(t, "failure_kind")
+		p.FailureKind = rapid.SampledFrom([]prebuilds.FailureKind{prebuilds.FailureNone, prebuilds.FailureTransient, prebuilds.FailureTransient, prebuilds.FailureValidation, prebuilds.FailureTimeout}).Draw(t, "failure_kind")
 	}
 	var got, want prebuilds.UpdateJobResult
 	what := strings.TrimSpace(fmt.Sprintf("UpdateJob %s (%s) %s → %s %s", m.key(b.ID), b.Transition, b.JobStatus, p.Status, p.FailureKind))
@@ -522,7 +584,7 @@ func (m *machine) updateJob(t *rapid.T) {
 		return err
 	})
 	if got != want {
-		v := newVerdict("UpdateJob must report the preset status transition a validation failure causes, exactly as the model (docs/store-semantics.md).", defined())
+		v := newVerdict("UpdateJob must report the preset status transition a validation failure causes, exactly as the model (docs/spec.md).", defined())
 		v.diff(what+": result (-model +store)", m.names().diff(want, got))
 		m.fail(t, v)
 	}
@@ -789,7 +851,7 @@ func (m *machine) pickPreset(t *rapid.T) prebuilds.Preset {
 // directResult compares the result of a direct write with the model's.
 func (m *machine) directResult(t *rapid.T, what string, want, got any) {
 	if d := m.names().diff(want, got); d != "" {
-		v := newVerdict("A direct store write must return exactly what the model returns (docs/store-semantics.md).", scenario.Here(0))
+		v := newVerdict("A direct store write must return exactly what the model returns (docs/spec.md).", scenario.Here(0))
 		v.diff(what+" (-model +store)", d)
 		m.fail(t, v)
 	}
@@ -879,6 +941,25 @@ func (m *machine) directSetStatus(t *rapid.T) {
 		return err
 	})
 	m.directResult(t, what+": changed", want, got)
+}
+
+// directFailStuck fails a build as stuck, as a replica whose snapshot went
+// stale would: any build, a cut-off around its creation.
+func (m *machine) directFailStuck(t *rapid.T) {
+	if len(m.world.Builds) == 0 {
+		t.Skip("no build")
+	}
+	b := m.world.Builds[rapid.IntRange(0, len(m.world.Builds)-1).Draw(t, "build_index")]
+	p := prebuilds.FailStuckBuildParams{
+		BuildID:     b.ID,
+		StuckBefore: b.CreatedAt.Add(rapid.SampledFrom([]time.Duration{-time.Microsecond, 0, time.Microsecond, time.Hour}).Draw(t, "cutoff")),
+		Now:         m.now(),
+	}
+	if rapid.IntRange(0, 11).Draw(t, "missing_build") == 0 {
+		p.BuildID = id("missing-build")
+	}
+	m.both(t, fmt.Sprintf("FailStuckBuild %s (%s %s), stuck before %s", m.key(p.BuildID), b.Transition, b.JobStatus, offset(epoch, p.StuckBefore)),
+		func(s Store) error { return s.FailStuckBuild(m.ctx, p) })
 }
 
 // reconcile runs the real Reconciler on the store; its writes must be the
