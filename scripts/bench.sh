@@ -62,7 +62,7 @@ info=$(mktemp)
 # benchstat would read as a configuration change; keep them out of the raw
 # output.
 PREBUILDKIT_BENCH_INFO=$info go test -run '^$' -bench "$filter" -benchtime "$benchtime" -count "$count" \
-	-timeout "$timeout" ./bench/ 2>&1 | tee "$raw.log" | grep -v '^pgtest: ' >"$raw" || {
+	-timeout "$timeout" ./bench/ ./memstore/ ./pgstore/ 2>&1 | tee "$raw.log" | grep -v '^pgtest: ' >"$raw" || {
 	tail -50 "$raw.log" >&2
 	exit 1
 }
