@@ -20,7 +20,8 @@ type Store interface {
 }
 
 // Harness tells Run how to get stores and, optionally, what to measure.
-// Only NewStore is required.
+// Only NewStore is required (or Load alone: Run loads every store it uses
+// with a fleet).
 type Harness struct {
 	// NewStore returns a fresh, empty, isolated store: no templates, not
 	// paused, sharing nothing with any other store it returned. Run calls
@@ -152,7 +153,7 @@ func (p *presetCounts) Set(v string) error {
 // field Run cannot use.
 func (h Harness) resolved() (Harness, error) {
 	if h.NewStore == nil && h.Load == nil {
-		return h, fmt.Errorf("bench: Harness.NewStore is nil")
+		return h, fmt.Errorf("bench: Harness.NewStore is nil (and so is Load)")
 	}
 	if len(presetsFlag) > 0 {
 		h.Presets = slices.Clone(presetsFlag)

@@ -248,7 +248,6 @@ func (r *runner) idle(b *testing.B, n int) {
 // fixture is a loaded fleet with the means to disturb and restore it
 // through the control plane.
 type fixture struct {
-	b        *testing.B
 	f        *Fleet
 	s        Store
 	template map[uuid.UUID]uuid.UUID // version → template
@@ -262,7 +261,7 @@ type fixture struct {
 func (r *runner) fixture(b *testing.B, n int) *fixture {
 	b.Helper()
 	f := cachedFleet(b, r.h.Fleet(n))
-	fx := &fixture{b: b, f: f, s: r.load(b, f), template: make(map[uuid.UUID]uuid.UUID, len(f.Versions))}
+	fx := &fixture{f: f, s: r.load(b, f), template: make(map[uuid.UUID]uuid.UUID, len(f.Versions))}
 	for _, v := range f.Versions {
 		fx.template[v.ID] = v.TemplateID
 	}
@@ -291,8 +290,8 @@ func (r *runner) fixture(b *testing.B, n int) *fixture {
 	return fx
 }
 
-// group runs fn for each item with up to 8 calls at once.
-func group[T any](ctx context.Context, items []T, fn func(context.Context, T) error) error {
+// forEach runs fn for each item, up to 8 calls at once.
+func forEach[T any](ctx context.Context, items []T, fn func(context.Context, T) error) error {
 	g, ctx := errgroup.WithContext(ctx)
 	g.SetLimit(8)
 	for _, it := range items {
@@ -385,10 +384,10 @@ func (r *runner) churn(b *testing.B, n int) {
 	b.ReportAllocs()
 	for b.Loop() {
 		b.StopTimer()
-		if err := group(ctx, short, fx.claim); err != nil {
+		if err := forEach(ctx, short, fx.claim); err != nil {
 			b.Fatal(err)
 		}
-		if err := group(ctx, surplus, fx.addSurplus); err != nil {
+		if err := forEach(ctx, surplus, fx.addSurplus); err != nil {
 			b.Fatal(err)
 		}
 		b.StartTimer()
@@ -400,7 +399,7 @@ func (r *runner) churn(b *testing.B, n int) {
 		if !st.Acquired || st.Created != k || st.Deleted != k || st.Canceled+st.StatusChanges+st.TimedOut+st.PresetErrors != 0 {
 			b.Fatalf("a churn pass over %d presets wrote %+v; want %d creates and %d deletes, nothing else", n, st, k, k)
 		}
-		if err := group(ctx, drain(b, sink, st.Created+st.Deleted), fx.complete); err != nil {
+		if err := forEach(ctx, drain(b, sink, st.Created+st.Deleted), fx.complete); err != nil {
 			b.Fatal(err)
 		}
 		b.StartTimer()
@@ -460,7 +459,7 @@ func (r *runner) coldFill(b *testing.B, concurrency int) {
 	b.ReportAllocs()
 	for b.Loop() {
 		b.StopTimer()
-		if err := group(ctx, created, remove); err != nil {
+		if err := forEach(ctx, created, remove); err != nil {
 			b.Fatal(err)
 		}
 		b.StartTimer()
