@@ -6,15 +6,13 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
-	"github.com/jackc/pgx/v5/pgxpool"
+	"go.uber.org/goleak"
 
-	"github.com/prebuildkit/prebuildkit/internal/pgtest"
 	"github.com/prebuildkit/prebuildkit/memstore"
-	"github.com/prebuildkit/prebuildkit/pgstore"
 	"github.com/prebuildkit/prebuildkit/prebuilds"
 )
 
-func TestMain(m *testing.M) { pgtest.Main(m) }
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // mixedParams exercises every feature of the generator on a small fleet.
 var mixedParams = FleetParams{
@@ -194,7 +192,7 @@ func TestPlanKinds(t *testing.T) {
 		}
 		return
 	}
-	f := MustFleet(steadyParams(200))
+	f := MustFleet(SteadyFleet(200))
 	if c, d, b := count(prebuilds.PlanAll(f.Snapshot(f.SnapshotParams()), cfg)); c+d+b != 0 {
 		t.Errorf("steady fleet plans %d creates, %d deletes, %d backoffs; want nothing", c, d, b)
 	}
@@ -202,16 +200,10 @@ func TestPlanKinds(t *testing.T) {
 	if c, d, b := count(prebuilds.PlanAll(f.Snapshot(f.SnapshotParams()), cfg)); c+d != 0 || b == 0 {
 		t.Errorf("planner fleet plans %d creates, %d deletes, %d backoffs; want only backoffs", c, d, b)
 	}
-	f = MustFleet(coldParams(50))
-	if c, d, _ := count(prebuilds.PlanAll(f.Snapshot(f.SnapshotParams()), cfg)); c != 50*coldDesired || d != 0 {
-		t.Errorf("cold fleet plans %d creates, %d deletes; want %d creates", c, d, 50*coldDesired)
+	f = MustFleet(ColdFleet(50))
+	if c, d, _ := count(prebuilds.PlanAll(f.Snapshot(f.SnapshotParams()), cfg)); c != 50*ColdDesired || d != 0 {
+		t.Errorf("cold fleet plans %d creates, %d deletes; want %d creates", c, d, 50*ColdDesired)
 	}
-}
-
-// pgSnapshot opens a pgstore on pool and reads its snapshot.
-func pgSnapshot(t testing.TB, pool *pgxpool.Pool, p prebuilds.SnapshotParams) *prebuilds.GlobalSnapshot {
-	t.Helper()
-	return storeSnapshot(t, pgstore.New(pool), p)
 }
 
 // flaggedFleet has a deprecated and a deleted template.
@@ -220,57 +212,6 @@ func flaggedFleet() *Fleet {
 	f.Templates[0].Deprecated = true
 	f.Templates[1].Deleted = true
 	return f
-}
-
-func TestCopyFleetMatchesControlPlaneSeed(t *testing.T) {
-	t.Parallel()
-	for name, f := range map[string]*Fleet{"mixed": MustFleet(mixedParams), "flagged templates": flaggedFleet()} {
-		t.Run(name, func(t *testing.T) {
-			t.Parallel()
-			testCopyFleet(t, f)
-		})
-	}
-}
-
-func testCopyFleet(t *testing.T, f *Fleet) {
-	ctx := context.Background()
-
-	seeded := pgtest.NewPool(t, FleetMigrator{})
-	if err := Seed(ctx, pgstore.New(seeded), f); err != nil {
-		t.Fatal(err)
-	}
-	copied := pgtest.NewPool(t, FleetMigrator{Fleet: f})
-
-	for _, p := range []prebuilds.SnapshotParams{
-		f.SnapshotParams(),
-		{Now: f.Now.Add(25 * time.Hour), Lookback: f.Now.Add(24 * time.Hour), HardLimit: 1},
-	} {
-		want := f.Snapshot(p)
-		viaSeed := pgSnapshot(t, seeded, p)
-		viaCopy := pgSnapshot(t, copied, p)
-		if diff := cmp.Diff(viaSeed, viaCopy); diff != "" {
-			t.Fatalf("at %s: COPY path differs from control-plane path (-seed +copy):\n%s", p.Now, diff)
-		}
-		if diff := cmp.Diff(want, viaCopy); diff != "" {
-			t.Fatalf("at %s: pgstore snapshot differs from Fleet.Snapshot (-fleet +pgstore):\n%s", p.Now, diff)
-		}
-	}
-
-	a, err := ScanTables(ctx, seeded)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := ScanTables(ctx, copied)
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := [6]int{len(f.Templates), len(f.Versions), len(f.Presets), 0, len(f.Instances), f.Builds()}
-	for _, pr := range f.Presets {
-		want[3] += len(pr.Schedules)
-	}
-	if a.Counts() != want || b.Counts() != want {
-		t.Fatalf("row counts: control plane %v, COPY %v, want %v", a.Counts(), b.Counts(), want)
-	}
 }
 
 func TestFleetSnapshotWithDeprecatedAndDeletedTemplates(t *testing.T) {

@@ -31,7 +31,16 @@ step "go test -race ./..."
 PGSTORE_EXPLAIN=1 go test -race -count=1 -timeout 20m ./...
 
 step "benchmark smoke (-benchtime=1x)"
-go test -run '^$' -bench . -benchtime 1x -count=1 -timeout 20m ./... >/tmp/prebuildkit-bench-smoke.txt 2>&1 || {
+# Every benchmark once. The packages whose benchmarks run bench.Run take
+# -bench.presets (after the package list): two small fleet sizes exercise
+# every sub-benchmark in a fraction of the default sizes' time.
+suite_pkgs="./bench/ ./memstore/ ./pgstore/"
+# shellcheck disable=SC2046,SC2086 # word splitting of package lists
+{
+	go test -run '^$' -bench . -benchtime 1x -count=1 -timeout 20m \
+		$(go list ./... | grep -v -x -e '.*/prebuildkit/bench' -e '.*/prebuildkit/memstore' -e '.*/prebuildkit/pgstore') &&
+		go test -run '^$' -bench . -benchtime 1x -count=1 -timeout 20m $suite_pkgs -bench.presets=100,1000
+} >/tmp/prebuildkit-bench-smoke.txt 2>&1 || {
 	cat /tmp/prebuildkit-bench-smoke.txt >&2
 	exit 1
 }

@@ -1,4 +1,13 @@
-package bench
+// Package pgfleet loads the fleets of package bench into pgstore's schema:
+// CopyFleet writes a bench.Fleet with COPY (seconds for 10,000 presets where
+// bench.Seed through pgstore's control plane takes minutes), Migrator plugs
+// a fleet into github.com/peterldowns/pgtestdb so that it is loaded once per
+// server into a template database and every benchmark gets a cheap clone,
+// and ScanTables reads the same tables without any filtering: the floor a
+// snapshot is judged against. pgstore's benchmarks use it; it is a separate
+// package so that package bench, which any store's benchmarks import, does
+// not depend on pgx.
+package pgfleet
 
 import (
 	"context"
@@ -16,6 +25,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/peterldowns/pgtestdb"
 
+	"github.com/prebuildkit/prebuildkit/bench"
 	"github.com/prebuildkit/prebuildkit/pgstore/pgstoretest"
 	"github.com/prebuildkit/prebuildkit/prebuilds"
 )
@@ -29,10 +39,10 @@ var pgEnums = []string{"build_transition", "job_status", "failure_kind", "preset
 // tables be empty. It yields the same rows as Seed through pgstore's control
 // plane (the tests compare the snapshots), in seconds for 10,000 presets
 // where Seed takes minutes. It depends on pgstore's schema, version 1.
-func CopyFleet(ctx context.Context, conn *pgx.Conn, f *Fleet) error {
+func CopyFleet(ctx context.Context, conn *pgx.Conn, f *bench.Fleet) error {
 	types, err := conn.LoadTypes(ctx, pgEnums)
 	if err != nil {
-		return fmt.Errorf("bench: copy fleet: load enum types: %w", err)
+		return fmt.Errorf("pgfleet: copy fleet: load enum types: %w", err)
 	}
 	conn.TypeMap().RegisterTypes(types)
 
@@ -132,7 +142,7 @@ func CopyFleet(ctx context.Context, conn *pgx.Conn, f *Fleet) error {
 			"job_status", "failure_kind", "parameters", "created_at", "completed_at"}, builds)
 	})
 	if err != nil {
-		return fmt.Errorf("bench: copy fleet: %w", err)
+		return fmt.Errorf("pgfleet: copy fleet: %w", err)
 	}
 	// Fresh statistics, as autovacuum would eventually gather: the planner
 	// must not plan the snapshot for empty tables. Tables left empty (a cold
@@ -143,11 +153,11 @@ func CopyFleet(ctx context.Context, conn *pgx.Conn, f *Fleet) error {
 	// long-running server does not have (autovacuum re-analyzes as tables
 	// grow, which invalidates those plans).
 	if _, err := conn.Exec(ctx, `ANALYZE templates, template_versions, presets, preset_schedules, settings`); err != nil {
-		return fmt.Errorf("bench: copy fleet: analyze: %w", err)
+		return fmt.Errorf("pgfleet: copy fleet: analyze: %w", err)
 	}
 	if len(f.Instances) > 0 {
 		if _, err := conn.Exec(ctx, `ANALYZE instances, builds`); err != nil {
-			return fmt.Errorf("bench: copy fleet: analyze: %w", err)
+			return fmt.Errorf("pgfleet: copy fleet: analyze: %w", err)
 		}
 	}
 	return nil
@@ -169,19 +179,19 @@ func jsonParams(m map[string]string) map[string]string {
 	return m
 }
 
-// FleetMigrator is a pgtestdb.Migrator that applies pgstore's migrations
+// Migrator is a pgtestdb.Migrator that applies pgstore's migrations
 // (pgstoretest.Migrator) and then, when Fleet is set, copies the fleet in
 // with CopyFleet. pgtestdb builds one template database per Hash and clones
 // it for each caller, so a large fleet is loaded once per server and every
 // benchmark gets a fresh copy cheaply. The template is keyed by a digest of
 // the fleet's content, computed once per *Fleet: do not modify a Fleet after
-// handing it to a FleetMigrator.
-type FleetMigrator struct {
+// handing it to a Migrator.
+type Migrator struct {
 	// Fleet is nil for an empty, migrated database.
-	Fleet *Fleet
+	Fleet *bench.Fleet
 }
 
-var _ pgtestdb.Migrator = FleetMigrator{}
+var _ pgtestdb.Migrator = Migrator{}
 
 // seedVersion changes whenever CopyFleet or the generator changes what
 // they write, so that stale template databases are not reused.
@@ -189,10 +199,10 @@ const seedVersion = "bench-seed-1"
 
 // Hash implements pgtestdb.Migrator: the schema's hash, the seeding code's
 // version and a digest of the fleet's content.
-func (m FleetMigrator) Hash() (string, error) {
+func (m Migrator) Hash() (string, error) {
 	schema, err := pgstoretest.New().Hash()
 	if err != nil {
-		return "", fmt.Errorf("bench: hash: %w", err)
+		return "", fmt.Errorf("pgfleet: hash: %w", err)
 	}
 	if m.Fleet == nil {
 		return schema, nil
@@ -207,18 +217,18 @@ func (m FleetMigrator) Hash() (string, error) {
 }
 
 // digests caches fleetDigest per fleet: pgtestdb asks for the hash on every
-// clone. A Fleet must not be modified once a FleetMigrator has used it.
-var digests sync.Map // *Fleet → string
+// clone. A Fleet must not be modified once a Migrator has used it.
+var digests sync.Map // *bench.Fleet → string
 
 // fleetDigest hashes the whole content of f, so that a fleet edited after
 // NewFleet (a template deprecated, say) gets its own template database.
-func fleetDigest(f *Fleet) (string, error) {
+func fleetDigest(f *bench.Fleet) (string, error) {
 	if d, ok := digests.Load(f); ok {
 		return d.(string), nil
 	}
 	h := sha256.New()
 	if err := json.NewEncoder(h).Encode(f); err != nil {
-		return "", fmt.Errorf("bench: hash fleet: %w", err)
+		return "", fmt.Errorf("pgfleet: hash fleet: %w", err)
 	}
 	d := hex.EncodeToString(h.Sum(nil))
 	digests.Store(f, d)
@@ -226,16 +236,16 @@ func fleetDigest(f *Fleet) (string, error) {
 }
 
 // Migrate implements pgtestdb.Migrator.
-func (m FleetMigrator) Migrate(ctx context.Context, db *sql.DB, conf pgtestdb.Config) error {
+func (m Migrator) Migrate(ctx context.Context, db *sql.DB, conf pgtestdb.Config) error {
 	if err := pgstoretest.New().Migrate(ctx, db, conf); err != nil {
-		return fmt.Errorf("bench: migrate: %w", err)
+		return fmt.Errorf("pgfleet: migrate: %w", err)
 	}
 	if m.Fleet == nil {
 		return nil
 	}
 	conn, err := pgx.Connect(ctx, conf.URL())
 	if err != nil {
-		return fmt.Errorf("bench: migrate: connect: %w", err)
+		return fmt.Errorf("pgfleet: migrate: connect: %w", err)
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
 	return CopyFleet(ctx, conn, m.Fleet)
@@ -371,7 +381,7 @@ func ScanTables(ctx context.Context, pool *pgxpool.Pool) (*TableScan, error) {
 		return tx.SendBatch(ctx, batch).Close()
 	})
 	if err != nil {
-		return nil, fmt.Errorf("bench: scan tables: %w", err)
+		return nil, fmt.Errorf("pgfleet: scan tables: %w", err)
 	}
 	return ts, nil
 }
