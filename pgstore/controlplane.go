@@ -310,9 +310,7 @@ func (s *Store) updateJob(ctx context.Context, p prebuilds.UpdateJobParams) (pre
 	if p.FailureKind != prebuilds.FailureNone && p.Status != prebuilds.JobFailed {
 		return res, errf(prebuilds.ErrInvalidArgument, "failure kind %q needs status failed, got %s", p.FailureKind, p.Status)
 	}
-	switch p.FailureKind {
-	case prebuilds.FailureNone, prebuilds.FailureTransient, prebuilds.FailureValidation:
-	default:
+	if !p.FailureKind.Valid() {
 		return res, errf(prebuilds.ErrInvalidArgument, "unknown failure kind %q", p.FailureKind)
 	}
 	err := s.inTx(ctx, func(tx pgx.Tx) error {

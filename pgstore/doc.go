@@ -41,8 +41,8 @@
 // foreign-key violation → ErrNotFound, check violation → ErrInvalidArgument)
 // and name the operation and key. Timestamps are written as
 // prebuilds.Micro(t) into timestamptz columns and read back in UTC; no query
-// calls now() for a decision: now, the backoff lookback and the hard limit
-// are parameters.
+// calls now() for a decision: now, the backoff lookback, the build-timeout
+// cut-off (StuckBefore) and the hard limit are parameters.
 //
 // WithReconciliationLock takes a session-level advisory lock
 // (pg_try_advisory_lock, key DefaultLockKey or WithLockKey) on one pooled
@@ -62,14 +62,31 @@
 // releases it on the server, and a connection that dies (for instance a
 // failed snapshot rollback or commit) releases it too.
 //
-// The snapshot is five set-based queries sent in one batch: the pause
-// switch, the configured presets with their templates, their schedules, one
-// "facts" query that computes every live prebuild's latest build and current
-// preset once (DISTINCT ON streams from the builds indexes) and derives
-// running, in-progress, pending-inactive, backoff and hard-limit rows from
-// it (C(P) ranked with row_number() over (partition by preset order by
-// created_at desc, id desc)), and the cumulative counters. Its cost grows
-// with the number of rows, never with one query per preset.
+// The snapshot is a handful of set-based queries sent in one batch: the
+// pause switch, the configured presets with their templates, their
+// schedules, one "facts" query that computes every live prebuild's latest
+// build and current preset once (DISTINCT ON streams from the builds
+// indexes) and derives running, in-progress, pending-inactive and stuck rows
+// from it, and the cumulative counters. Under PolicyCoder the facts query
+// also derives the backoff and hard-limit rows (C(P) ranked with
+// row_number() over (partition by preset order by created_at desc, id
+// desc)). Under PolicyAdaptive an "outcomes" query reads, per configured
+// preset, the newest successful first build of a prebuild and the failures
+// completed after it, as probes of the partial index
+// builds_first_outcomes_idx (preset_id, job_status, completed_at desc, id
+// desc, first builds that finished): streak, last_failed_at and proven come
+// from at most 65 index entries per preset, however long the history of
+// builds grows. The snapshot transaction runs with jit off: its queries are
+// many cheap probes, which JIT compilation only slows down.
+//
+// FailStuckBuild locks the instance row, then the build, as UpdateJob does,
+// and fails the build only if it is still a start build in progress created
+// before StuckBefore on a live prebuild; a report racing it lands either
+// before (FailStuckBuild gets ErrConflict) or after (UpdateJob gets
+// ErrInvalidTransition). Migration 0004 adds the failure kind 'timeout' and
+// builds builds_first_outcomes_idx without CONCURRENTLY (it blocks writes
+// to builds while it is built); its down migration rebuilds the enum and
+// turns timed-out builds into transient failures.
 //
 // PendingJobs is one statement that walks the partial index
 // builds_pending_idx (created_at, id WHERE job_status = 'pending') in order,

@@ -7,7 +7,9 @@ import (
 	"io/fs"
 	"sync"
 	"testing"
+	"time"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -159,6 +161,56 @@ func TestMigrateDownStepByStep(t *testing.T) {
 		}
 		require.Equal(t, schemaFingerprint(t, byHand), schemaFingerprint(t, pool), "schema after reverting to version %d", v)
 	}
+}
+
+// TestMigrateFailureKindTimeout: migration 0004 adds failure kind
+// 'timeout' in the transaction that applies it; reverting it rebuilds the
+// enum without the label and keeps timed-out builds as transient failures.
+func TestMigrateFailureKindTimeout(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool := emptyPool(t)
+	_, err := pgstore.Migrate(ctx, pool)
+	require.NoError(t, err)
+	latest := schemaFingerprint(t, pool)
+
+	s := pgstore.New(pool)
+	tmpl, ver, preset := uuid.New(), uuid.New(), uuid.New()
+	require.NoError(t, s.CreateTemplate(ctx, prebuilds.Template{ID: tmpl, Name: "t"}))
+	require.NoError(t, s.CreateTemplateVersion(ctx, prebuilds.TemplateVersion{ID: ver, TemplateID: tmpl, CreatedAt: t0}))
+	require.NoError(t, s.UpsertPreset(ctx, prebuilds.Preset{ID: preset, TemplateVersionID: ver, Name: "p", Desired: ptr(1)}))
+	build := uuid.New()
+	_, err = s.CreatePrebuilds(ctx, prebuilds.CreatePrebuildsParams{PresetID: preset, TemplateVersionID: ver, Now: t0,
+		Instances: []prebuilds.NewPrebuild{{InstanceID: uuid.New(), BuildID: build}}})
+	require.NoError(t, err)
+	require.NoError(t, s.FailStuckBuild(ctx, prebuilds.FailStuckBuildParams{BuildID: build, StuckBefore: t0.Add(time.Minute), Now: t0.Add(time.Minute)}))
+
+	kind := func(p *pgxpool.Pool) string {
+		var k string
+		require.NoError(t, p.QueryRow(ctx, `SELECT failure_kind::text FROM builds WHERE id = $1`, build).Scan(&k))
+		return k
+	}
+	require.Equal(t, "timeout", kind(pool))
+	res, err := pgstore.MigrateDown(ctx, pool, 3)
+	require.NoError(t, err)
+	require.Equal(t, 3, res.Version)
+	require.Equal(t, "transient", kind(pool))
+	rows, err := pool.Query(ctx, `SELECT unnest(enum_range(NULL::failure_kind))::text`)
+	require.NoError(t, err)
+	labels, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	require.NoError(t, err)
+	require.Equal(t, []string{"transient", "validation"}, labels)
+
+	_, err = pgstore.Migrate(ctx, pool)
+	require.NoError(t, err)
+	require.Equal(t, latest, schemaFingerprint(t, pool))
+	// A fresh pool: cached statements of the old one name the dropped type.
+	fresh := openPool(t, pool)
+	_, err = pgstore.New(fresh).UpdateJob(ctx, prebuilds.UpdateJobParams{BuildID: build, Status: prebuilds.JobFailed, Now: t0})
+	require.ErrorIs(t, err, prebuilds.ErrInvalidTransition)
+	_, err = fresh.Exec(ctx, `UPDATE builds SET failure_kind = 'timeout' WHERE id = $1`, build)
+	require.NoError(t, err)
+	require.Equal(t, "timeout", kind(fresh))
 }
 
 // TestCatalogueIsPermanent: templates, versions and presets cannot be

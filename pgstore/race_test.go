@@ -250,3 +250,58 @@ func TestLockReleasedOnCancel(t *testing.T) {
 		require.True(t, acquired)
 	}
 }
+
+// TestFailStuckBuildVersusUpdateJob races the Reconciler failing a stuck
+// build against the provisioner's late report on it: exactly one wins, and
+// the build ends as the winner left it.
+func TestFailStuckBuildVersusUpdateJob(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	p := f.preset(ptr(1))
+	stores := replicas(t, f, 2)
+	reconciler, provisioner := stores[0], stores[1]
+	const iterations = 60
+	fails, reports := 0, 0
+	for i := range iterations {
+		at := t0.Add(time.Duration(i) * time.Second)
+		inst := f.prebuild(p, at, prebuilds.JobRunning)
+		build := f.latestBuildID(inst)
+		now := at.Add(time.Hour)
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		start := make(chan struct{})
+		var (
+			wg              sync.WaitGroup
+			failErr, jobErr error
+		)
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			<-start
+			failErr = reconciler.FailStuckBuild(ctx, prebuilds.FailStuckBuildParams{BuildID: build, StuckBefore: now, Now: now})
+		}()
+		go func() {
+			defer wg.Done()
+			<-start
+			_, jobErr = provisioner.UpdateJob(ctx, prebuilds.UpdateJobParams{BuildID: build, Status: prebuilds.JobSucceeded, Now: now})
+		}()
+		close(start)
+		wg.Wait()
+		cancel()
+
+		require.True(t, (failErr == nil) != (jobErr == nil), "iteration %d: exactly one must win: fail=%v report=%v", i, failErr, jobErr)
+		builds, err := f.s.ListBuilds(f.ctx, inst)
+		require.NoError(t, err)
+		if failErr == nil {
+			fails++
+			require.ErrorIs(t, jobErr, prebuilds.ErrInvalidTransition)
+			require.Equal(t, prebuilds.JobFailed, builds[0].JobStatus)
+			require.Equal(t, prebuilds.FailureTimeout, builds[0].FailureKind)
+		} else {
+			reports++
+			require.ErrorIs(t, failErr, prebuilds.ErrConflict)
+			require.Equal(t, prebuilds.JobSucceeded, builds[0].JobStatus)
+			require.Equal(t, prebuilds.FailureNone, builds[0].FailureKind)
+		}
+	}
+	t.Logf("fail-stuck won %d, reports won %d of %d", fails, reports, iterations)
+}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -64,9 +65,13 @@ func (s *Store) WithReconciliationLock(ctx context.Context, fn func(ctx context.
 // reconciliation lock, in a REPEATABLE READ READ ONLY transaction on a pool
 // connection. It takes no lock a pass could wait for, and waits for none.
 func (s *Store) Snapshot(ctx context.Context, p prebuilds.SnapshotParams) (*prebuilds.GlobalSnapshot, error) {
+	key := prebuilds.Micro(p.Now).Format(time.RFC3339Nano)
+	if err := checkSnapshotParams(p); err != nil {
+		return nil, opError("snapshot", key, err)
+	}
 	pc, err := s.pool.Acquire(ctx)
 	if err != nil {
-		return nil, opError("snapshot", prebuilds.Micro(p.Now).Format(time.RFC3339Nano), err)
+		return nil, opError("snapshot", key, err)
 	}
 	defer pc.Release()
 	return snapshotOn(ctx, pc, p)
@@ -98,6 +103,9 @@ func (r *snapshotReader) Snapshot(ctx context.Context, p prebuilds.SnapshotParam
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	key := prebuilds.Micro(p.Now).Format(time.RFC3339Nano)
+	if err := checkSnapshotParams(p); err != nil {
+		return nil, opError("snapshot", key, err)
+	}
 	if r.closed {
 		return nil, opError("snapshot", key, errReaderClosed)
 	}
@@ -156,7 +164,8 @@ WITH latest AS (
     SELECT i.id, i.created_at, i.ready,
            l.build_id, l.number, l.transition, l.job_status, l.build_created_at,
            p.id AS preset_id, p.desired, p.reset_at, p.template_version_id,
-           t.active_version_id, t.deprecated, t.deleted
+           t.active_version_id, t.deprecated, t.deleted,
+           ` + activeSQL + ` AS active
     FROM instances i
     JOIN latest l ON l.instance_id = i.id
     JOIN current_preset c ON c.instance_id = i.id
@@ -166,15 +175,23 @@ WITH latest AS (
     WHERE i.owner_id = $1 AND NOT i.deleted AND p.desired IS NOT NULL
 )`
 
-// Row kinds of snapshotFactsSQL.
+// Row kinds of the facts query.
 const (
 	factRunning         = "running"
 	factInProgress      = "in_progress"
 	factPendingInactive = "pending_inactive"
+	factStuck           = "stuck"
 	factFailures        = "failures"
 )
 
 const (
+	// snapshotSetupSQL turns JIT compilation off for the snapshot
+	// transaction. The outcomes query is thousands of cheap index probes
+	// (two per preset) whose summed cost passes jit_above_cost at a few
+	// thousand presets: compiling it took ~280 ms at 10,000 presets, longer
+	// than running it (TestExplainSnapshot).
+	snapshotSetupSQL = `SET LOCAL jit = off`
+
 	snapshotPausedSQL = `SELECT paused FROM settings`
 
 	snapshotPresetsSQL = `
@@ -192,23 +209,56 @@ JOIN presets p ON p.id = s.preset_id
 WHERE p.desired IS NOT NULL
 ORDER BY s.preset_id, s.position`
 
-	// snapshotFactsSQL computes the per-instance state once and derives
-	// every instance-based row of the snapshot from it, one UNION ALL
-	// branch per kind. Columns: kind, preset_id, instance_id, transition,
+	// The facts query computes the per-instance state once and derives
+	// every instance-based row of the snapshot from it, one UNION ALL branch
+	// per kind. Columns: kind, preset_id, instance_id, build_id, transition,
 	// n, at, ready, backoff, hard_limited.
 	//
 	//   running          instance_id, at = instance created_at, ready
 	//   in_progress      transition, n = count
 	//   pending_inactive n = count
-	//   failures         n = num_failed, at = last_build_at, backoff (a
-	//                    backoff row exists), hard_limited
+	//   stuck            instance_id, build_id
+	//   failures         (PolicyCoder only) n = num_failed, at =
+	//                    last_build_at, backoff (a backoff row exists),
+	//                    hard_limited
 	//
-	// C(P) (candidates) are the latest start builds of live prebuilds whose
+	// $1 is SystemOwner (stateCTE). $2 is StuckBefore rounded up to the
+	// microsecond, NULL when stuck builds are off: a latest start build of
+	// the pool still pending or running and created before it is stuck,
+	// except an inactive preset's queued first builds (the ones
+	// pending_inactive counts, which CancelPending takes care of).
+	snapshotFactsBranchesSQL = `
+SELECT '` + factRunning + `', s.preset_id, s.id, NULL::uuid, NULL::text, 0::bigint, s.created_at, s.ready, false, false
+FROM state s
+WHERE s.transition = 'start' AND s.job_status = 'succeeded'
+UNION ALL
+SELECT '` + factInProgress + `', s.preset_id, NULL, NULL, s.transition::text, count(*), NULL, false, false, false
+FROM state s
+WHERE s.job_status IN ('pending', 'running')
+GROUP BY s.preset_id, s.transition
+UNION ALL
+SELECT '` + factPendingInactive + `', s.preset_id, NULL, NULL, NULL, count(*), NULL, false, false, false
+FROM state s
+WHERE s.number = 1 AND s.transition = 'start' AND s.job_status = 'pending' AND NOT s.active
+GROUP BY s.preset_id
+UNION ALL
+SELECT '` + factStuck + `', s.preset_id, s.id, s.build_id, NULL, 0, NULL, false, false, false
+FROM state s
+WHERE s.transition = 'start' AND s.job_status IN ('pending', 'running')
+  AND s.build_created_at < $2::timestamptz
+  AND NOT (s.number = 1 AND s.job_status = 'pending' AND NOT s.active)`
+
+	// snapshotFactsAdaptiveSQL is the facts query under PolicyAdaptive,
+	// whose failure facts come from snapshotOutcomesSQL instead.
+	snapshotFactsAdaptiveSQL = stateCTE + snapshotFactsBranchesSQL
+
+	// snapshotFactsCoderSQL adds PolicyCoder's failures branch. C(P)
+	// (candidates) are the latest start builds of live prebuilds whose
 	// current preset's version is active and template not deleted, created
 	// at or after reset_at, ranked newest first (created_at desc, build ID
-	// desc; uuid order is byte order, as prebuilds.CompareUUID). $2 is the
-	// lookback rounded up to the microsecond, $3 is K (0 = off).
-	snapshotFactsSQL = stateCTE + `,
+	// desc; uuid order is byte order, as prebuilds.CompareUUID). $3 is the
+	// lookback rounded up to the microsecond, $4 is K (0 = off).
+	snapshotFactsCoderSQL = stateCTE + `,
 candidates AS (
     SELECT s.preset_id, s.desired, s.job_status, s.build_created_at,
            row_number() OVER (PARTITION BY s.preset_id ORDER BY s.build_created_at DESC, s.build_id DESC) AS rank
@@ -218,30 +268,16 @@ candidates AS (
       AND (s.reset_at IS NULL OR s.build_created_at >= s.reset_at)
 ), failures AS (
     SELECT preset_id,
-           count(*) FILTER (WHERE job_status = 'failed' AND build_created_at >= $2) AS num_failed,
-           count(*) FILTER (WHERE job_status = 'failed' AND build_created_at >= $2 AND rank <= desired) AS ranked_failed,
-           max(build_created_at) FILTER (WHERE job_status = 'failed' AND build_created_at >= $2 AND rank <= desired) AS last_build_at,
-           $3::integer > 0 AND count(*) >= $3::integer
-               AND count(*) FILTER (WHERE rank <= $3::integer AND job_status = 'failed') = $3::integer AS hard_limited
+           count(*) FILTER (WHERE job_status = 'failed' AND build_created_at >= $3) AS num_failed,
+           count(*) FILTER (WHERE job_status = 'failed' AND build_created_at >= $3 AND rank <= desired) AS ranked_failed,
+           max(build_created_at) FILTER (WHERE job_status = 'failed' AND build_created_at >= $3 AND rank <= desired) AS last_build_at,
+           $4::integer > 0 AND count(*) >= $4::integer
+               AND count(*) FILTER (WHERE rank <= $4::integer AND job_status = 'failed') = $4::integer AS hard_limited
     FROM candidates
     GROUP BY preset_id
-)
-SELECT '` + factRunning + `', s.preset_id, s.id, NULL::text, 0::bigint, s.created_at, s.ready, false, false
-FROM state s
-WHERE s.transition = 'start' AND s.job_status = 'succeeded'
+)` + snapshotFactsBranchesSQL + `
 UNION ALL
-SELECT '` + factInProgress + `', s.preset_id, NULL, s.transition::text, count(*), NULL, false, false, false
-FROM state s
-WHERE s.job_status IN ('pending', 'running')
-GROUP BY s.preset_id, s.transition
-UNION ALL
-SELECT '` + factPendingInactive + `', s.preset_id, NULL, NULL, count(*), NULL, false, false, false
-FROM state s
-WHERE s.number = 1 AND s.transition = 'start' AND s.job_status = 'pending'
-  AND NOT (s.active_version_id IS NOT DISTINCT FROM s.template_version_id AND NOT s.deprecated AND NOT s.deleted)
-GROUP BY s.preset_id
-UNION ALL
-SELECT '` + factFailures + `', f.preset_id, NULL, NULL, f.num_failed, f.last_build_at, false, f.ranked_failed > 0, f.hard_limited
+SELECT '` + factFailures + `', f.preset_id, NULL, NULL, NULL, f.num_failed, f.last_build_at, false, f.ranked_failed > 0, f.hard_limited
 FROM failures f
 WHERE f.ranked_failed > 0 OR f.hard_limited`
 
@@ -265,13 +301,48 @@ LEFT JOIN preset_claim_misses c ON c.preset_id = p.id
 WHERE p.desired IS NOT NULL AND (m.preset_id IS NOT NULL OR c.preset_id IS NOT NULL)`
 )
 
+// snapshotQuery is one query of the snapshot with its arguments.
+type snapshotQuery struct {
+	name string
+	sql  string
+	args []any
+}
+
+// factsQuery is the facts query of p's policy with its arguments.
+func factsQuery(p prebuilds.SnapshotParams) snapshotQuery {
+	var stuckBefore *time.Time // NULL: stuck builds off
+	if !p.StuckBefore.IsZero() {
+		t := ceilMicro(p.StuckBefore)
+		stuckBefore = &t
+	}
+	if p.Policy.Resolved() == prebuilds.PolicyAdaptive {
+		return snapshotQuery{"facts", snapshotFactsAdaptiveSQL, []any{pgUUID(prebuilds.SystemOwner), stuckBefore}}
+	}
+	hardLimit := int32(min(p.HardLimit.K(), math.MaxInt32)) // 0 turns the hard limit off
+	return snapshotQuery{"facts", snapshotFactsCoderSQL, []any{pgUUID(prebuilds.SystemOwner), stuckBefore, ceilMicro(p.Lookback), hardLimit}}
+}
+
+// outcomesQuery is PolicyAdaptive's outcomes query with its arguments.
+func outcomesQuery(p prebuilds.SnapshotParams) snapshotQuery {
+	return snapshotQuery{"outcomes", snapshotOutcomesSQL, []any{ceilMicro(p.Lookback)}}
+}
+
+// checkSnapshotParams refuses what no snapshot can be computed for: an
+// unknown failure policy.
+func checkSnapshotParams(p prebuilds.SnapshotParams) error {
+	if !p.Policy.Valid() {
+		return errf(prebuilds.ErrInvalidArgument, "unknown failure policy %q", p.Policy)
+	}
+	return nil
+}
+
 func readSnapshot(ctx context.Context, tx pgx.Tx, p prebuilds.SnapshotParams) (*prebuilds.GlobalSnapshot, error) {
 	snap := &prebuilds.GlobalSnapshot{Now: p.Now}
-	hardLimit := int32(min(p.HardLimit.K(), math.MaxInt32)) // 0 turns the hard limit off
-	lookback := ceilMicro(p.Lookback)
+	adaptive := p.Policy.Resolved() == prebuilds.PolicyAdaptive
 	schedules := map[uuid.UUID][]prebuilds.Schedule{}
 
 	batch := &pgx.Batch{}
+	batch.Queue(snapshotSetupSQL).Exec(func(pgconn.CommandTag) error { return nil })
 	batch.Queue(snapshotPausedSQL).QueryRow(func(row pgx.Row) error {
 		return row.Scan(&snap.Paused)
 	})
@@ -292,17 +363,18 @@ func readSnapshot(ctx context.Context, tx pgx.Tx, p prebuilds.SnapshotParams) (*
 		})
 		return err
 	})
-	batch.Queue(snapshotFactsSQL, prebuilds.SystemOwner, lookback, hardLimit).Query(func(rows pgx.Rows) error {
+	facts := factsQuery(p)
+	batch.Queue(facts.sql, facts.args...).Query(func(rows pgx.Rows) error {
 		var (
 			kind                 string
 			presetID             uuid.UUID
-			instanceID           pgtype.UUID // NULL except for running rows
+			instanceID, buildID  pgtype.UUID // NULL except for running and stuck rows
 			transition           *string
 			n                    int64
 			at                   *time.Time
 			ready, backoff, hard bool
 		)
-		_, err := pgx.ForEachRow(rows, []any{&kind, uuidDest(&presetID), &instanceID, &transition, &n, &at, &ready, &backoff, &hard}, func() error {
+		_, err := pgx.ForEachRow(rows, []any{&kind, uuidDest(&presetID), &instanceID, &buildID, &transition, &n, &at, &ready, &backoff, &hard}, func() error {
 			switch kind {
 			case factRunning:
 				snap.Running = append(snap.Running, prebuilds.RunningPrebuild{
@@ -314,6 +386,8 @@ func readSnapshot(ctx context.Context, tx pgx.Tx, p prebuilds.SnapshotParams) (*
 				})
 			case factPendingInactive:
 				snap.PendingInactive = append(snap.PendingInactive, prebuilds.PendingInactiveCount{PresetID: presetID, Count: int(n)})
+			case factStuck:
+				snap.Stuck = append(snap.Stuck, prebuilds.StuckBuild{PresetID: presetID, InstanceID: instanceID.Bytes, BuildID: buildID.Bytes})
 			case factFailures:
 				if backoff {
 					snap.Backoffs = append(snap.Backoffs, prebuilds.BackoffRow{PresetID: presetID, NumFailed: int(n), LastBuildAt: timeOf(at)})
@@ -328,6 +402,23 @@ func readSnapshot(ctx context.Context, tx pgx.Tx, p prebuilds.SnapshotParams) (*
 		})
 		return err
 	})
+	if adaptive {
+		outcomes := outcomesQuery(p)
+		batch.Queue(outcomes.sql, outcomes.args...).Query(func(rows pgx.Rows) error {
+			var (
+				r   outcomeRow
+				at  *time.Time
+				out []outcomeRow
+			)
+			_, err := pgx.ForEachRow(rows, []any{uuidDest(&r.presetID), &r.streak, &at, &r.proven}, func() error {
+				r.lastFailedAt = timeOf(at)
+				out = append(out, r)
+				return nil
+			})
+			addOutcomes(snap, out, p.HardLimit.K())
+			return err
+		})
+	}
 	batch.Queue(snapshotCountersSQL).Query(func(rows pgx.Rows) error {
 		var err error
 		snap.Counters, err = pgx.CollectRows(rows, func(row pgx.CollectableRow) (prebuilds.PresetCounters, error) {
