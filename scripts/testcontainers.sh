@@ -10,7 +10,8 @@
 #        scripts/testcontainers.sh prepare   (only engine + image, no tests)
 #   Packages default to ./internal/pgtest/ ./pgstore/...; package patterns
 #   whose directory does not exist yet are dropped with a note. Arguments that
-#   start with '-' are passed to go test as flags.
+#   start with '-' are passed to go test as flags (give values with '=', as
+#   in -run=TestX); -timeout defaults to 20m as in scripts/test.sh.
 #
 # Environment:
 #   PREBUILDKIT_PG_MAJOR             PostgreSQL major of the image built here: 15 (default,
@@ -198,6 +199,13 @@ done
 if [ "${#pkgs[@]}" -eq 0 ]; then
 	pkgs=(./internal/pgtest/ ./pgstore/...)
 fi
+# The same bound as scripts/test.sh unless one is given: go test's default of
+# 10 minutes is less than pgstore's suite needs through a container on a
+# loaded 2-core machine.
+case " ${flags[*]-} " in
+*" -timeout"*) ;;
+*) flags+=(-timeout 20m) ;;
+esac
 existing=()
 for p in "${pkgs[@]}"; do
 	dir=${p%/...}

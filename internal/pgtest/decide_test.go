@@ -171,8 +171,8 @@ func TestPick(t *testing.T) {
 			contains: []string{EnvDatabaseURL, "bad URL"},
 		},
 		{
-			name: "nothing available skips without trying",
-			av:   availability{DockerWhy: "no Docker socket", LocalWhy: "no initdb"},
+			name:     "nothing available skips without trying",
+			av:       availability{DockerWhy: "no Docker socket", LocalWhy: "no initdb"},
 			contains: []string{"no Docker socket", "no initdb"},
 		},
 	}

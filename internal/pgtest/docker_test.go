@@ -45,6 +45,14 @@ func newMock(t *testing.T) *quartz.Mock {
 	return quartz.NewMock(t).WithLogger(quartz.NoOpLogger)
 }
 
+// waitCtx bounds a wait for something the code under test must do at once,
+// so that a bug fails the test instead of hanging it.
+func waitCtx(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
 func TestPullImageAnswers(t *testing.T) {
 	t.Parallel()
 
@@ -118,31 +126,38 @@ func silentUntilCanceled(w http.ResponseWriter, r *http.Request) { <-r.Context()
 func TestPullImageNoAnswer(t *testing.T) {
 	t.Parallel()
 
+	ctx := waitCtx(t)
 	clock := newMock(t)
 	trap := clock.Trap().AfterFunc("pull", "answer")
 	defer trap.Close()
 	sock := fakeEngine(t, silentUntilCanceled)
 
 	errc := make(chan error, 1)
-	go func() { errc <- pullImage(context.Background(), clock, sock, "postgres:18") }()
-	trap.MustWait(t.Context()).MustRelease(t.Context())
+	go func() { errc <- pullImage(ctx, clock, sock, "postgres:18") }()
+	trap.MustWait(ctx).MustRelease(ctx)
 
 	// Nothing happens before the bound...
-	clock.Advance(pullAnswerTimeout - time.Millisecond).MustWait(t.Context())
+	clock.Advance(pullAnswerTimeout - time.Millisecond).MustWait(ctx)
 	select {
 	case err := <-errc:
 		t.Fatalf("pull ended before its bound: %v", err)
 	default:
 	}
 	// ...and the pull ends at it, saying why.
-	clock.Advance(time.Millisecond).MustWait(t.Context())
-	err := <-errc
+	clock.Advance(time.Millisecond).MustWait(ctx)
+	var err error
+	select {
+	case err = <-errc:
+	case <-ctx.Done():
+		t.Fatal("pull did not end at its bound")
+	}
 	require.ErrorContains(t, err, "no answer from the engine within 15s")
 }
 
 func TestPullImageStalls(t *testing.T) {
 	t.Parallel()
 
+	ctx := waitCtx(t)
 	clock := newMock(t)
 	stallSet := clock.Trap().AfterFunc("pull", "stall")
 	defer stallSet.Close()
@@ -161,21 +176,26 @@ func TestPullImageStalls(t *testing.T) {
 	})
 
 	errc := make(chan error, 1)
-	go func() { errc <- pullImage(context.Background(), clock, sock, "postgres:18") }()
+	go func() { errc <- pullImage(ctx, clock, sock, "postgres:18") }()
 	// The first message arms the stall bound.
-	stallSet.MustWait(t.Context()).MustRelease(t.Context())
-	clock.Advance(pullStallTimeout - time.Second).MustWait(t.Context())
+	stallSet.MustWait(ctx).MustRelease(ctx)
+	clock.Advance(pullStallTimeout - time.Second).MustWait(ctx)
 	// A second message restarts it: the pull survives past the first bound.
 	close(second)
-	stallReset.MustWait(t.Context()).MustRelease(t.Context())
-	clock.Advance(pullStallTimeout - time.Second).MustWait(t.Context())
+	stallReset.MustWait(ctx).MustRelease(ctx)
+	clock.Advance(pullStallTimeout - time.Second).MustWait(ctx)
 	select {
 	case err := <-errc:
 		t.Fatalf("pull ended while it made progress: %v", err)
 	default:
 	}
-	clock.Advance(time.Second).MustWait(t.Context())
-	err := <-errc
+	clock.Advance(time.Second).MustWait(ctx)
+	var err error
+	select {
+	case err = <-errc:
+	case <-ctx.Done():
+		t.Fatal("pull did not end at its bound")
+	}
 	require.ErrorContains(t, err, "no progress for 1m0s")
 }
 
