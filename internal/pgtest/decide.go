@@ -113,7 +113,8 @@ func (sel selection) wants(src source) bool {
 }
 
 // decide picks the admin server source. Order when nothing is forced: the
-// DSN, then Docker, then local binaries; with none available the tests skip,
+// DSN, then Docker (an engine that answers, even if the image must still be
+// pulled), then local binaries; with none available the tests skip,
 // or fail when CI is set. A forced source that is unavailable always fails.
 func decide(sel selection, av availability) decision {
 	switch sel.Forced {
