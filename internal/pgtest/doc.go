@@ -60,12 +60,14 @@
 //
 // # PostgreSQL majors
 //
-// The tests of this repository have run on PostgreSQL 15 (local binaries, and
-// through testcontainers on prebuildkit/postgres:15-local), 17 and 18 (through
-// testcontainers on images built by scripts/testcontainers.sh with
-// PREBUILDKIT_PG_MAJOR=17 and 18, from Debian trixie and sid packages). The
-// official postgres images, pulled, have not been run: the machines this
-// repository is built on reach no container registry.
+// The tests of this repository have run on PostgreSQL 15 (all of them on local
+// binaries; pgstore's and this package's through testcontainers on
+// prebuildkit/postgres:15-local), 17.12 and 18.6 (pgstore's, the conformance
+// suite included, and this package's, through testcontainers on images built
+// by scripts/testcontainers.sh with PREBUILDKIT_PG_MAJOR=17 and 18 from Debian
+// trixie and sid packages). The official postgres images, pulled, have not
+// been run: the machines this repository is built on reach no container
+// registry.
 //
 // A log line on stderr, "pgtest: started <server>" and "pgtest: stopped
 // <server>", names a server this package started and stopped.
