@@ -3,17 +3,22 @@
 # engine answers, makes sure a Postgres image exists locally (built with
 # debootstrap from Debian packages, since no container registry is reachable),
 # then runs the given Go packages with PREBUILDKIT_TEST_POSTGRES=docker so that
-# every test database comes from a testcontainers-go Postgres container.
+# every test database comes from a testcontainers-go Postgres container, and
+# checks from pgtest's log lines that they did, on the expected major.
 #
 # Usage: scripts/testcontainers.sh [go test flags and packages...]
 #        scripts/testcontainers.sh prepare   (only engine + image, no tests)
 #   Packages default to ./internal/pgtest/ ./pgstore/...; package patterns
 #   whose directory does not exist yet are dropped with a note. Arguments that
-#   start with '-' are passed to go test as flags.
+#   start with '-' are passed to go test as flags (give values with '=', as
+#   in -run=TestX); -timeout defaults to 20m as in scripts/test.sh.
 #
 # Environment:
-#   PREBUILDKIT_TEST_POSTGRES_IMAGE  image to use (default prebuildkit/postgres:15-local);
-#                                    only the default is built here, any other must exist.
+#   PREBUILDKIT_PG_MAJOR             PostgreSQL major of the image built here: 15 (default,
+#                                    Debian bookworm), 17 (trixie) or 18 (sid); the image
+#                                    is prebuildkit/postgres:<major>-local.
+#   PREBUILDKIT_TEST_POSTGRES_IMAGE  image to use instead (default prebuildkit/postgres:<major>-local);
+#                                    only that default is built here, any other must exist.
 #   PREBUILDKIT_REBUILD_IMAGE=1      rebuild the image from scratch.
 #   PREBUILDKIT_DOCKERD_LOG          dockerd log when started here (default /var/log/prebuildkit-dockerd.log).
 #
@@ -24,7 +29,17 @@ set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$repo"
 
-default_image=prebuildkit/postgres:15-local
+major=${PREBUILDKIT_PG_MAJOR:-15}
+case "$major" in
+15) suite=bookworm ;;
+17) suite=trixie ;;
+18) suite=sid ;;
+*)
+	printf 'testcontainers.sh: error: PREBUILDKIT_PG_MAJOR=%s: only 15, 17 and 18 can be built here\n' "$major" >&2
+	exit 1
+	;;
+esac
+default_image=prebuildkit/postgres:$major-local
 image=${PREBUILDKIT_TEST_POSTGRES_IMAGE:-$default_image}
 entrypoint_src=$repo/scripts/docker-postgres/entrypoint.sh
 dockerd_log=${PREBUILDKIT_DOCKERD_LOG:-/var/log/prebuildkit-dockerd.log}
@@ -74,8 +89,8 @@ ensure_dockerd() {
 	log "dockerd is up"
 }
 
-# Debian mirror of this machine for bookworm (deb822 .sources or one-line
-# .list), default deb.debian.org.
+# Debian mirror this machine uses for bookworm (deb822 .sources or one-line
+# .list), default deb.debian.org; the other suites come from the same mirror.
 debian_mirror() {
 	local f uri
 	for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
@@ -104,7 +119,7 @@ image_entrypoint_sha() {
 image_changes=(
 	--change 'ENTRYPOINT ["/usr/local/bin/docker-entrypoint.sh"]'
 	--change 'CMD ["postgres"]'
-	--change 'ENV PATH=/usr/lib/postgresql/15/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'
+	--change "ENV PATH=/usr/lib/postgresql/$major/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 	--change 'ENV PGDATA=/var/lib/postgresql/data'
 	--change 'ENV LANG=C.UTF-8'
 	--change 'EXPOSE 5432'
@@ -118,8 +133,8 @@ build_image() {
 	build_rootfs=$rootfs
 	trap 'as_root rm -rf "$build_rootfs"' EXIT
 	start=$(now)
-	log "building $image: debootstrap bookworm from $mirror into $rootfs"
-	if ! as_root debootstrap --variant=minbase --include=postgresql-15 bookworm "$rootfs" "$mirror" \
+	log "building $image: debootstrap $suite with postgresql-$major from $mirror into $rootfs"
+	if ! as_root debootstrap --variant=minbase --include="postgresql-$major" "$suite" "$rootfs" "$mirror" \
 		>"$rootfs.debootstrap.log" 2>&1; then
 		tail -n 30 "$rootfs.debootstrap.log" >&2
 		die "debootstrap failed (log: $rootfs.debootstrap.log)"
@@ -127,7 +142,7 @@ build_image() {
 	rm -f "$rootfs.debootstrap.log"
 	as_root install -m 0755 "$entrypoint_src" "$rootfs/usr/local/bin/docker-entrypoint.sh"
 	# Drop what the image never uses: Debian's own cluster, apt caches and lists.
-	as_root rm -rf "$rootfs/var/lib/postgresql/15" "$rootfs/etc/postgresql/15" \
+	as_root rm -rf "$rootfs/var/lib/postgresql/$major" "$rootfs/etc/postgresql/$major" \
 		"$rootfs/var/cache/apt/archives/"*.deb "$rootfs/var/lib/apt/lists/"*
 	as_root mkdir -p "$rootfs/var/lib/postgresql/data" "$rootfs/run/postgresql" "$rootfs/docker-entrypoint-initdb.d"
 	as_root chroot "$rootfs" chown postgres:postgres /var/lib/postgresql/data /run/postgresql
@@ -184,6 +199,13 @@ done
 if [ "${#pkgs[@]}" -eq 0 ]; then
 	pkgs=(./internal/pgtest/ ./pgstore/...)
 fi
+# The same bound as scripts/test.sh unless one is given: go test's default of
+# 10 minutes is less than pgstore's suite needs through a container on a
+# loaded 2-core machine.
+case " ${flags[*]-} " in
+*" -timeout"*) ;;
+*) flags+=(-timeout 20m) ;;
+esac
 existing=()
 for p in "${pkgs[@]}"; do
 	dir=${p%/...}
@@ -229,4 +251,9 @@ tested=$(grep -cE '^ok[[:space:]]' "$out" || true)
 if [ "$started" -eq 0 ]; then
 	die "no test used the testcontainers path (no 'pgtest: started testcontainers postgres' line)"
 fi
-log "testcontainers path used by $started of $tested tested package(s); go test took ${elapsed}s"
+# The image built here must have served the major it was built for.
+if [ "$image" = "$default_image" ]; then
+	other=$(grep '^pgtest: started testcontainers postgres' "$out" | grep -v ", PostgreSQL $major\." || true)
+	[ -z "$other" ] || die "expected PostgreSQL $major from $image, got: $other"
+fi
+log "testcontainers path ($image) used by $started of $tested tested package(s); go test took ${elapsed}s"

@@ -89,8 +89,8 @@ func TestDockerSocket(t *testing.T) {
 
 func TestProbeDockerWithoutSocket(t *testing.T) {
 	t.Setenv("DOCKER_HOST", "unix://"+filepath.Join(t.TempDir(), "missing.sock"))
-	image, why := probeDocker(t.Context())
-	require.Empty(t, image)
+	plan, why := probeDocker(t.Context())
+	require.Equal(t, imagePlan{}, plan)
 	require.Contains(t, why, "no Docker socket")
 }
 

@@ -1,6 +1,7 @@
 package pgtest
 
 import (
+	"errors"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -88,5 +89,124 @@ func TestParseCI(t *testing.T) {
 		"true": true, "1": true, "yes": true, "github": true,
 	} {
 		require.Equal(t, want, parseCI(v), "CI=%q", v)
+	}
+}
+
+func TestChooseImage(t *testing.T) {
+	t.Parallel()
+
+	tests := []struct {
+		name    string
+		named   string
+		present []string
+		want    imagePlan
+	}{
+		{name: "nothing present pulls the default", want: imagePlan{Image: DefaultImage, Pull: true}},
+		{name: "default present", present: []string{DefaultImage, localImage}, want: imagePlan{Image: DefaultImage}},
+		{name: "local image before a pull", present: []string{localImage}, want: imagePlan{Image: localImage}},
+		{name: "named present", named: "postgres:16", present: []string{"postgres:16", DefaultImage}, want: imagePlan{Image: "postgres:16"}},
+		{name: "named absent is pulled, not replaced", named: "postgres:16", present: []string{DefaultImage, localImage}, want: imagePlan{Image: "postgres:16", Pull: true}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			present := map[string]bool{}
+			for _, img := range tt.present {
+				present[img] = true
+			}
+			require.Equal(t, tt.want, chooseImage(tt.named, present))
+		})
+	}
+}
+
+func TestPick(t *testing.T) {
+	t.Parallel()
+
+	pullFailed := errors.New(`pull postgres:18: engine answered HTTP 500: Get "https://registry-1.docker.io/v2/": dial tcp: lookup registry-1.docker.io: no such host`)
+	both := availability{Docker: true, Local: true}
+	tests := []struct {
+		name     string
+		sel      selection
+		av       availability
+		fail     map[source]error // start errors; a source not listed starts
+		want     source           // sourceNone: no server
+		wantFail bool
+		tried    []source
+		logs     []string // substrings, one per logged line, in order
+		contains []string // in the decision's message when no server
+	}{
+		{
+			name: "pull fails, local taken with one line",
+			av:   both, fail: map[source]error{sourceDocker: pullFailed},
+			want: sourceLocal, tried: []source{sourceDocker, sourceLocal},
+			logs: []string{"pgtest: Docker failed: pull postgres:18: engine answered HTTP 500: Get \"https://registry-1.docker.io/v2/\": dial tcp: lookup registry-1.docker.io: no such host; falling back to local PostgreSQL binaries"},
+		},
+		{
+			name: "docker starts, local untouched",
+			av:   both, want: sourceDocker, tried: []source{sourceDocker},
+		},
+		{
+			name: "forced docker fails without falling back",
+			sel:  selection{Forced: "docker"}, av: both, fail: map[source]error{sourceDocker: pullFailed},
+			wantFail: true, tried: []source{sourceDocker},
+			contains: []string{EnvSource + "=docker", "no fallback", "no such host"},
+		},
+		{
+			name: "pull fails and nothing else: failure, no fallback line",
+			av:   availability{Docker: true, LocalWhy: "no initdb"}, fail: map[source]error{sourceDocker: pullFailed},
+			wantFail: true, tried: []source{sourceDocker},
+			contains: []string{"no PostgreSQL server could be started", "Docker: pull postgres:18"},
+		},
+		{
+			name: "both fail: failure names both, one fallback line",
+			av:   both, fail: map[source]error{sourceDocker: pullFailed, sourceLocal: errors.New("initdb: exit status 1\nsecond line")},
+			wantFail: true, tried: []source{sourceDocker, sourceLocal},
+			logs:     []string{"falling back to local PostgreSQL binaries"},
+			contains: []string{"Docker: pull postgres:18", "local PostgreSQL binaries: initdb: exit status 1 second line"},
+		},
+		{
+			name: "dsn failure does not fall back",
+			sel:  selection{HaveDSN: true}, av: both, fail: map[source]error{sourceDSN: errors.New("parse: bad URL")},
+			wantFail: true, tried: []source{sourceDSN},
+			contains: []string{EnvDatabaseURL, "bad URL"},
+		},
+		{
+			name:     "nothing available skips without trying",
+			av:       availability{DockerWhy: "no Docker socket", LocalWhy: "no initdb"},
+			contains: []string{"no Docker socket", "no initdb"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			var tried []source
+			var logs []string
+			srv, dec := pick(tt.sel, tt.av, func(src source) (*adminServer, error) {
+				tried = append(tried, src)
+				if err := tt.fail[src]; err != nil {
+					return nil, err
+				}
+				return &adminServer{desc: string(src)}, nil
+			}, func(line string) { logs = append(logs, line) })
+
+			require.Equal(t, tt.tried, tried)
+			require.Len(t, logs, len(tt.logs), "logged: %q", logs)
+			for i, want := range tt.logs {
+				require.Contains(t, logs[i], want)
+				require.NotContains(t, logs[i], "\n")
+			}
+			require.Equal(t, tt.want, dec.Source)
+			require.Equal(t, tt.wantFail, dec.Fail)
+			if tt.want != sourceNone {
+				require.NotNil(t, srv)
+				require.Equal(t, string(tt.want), srv.desc)
+				return
+			}
+			require.Nil(t, srv)
+			require.NotContains(t, dec.Message, "\n")
+			for _, c := range tt.contains {
+				require.Contains(t, dec.Message, c)
+			}
+		})
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/coder/quartz"
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/api/types/network"
 	"github.com/testcontainers/testcontainers-go"
@@ -25,13 +26,25 @@ import (
 const (
 	// defaultDockerSocket is where a local engine listens when DOCKER_HOST is unset.
 	defaultDockerSocket = "/var/run/docker.sock"
-	// localImage is built by scripts/testcontainers.sh; used when the default
-	// image is absent and the variable is unset.
-	localImage = "prebuildkit/postgres:15-local"
 	// dockerProbeTimeout bounds every request this package sends to the engine.
 	dockerProbeTimeout = 2 * time.Second
-	// containerStartTimeout bounds starting the container and waiting for it.
+	// containerStartTimeout bounds starting the container and waiting for it,
+	// after any pull.
 	containerStartTimeout = 2 * time.Minute
+)
+
+// Bounds of an image pull. A registry that cannot be resolved or refuses the
+// connection makes the engine answer with an error within seconds; these
+// catch the engine that says nothing (a registry that drops packets) and a
+// download that stops.
+const (
+	// pullAnswerTimeout bounds the wait for the engine's first progress
+	// message, which it sends once the registry has served the manifest.
+	pullAnswerTimeout = 15 * time.Second
+	// pullStallTimeout bounds the gap between two progress messages.
+	pullStallTimeout = time.Minute
+	// pullTimeout bounds the whole pull.
+	pullTimeout = 10 * time.Minute
 )
 
 // Labels put on containers this package starts, so that a later test binary
@@ -61,15 +74,20 @@ type dockerAPI struct {
 
 func newDockerAPI(sock string) *dockerAPI {
 	return &dockerAPI{client: &http.Client{
-		Timeout: dockerProbeTimeout,
-		Transport: &http.Transport{
-			DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-				var d net.Dialer
-				return d.DialContext(ctx, "unix", sock)
-			},
-			DisableKeepAlives: true,
-		},
+		Timeout:   dockerProbeTimeout,
+		Transport: unixTransport(sock),
 	}}
+}
+
+// unixTransport dials sock whatever the request's host.
+func unixTransport(sock string) *http.Transport {
+	return &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", sock)
+		},
+		DisableKeepAlives: true,
+	}
 }
 
 func (d *dockerAPI) close() { d.client.CloseIdleConnections() }
@@ -92,39 +110,127 @@ func (d *dockerAPI) do(ctx context.Context, method, path string) (int, []byte, e
 	return resp.StatusCode, body, err
 }
 
-// probeDocker reports the image to run, or why Docker is unavailable. Docker
-// counts as available only when the engine answers /_ping on its local unix
-// socket and the image is already present: this package never pulls.
-func probeDocker(ctx context.Context) (image, why string) {
+// probeDocker reports the image to run and whether it must be pulled, or why
+// Docker is unavailable: the engine must answer /_ping on its local unix
+// socket. Whether a pull works is only known when it is tried.
+func probeDocker(ctx context.Context) (plan imagePlan, why string) {
 	sock, why := dockerSocket()
 	if why != "" {
-		return "", why
+		return imagePlan{}, why
 	}
 	if _, err := os.Stat(sock); err != nil {
-		return "", fmt.Sprintf("no Docker socket at %s", sock)
+		return imagePlan{}, fmt.Sprintf("no Docker socket at %s", sock)
 	}
 	api := newDockerAPI(sock)
 	defer api.close()
 
 	if code, _, err := api.do(ctx, http.MethodGet, "/_ping"); err != nil || code != http.StatusOK {
-		return "", fmt.Sprintf("Docker at %s does not answer: %s", sock, describe(code, err))
+		return imagePlan{}, fmt.Sprintf("Docker at %s does not answer: %s", sock, describe(code, err))
 	}
 
+	named := strings.TrimSpace(os.Getenv(EnvImage))
 	candidates := []string{DefaultImage, localImage}
-	if img := strings.TrimSpace(os.Getenv(EnvImage)); img != "" {
-		candidates = []string{img}
+	if named != "" {
+		candidates = []string{named}
 	}
+	present := map[string]bool{}
 	for _, img := range candidates {
 		code, _, err := api.do(ctx, http.MethodGet, "/images/"+url.PathEscape(img)+"/json")
 		if err != nil {
-			return "", fmt.Sprintf("Docker at %s: inspect image %s: %v", sock, img, err)
+			return imagePlan{}, fmt.Sprintf("Docker at %s: inspect image %s: %v", sock, img, err)
 		}
-		if code == http.StatusOK {
-			return img, ""
+		present[img] = code == http.StatusOK
+	}
+	return chooseImage(named, present), ""
+}
+
+// pullImage has the engine at sock pull ref and waits until it is done,
+// within the bounds above (clock measures them). The error is the engine's
+// own when it gives one: for an unreachable registry it names the DNS failure
+// or the refused connection.
+func pullImage(ctx context.Context, clock quartz.Clock, sock, ref string) error {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	answer := clock.AfterFunc(pullAnswerTimeout, func() {
+		cancel(fmt.Errorf("no answer from the engine within %s (registry unreachable?)", pullAnswerTimeout))
+	}, "pull", "answer")
+	defer answer.Stop()
+	total := clock.AfterFunc(pullTimeout, func() {
+		cancel(fmt.Errorf("not finished within %s", pullTimeout))
+	}, "pull", "total")
+	defer total.Stop()
+	var stall *quartz.Timer
+	defer func() {
+		if stall != nil {
+			stall.Stop()
+		}
+	}()
+	// failed prefers the reason a timer gave to the error it caused.
+	failed := func(err error) error {
+		if cause := context.Cause(ctx); ctx.Err() != nil && cause != nil {
+			return cause
+		}
+		return err
+	}
+
+	client := &http.Client{Transport: unixTransport(sock)}
+	defer client.CloseIdleConnections()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost,
+		"http://docker/images/create?fromImage="+url.QueryEscape(ref), nil)
+	if err != nil {
+		return err
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return failed(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+		return fmt.Errorf("engine answered HTTP %d: %s", resp.StatusCode, engineMessage(body))
+	}
+	// The body is a stream of JSON progress messages; a failure during the
+	// download arrives as a message with an error.
+	dec := json.NewDecoder(resp.Body)
+	for {
+		var msg struct {
+			Error       string `json:"error"`
+			ErrorDetail struct {
+				Message string `json:"message"`
+			} `json:"errorDetail"`
+		}
+		if err := dec.Decode(&msg); err != nil {
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+			return failed(fmt.Errorf("read progress: %w", err))
+		}
+		if msg.ErrorDetail.Message != "" {
+			return errors.New(msg.ErrorDetail.Message)
+		}
+		if msg.Error != "" {
+			return errors.New(msg.Error)
+		}
+		if stall == nil {
+			answer.Stop()
+			stall = clock.AfterFunc(pullStallTimeout, func() {
+				cancel(fmt.Errorf("no progress for %s", pullStallTimeout))
+			}, "pull", "stall")
+		} else {
+			stall.Reset(pullStallTimeout, "pull", "stall")
 		}
 	}
-	return "", fmt.Sprintf("image %s not present in Docker (pgtest never pulls: docker pull it, or run scripts/testcontainers.sh prepare)",
-		strings.Join(candidates, " or "))
+}
+
+// engineMessage extracts the message of an engine's error body.
+func engineMessage(body []byte) string {
+	var e struct {
+		Message string `json:"message"`
+	}
+	if json.Unmarshal(body, &e) == nil && e.Message != "" {
+		return e.Message
+	}
+	return strings.TrimSpace(string(body))
 }
 
 func describe(code int, err error) string {
@@ -183,15 +289,27 @@ func setDefaultEnv(key, value string) {
 	}
 }
 
-// startContainer runs image with the testcontainers-go Postgres module.
-func startContainer(ctx context.Context, image string) (*adminServer, error) {
+// startContainer runs the planned image, pulled first if the plan says so,
+// with the testcontainers-go Postgres module.
+func startContainer(ctx context.Context, plan imagePlan, logf func(string)) (*adminServer, error) {
+	image := plan.Image
 	sock, why := dockerSocket()
 	if why != "" {
-		return nil, fmt.Errorf("docker: %s", why)
+		return nil, errors.New(why)
 	}
 	configureTestcontainers(sock)
 	host, _ := os.Hostname()
 	sweepStaleContainers(ctx, sock, host)
+
+	if plan.Pull {
+		logf(fmt.Sprintf("pgtest: pulling %s (not present in Docker)", image))
+		clock := quartz.NewReal()
+		began := clock.Now()
+		if err := pullImage(ctx, clock, sock, image); err != nil {
+			return nil, fmt.Errorf("pull %s (gave up after %s): %w", image, clock.Since(began).Round(time.Millisecond), err)
+		}
+		logf(fmt.Sprintf("pgtest: pulled %s in %s", image, clock.Since(began).Round(time.Second)))
+	}
 
 	ctx, cancel := context.WithTimeout(ctx, containerStartTimeout)
 	defer cancel()

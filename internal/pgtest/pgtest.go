@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" database/sql driver pgtestdb uses
 	"github.com/peterldowns/pgtestdb"
@@ -123,7 +124,7 @@ func (p *provider) get() (*adminServer, decision) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if !p.resolved {
-		p.srv, p.dec = resolve(context.Background())
+		p.srv, p.dec = resolve(context.Background(), logStderr)
 		p.resolved = true
 	}
 	return p.srv, p.dec
@@ -157,56 +158,54 @@ func readSelection() selection {
 }
 
 // resolve probes what the selection needs, decides, and starts the chosen
-// server. When nothing is forced and the chosen source fails to start, the
-// next available one is tried; if every attempt failed the result is a
-// failure, not a skip, because something is there but broken.
-func resolve(ctx context.Context) (*adminServer, decision) {
+// server, falling back as pick describes. Lines about what it does go to logf.
+func resolve(ctx context.Context, logf func(string)) (*adminServer, decision) {
 	sel := readSelection()
 	var av availability
-	var image string
+	var plan imagePlan
 	if sel.wants(sourceDocker) {
-		image, av.DockerWhy = probeDocker(ctx)
+		plan, av.DockerWhy = probeDocker(ctx)
 		av.Docker = av.DockerWhy == ""
 	}
 	if sel.wants(sourceLocal) {
 		_, av.LocalWhy = findLocalBinaries()
 		av.Local = av.LocalWhy == ""
 	}
-
-	var failures []string
-	for {
-		dec := decide(sel, av)
-		if dec.Source == sourceNone {
-			if len(failures) > 0 {
-				dec.Fail = true
-				dec.Message = "pgtest: no PostgreSQL server could be started: " + strings.Join(failures, "; ")
-			}
-			return nil, dec
+	srv, dec := pick(sel, av, func(src source) (*adminServer, error) {
+		return start(ctx, src, plan, logf)
+	}, logf)
+	if srv != nil && srv.stop != nil {
+		if v := serverVersion(ctx, srv.conf); v != "" {
+			srv.desc += ", PostgreSQL " + v
 		}
-		srv, err := start(ctx, dec.Source, image)
-		if err == nil {
-			if srv.stop != nil {
-				fmt.Fprintf(os.Stderr, "pgtest: started %s\n", srv.desc)
-			}
-			return srv, dec
-		}
-		msg := fmt.Sprintf("pgtest: %s: %v", dec.Source, err)
-		if sel.Forced != "" || dec.Source == sourceDSN {
-			return nil, decision{Fail: true, Message: msg}
-		}
-		failures = append(failures, fmt.Sprintf("%s: %v", dec.Source, err))
-		fmt.Fprintf(os.Stderr, "%s (trying the next source)\n", msg)
-		switch dec.Source {
-		case sourceDocker:
-			av.Docker, av.DockerWhy = false, err.Error()
-		case sourceLocal:
-			av.Local, av.LocalWhy = false, err.Error()
-		}
+		logf("pgtest: started " + srv.desc)
 	}
+	return srv, dec
+}
+
+// logStderr is the logf of the test binary's own server.
+func logStderr(line string) { fmt.Fprintln(os.Stderr, line) }
+
+// serverVersion returns the server's version string, or "" if it cannot be
+// read; it only decorates the "started" line.
+func serverVersion(ctx context.Context, conf pgtestdb.Config) string {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	conn, err := pgconn.Connect(ctx, conf.URL())
+	if err != nil {
+		return ""
+	}
+	defer conn.Close(ctx)
+	res := conn.ExecParams(ctx, "SHOW server_version", nil, nil, nil, nil).Read()
+	if res.Err != nil || len(res.Rows) != 1 || len(res.Rows[0]) != 1 {
+		return ""
+	}
+	v, _, _ := strings.Cut(string(res.Rows[0][0]), " ")
+	return v
 }
 
 // start brings up (or, for a DSN, just describes) the admin server.
-func start(ctx context.Context, src source, image string) (*adminServer, error) {
+func start(ctx context.Context, src source, plan imagePlan, logf func(string)) (*adminServer, error) {
 	switch src {
 	case sourceDSN:
 		dsn := strings.TrimSpace(os.Getenv(EnvDatabaseURL))
@@ -216,7 +215,7 @@ func start(ctx context.Context, src source, image string) (*adminServer, error) 
 		}
 		return &adminServer{conf: conf, desc: "server from " + EnvDatabaseURL}, nil
 	case sourceDocker:
-		return startContainer(ctx, image)
+		return startContainer(ctx, plan, logf)
 	case sourceLocal:
 		bin, why := findLocalBinaries()
 		if why != "" {

@@ -1,5 +1,5 @@
 #!/bin/sh
-# Entrypoint of the locally built image prebuildkit/postgres:15-local (see
+# Entrypoint of the locally built images prebuildkit/postgres:<major>-local (see
 # scripts/testcontainers.sh). It behaves like the official postgres image as far
 # as the testcontainers-go Postgres module relies on it:
 #
@@ -14,7 +14,8 @@
 #     any other command is executed as given.
 set -eu
 
-PGBIN=/usr/lib/postgresql/15/bin
+# The image holds one major's server binaries.
+PGBIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
 PGDATA=${PGDATA:-/var/lib/postgresql/data}
 SOCKDIR=/run/postgresql
 export PGDATA PATH="$PGBIN:$PATH"
