@@ -74,8 +74,12 @@ if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ! command -v initdb 
 	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-15 >/dev/null
 fi
 
+# -timeout only catches a hung test binary. The pgstore package (one fresh
+# database per conformance subtest and per randomised check, hundreds in
+# all) took 19 minutes with -race on a shared 2-core machine and timed out
+# at 20m under scripts/stress.sh, with no test failing.
 step "go test -race ./..."
-PGSTORE_EXPLAIN=1 go test -race -count=1 -timeout 20m ./...
+PGSTORE_EXPLAIN=1 go test -race -count=1 -timeout 60m ./...
 
 step "benchmark smoke (-benchtime=1x)"
 smoke="$scratch/bench-smoke.txt"
