@@ -17,38 +17,6 @@ func (f *fixture) attempt(p uuid.UUID, status prebuilds.JobStatus) uuid.UUID {
 	return id
 }
 
-func TestSnapshotPresets(t *testing.T) {
-	t.Parallel()
-	f := newFixture(t)
-	org := uuid.New()
-	tmpl, ver := uuid.New(), uuid.New()
-	require.NoError(t, f.s.CreateTemplate(f.ctx, prebuilds.Template{ID: tmpl, OrganizationID: org, OrganizationName: "acme", Name: "gone"}))
-	require.NoError(t, f.s.CreateTemplateVersion(f.ctx, prebuilds.TemplateVersion{ID: ver, TemplateID: tmpl}))
-	require.NoError(t, f.s.SetActiveVersion(f.ctx, tmpl, ver))
-	require.NoError(t, f.s.SetTemplateDeprecated(f.ctx, tmpl, true))
-	require.NoError(t, f.s.DeleteTemplate(f.ctx, tmpl))
-	p := prebuilds.Preset{
-		ID: uuid.New(), TemplateVersionID: ver, Name: "p", Desired: ptr(0), TTL: time.Hour,
-		InvalidatedAt: t0, Timezone: "UTC", Schedules: []prebuilds.Schedule{{Cron: "* * * * *", Instances: 2}},
-		Parameters: map[string]string{"a": "b"}, Status: prebuilds.PresetHardLimited, ResetAt: t0,
-	}
-	require.NoError(t, f.s.UpsertPreset(f.ctx, p))
-	unconfigured := f.preset(nil)
-	f.running(unconfigured)
-
-	require.NoError(t, f.s.SetPaused(f.ctx, true))
-	now := t0.Add(90*time.Second + 1500*time.Nanosecond)
-	snap := f.snapshotAt(prebuilds.SnapshotParams{Now: now, Lookback: now.Add(-time.Hour), HardLimit: 1})
-	require.Equal(t, &prebuilds.GlobalSnapshot{
-		Now:    now,
-		Paused: true,
-		Presets: []prebuilds.PresetRow{{
-			Preset: p, TemplateID: tmpl, TemplateName: "gone", OrganizationID: org, OrganizationName: "acme",
-			ActiveVersionID: ver, Deprecated: true, Deleted: true,
-		}},
-	}, snap, "only presets with desired set, deleted templates included, no rows for unconfigured presets")
-}
-
 func TestSnapshotCurrentPreset(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
@@ -82,57 +50,6 @@ func TestSnapshotCurrentPreset(t *testing.T) {
 	require.Equal(t, []uuid.UUID{b}, runningIDs(q))
 	require.Empty(t, snap.InProgress, "the stop build of an instance without current preset is attributed to none")
 	require.Len(t, snap.Running, 3)
-}
-
-func TestSnapshotRunning(t *testing.T) {
-	t.Parallel()
-	f := newFixture(t)
-	p := f.preset(ptr(10))
-	setTTL(f, p, time.Minute)
-	ready := f.running(p)
-	f.advance(time.Second)
-	notReady, _ := f.instance(inst{preset: p, status: prebuilds.JobSucceeded})
-	// Not running:
-	f.instance(inst{preset: p, status: prebuilds.JobRunning})
-	f.instance(inst{preset: p, status: prebuilds.JobFailed})
-	f.instance(inst{preset: p, status: prebuilds.JobCanceled})
-	f.instance(inst{preset: p, owner: f.users, status: prebuilds.JobSucceeded})
-	stopped := f.running(p)
-	f.build(stopped, inst{tr: prebuilds.TransitionStop, status: prebuilds.JobSucceeded})
-	removed := f.running(p)
-	require.NoError(t, f.s.RemoveInstance(f.ctx, removed))
-	claimed := f.running(p)
-	_, err := f.s.Claim(f.ctx, prebuilds.ClaimParams{PresetID: p, Owner: f.users, Now: f.now})
-	require.NoError(t, err, "claims the oldest: %s", ready)
-	_ = claimed
-	got, err := f.s.GetInstance(f.ctx, ready)
-	require.NoError(t, err)
-	require.Equal(t, f.users, got.OwnerID)
-
-	// Expired prebuilds are still running; the planner splits them.
-	f.advance(time.Hour)
-	snap := f.snapshot(0)
-	require.Equal(t, []prebuilds.RunningPrebuild{
-		{InstanceID: notReady, PresetID: p, CreatedAt: t0.Add(time.Second), Ready: false},
-		{InstanceID: claimed, PresetID: p, CreatedAt: t0.Add(time.Second), Ready: true},
-	}, sortedRunning(snap.Running, notReady, claimed))
-}
-
-// sortedRunning orders rows to match the order of want IDs (the snapshot
-// order among equal created_at is by instance ID, which is random here).
-func sortedRunning(rows []prebuilds.RunningPrebuild, want ...uuid.UUID) []prebuilds.RunningPrebuild {
-	out := make([]prebuilds.RunningPrebuild, 0, len(rows))
-	for _, id := range want {
-		for _, r := range rows {
-			if r.InstanceID == id {
-				out = append(out, r)
-			}
-		}
-	}
-	if len(out) != len(rows) {
-		return rows // let the comparison show the difference
-	}
-	return out
 }
 
 func TestSnapshotInProgress(t *testing.T) {
@@ -235,31 +152,6 @@ func TestSnapshotBackoff(t *testing.T) {
 			}
 			require.Equal(t, []prebuilds.BackoffRow{want}, snap.Backoffs)
 		})
-	}
-}
-
-func TestSnapshotBackoffTieBreak(t *testing.T) {
-	t.Parallel()
-	// Two builds created at the same instant are ranked by build ID desc:
-	// with desired 1 only the higher ID is in the window.
-	for _, failedHigher := range []bool{true, false} {
-		f := newFixture(t)
-		p := f.preset(ptr(1))
-		b := ids(2)
-		failed, succeeded := b[0], b[1]
-		if failedHigher {
-			failed, succeeded = b[1], b[0]
-		}
-		f.instance(inst{buildID: failed, preset: p, status: prebuilds.JobFailed})
-		f.instance(inst{buildID: succeeded, preset: p, status: prebuilds.JobSucceeded})
-		snap := f.snapshot(0)
-		if failedHigher {
-			require.Equal(t, []prebuilds.BackoffRow{{PresetID: p, NumFailed: 1, LastBuildAt: t0}}, snap.Backoffs)
-		} else {
-			require.Empty(t, snap.Backoffs)
-		}
-		// Byte order, not string order of a random UUID: the first byte decides.
-		require.Negative(t, prebuilds.CompareUUID(b[0], b[1]))
 	}
 }
 
@@ -388,7 +280,9 @@ func TestSnapshotCounters(t *testing.T) {
 	require.Equal(t, []prebuilds.PresetCounters{{PresetID: p, Created: 7, Failed: 2, Claimed: 2}}, snap.Counters)
 }
 
-func TestSnapshotNoAliasing(t *testing.T) {
+// TestNoAliasing: memstore copies what callers pass in and what it hands
+// out, so that neither side can change the other's values.
+func TestNoAliasing(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
 	p := prebuilds.Preset{
@@ -441,6 +335,26 @@ func TestSnapshotNoAliasing(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, "1", builds[1].Parameters["x"])
 	require.Equal(t, prebuilds.JobFailed, builds[0].JobStatus)
+
+	// CreateInstance copies its parameters in; the jobs CreatePrebuilds
+	// returns carry copies of the preset's parameters.
+	params := map[string]string{"k": "v"}
+	mine := uuid.New()
+	require.NoError(t, f.s.CreateInstance(f.ctx, prebuilds.CreateInstanceParams{
+		InstanceID: mine, OwnerID: f.users, TemplateID: f.tmpl, BuildID: uuid.New(),
+		TemplateVersionID: f.ver, Transition: prebuilds.TransitionStart, Parameters: params, Now: f.now,
+	}))
+	params["k"] = "changed"
+	builds, err = f.s.ListBuilds(f.ctx, mine)
+	require.NoError(t, err)
+	require.Equal(t, "v", builds[0].Parameters["k"])
+	entries := newPrebuilds(1)
+	jobs, err := f.s.CreatePrebuilds(f.ctx, prebuilds.CreatePrebuildsParams{PresetID: p.ID, TemplateVersionID: f.ver, Instances: entries, Now: f.now})
+	require.NoError(t, err)
+	jobs[0].Parameters["a"] = "changed"
+	builds, err = f.s.ListBuilds(f.ctx, entries[0].InstanceID)
+	require.NoError(t, err)
+	require.Equal(t, "1", builds[0].Parameters["a"])
 }
 
 func TestSnapshotLookbackPrecision(t *testing.T) {

@@ -10,14 +10,15 @@ import (
 	"github.com/prebuildkit/prebuildkit/prebuilds"
 )
 
+// TestCreatePrebuildsErrors: the CreatePrebuilds errors the conformance
+// suite does not make: an empty batch is a no-op before any check, nil
+// version and build IDs, and arguments checked before the preset lookup.
+// Nothing of a failed batch is written.
 func TestCreatePrebuildsErrors(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
 	ctx := f.ctx
 	preset := f.preset(ptr(3))
-	otherVer := f.version()
-	existing := f.prebuild(preset, t0, prebuilds.JobPending)
-	existingBuild := f.latestBuildID(existing)
 
 	one := func() []prebuilds.NewPrebuild {
 		return []prebuilds.NewPrebuild{{InstanceID: uuid.New(), BuildID: uuid.New(), Name: "a"}}
@@ -31,66 +32,25 @@ func TestCreatePrebuildsErrors(t *testing.T) {
 		p    prebuilds.CreatePrebuildsParams
 		want error
 	}{
-		{"nil preset", prebuilds.CreatePrebuildsParams{TemplateVersionID: f.ver, Instances: one()}, prebuilds.ErrInvalidArgument},
 		{"nil version", prebuilds.CreatePrebuildsParams{PresetID: preset, Instances: one()}, prebuilds.ErrInvalidArgument},
-		{"nil instance id", prebuilds.CreatePrebuildsParams{PresetID: uuid.New(), TemplateVersionID: f.ver,
+		{"nil instance id before preset missing", prebuilds.CreatePrebuildsParams{PresetID: uuid.New(), TemplateVersionID: f.ver,
 			Instances: []prebuilds.NewPrebuild{{BuildID: uuid.New()}}}, prebuilds.ErrInvalidArgument},
 		{"nil build id", prebuilds.CreatePrebuildsParams{PresetID: preset, TemplateVersionID: f.ver,
 			Instances: append(one(), prebuilds.NewPrebuild{InstanceID: uuid.New()})}, prebuilds.ErrInvalidArgument},
-		{"preset missing", prebuilds.CreatePrebuildsParams{PresetID: uuid.New(), TemplateVersionID: otherVer,
-			Instances: []prebuilds.NewPrebuild{{InstanceID: existing, BuildID: uuid.New()}}}, prebuilds.ErrNotFound},
-		{"version mismatch", prebuilds.CreatePrebuildsParams{PresetID: preset, TemplateVersionID: otherVer,
-			Instances: []prebuilds.NewPrebuild{{InstanceID: existing, BuildID: uuid.New()}}}, prebuilds.ErrConflict},
-		{"instance exists", prebuilds.CreatePrebuildsParams{PresetID: preset, TemplateVersionID: f.ver,
-			Instances: append(one(), prebuilds.NewPrebuild{InstanceID: existing, BuildID: uuid.New()})}, prebuilds.ErrConflict},
-		{"build exists", prebuilds.CreatePrebuildsParams{PresetID: preset, TemplateVersionID: f.ver,
-			Instances: append(one(), prebuilds.NewPrebuild{InstanceID: uuid.New(), BuildID: existingBuild})}, prebuilds.ErrConflict},
-		{"instance repeats", prebuilds.CreatePrebuildsParams{PresetID: preset, TemplateVersionID: f.ver,
-			Instances: []prebuilds.NewPrebuild{{InstanceID: id(1), BuildID: uuid.New()}, {InstanceID: id(1), BuildID: uuid.New()}}}, prebuilds.ErrConflict},
-		{"build repeats", prebuilds.CreatePrebuildsParams{PresetID: preset, TemplateVersionID: f.ver,
-			Instances: []prebuilds.NewPrebuild{{InstanceID: uuid.New(), BuildID: id(2)}, {InstanceID: uuid.New(), BuildID: id(2)}}}, prebuilds.ErrConflict},
 	}
 	for _, c := range cases {
 		c.p.Now = t0
 		_, err := f.s.CreatePrebuilds(ctx, c.p)
 		require.ErrorIs(t, err, c.want, c.name)
 	}
-	// Nothing of the failed batches was written.
 	var instances int
 	require.NoError(t, f.pool.QueryRow(ctx, `SELECT count(*) FROM instances`).Scan(&instances))
-	require.Equal(t, 1, instances)
+	require.Zero(t, instances)
 }
 
-func TestCreatePrebuildsEffects(t *testing.T) {
-	t.Parallel()
-	f := newFixture(t)
-	ctx := f.ctx
-	preset := f.preset(ptr(3))
-	now := t0.Add(7 * time.Nanosecond)
-	entries := []prebuilds.NewPrebuild{
-		{InstanceID: id(2), BuildID: id(20), Name: "b"},
-		{InstanceID: id(1), BuildID: id(10), Name: "a"},
-	}
-	jobs, err := f.s.CreatePrebuilds(ctx, prebuilds.CreatePrebuildsParams{PresetID: preset, TemplateVersionID: f.ver, Instances: entries, Now: now})
-	require.NoError(t, err)
-	params := map[string]string{"size": "large"}
-	require.Equal(t, []prebuilds.Job{
-		{BuildID: id(20), InstanceID: id(2), PresetID: preset, TemplateVersionID: f.ver, Transition: prebuilds.TransitionStart, Parameters: params},
-		{BuildID: id(10), InstanceID: id(1), PresetID: preset, TemplateVersionID: f.ver, Transition: prebuilds.TransitionStart, Parameters: params},
-	}, jobs, "jobs in entry order")
-	for _, e := range entries {
-		inst, err := f.s.GetInstance(ctx, e.InstanceID)
-		require.NoError(t, err)
-		require.Equal(t, prebuilds.Instance{ID: e.InstanceID, OwnerID: prebuilds.SystemOwner, TemplateID: f.tmpl, Name: e.Name, CreatedAt: t0}, inst)
-		builds, err := f.s.ListBuilds(ctx, e.InstanceID)
-		require.NoError(t, err)
-		require.Equal(t, []prebuilds.Build{{
-			ID: e.BuildID, InstanceID: e.InstanceID, Number: 1, TemplateVersionID: f.ver, PresetID: preset,
-			Transition: prebuilds.TransitionStart, JobStatus: prebuilds.JobPending, Parameters: params, CreatedAt: t0,
-		}}, builds)
-	}
-}
-
+// TestDeletePrebuildErrors: the DeletePrebuild errors the conformance suite
+// does not make: a nil instance ID, a stopped prebuild, and a conflict
+// decided before the build ID is looked at.
 func TestDeletePrebuildErrors(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
@@ -108,8 +68,6 @@ func TestDeletePrebuildErrors(t *testing.T) {
 	runningBuild := f.latestBuildID(running)
 
 	require.ErrorIs(t, del(uuid.Nil, uuid.New()), prebuilds.ErrInvalidArgument)
-	require.ErrorIs(t, del(running, uuid.Nil), prebuilds.ErrInvalidArgument)
-	require.ErrorIs(t, del(uuid.New(), uuid.New()), prebuilds.ErrNotFound)
 
 	removed := f.ready(preset, t0)
 	require.NoError(t, f.s.RemoveInstance(ctx, removed))
@@ -121,10 +79,10 @@ func TestDeletePrebuildErrors(t *testing.T) {
 		// The conflict is decided before the build ID is looked at.
 		require.ErrorIs(t, del(inst, runningBuild), prebuilds.ErrConflict, name)
 	}
-	other := f.ready(preset, t0.Add(time.Second))
-	require.ErrorIs(t, del(other, runningBuild), prebuilds.ErrConflict, "build id exists")
 }
 
+// TestDeletePrebuildEffects: the delete build runs on the version of the
+// instance's latest build, not on its preset's.
 func TestDeletePrebuildEffects(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
@@ -145,9 +103,6 @@ func TestDeletePrebuildEffects(t *testing.T) {
 	require.Len(t, builds, 3)
 	require.Equal(t, prebuilds.Build{ID: b, InstanceID: inst, Number: 3, TemplateVersionID: v2, Transition: prebuilds.TransitionDelete,
 		JobStatus: prebuilds.JobPending, CreatedAt: prebuilds.Micro(now)}, builds[2])
-	// A second delete conflicts: the latest build is now a delete.
-	_, err = f.s.DeletePrebuild(ctx, prebuilds.DeletePrebuildParams{InstanceID: inst, BuildID: uuid.New(), Now: now})
-	require.ErrorIs(t, err, prebuilds.ErrConflict)
 }
 
 func TestCancelPending(t *testing.T) {
@@ -158,9 +113,6 @@ func TestCancelPending(t *testing.T) {
 	cancel := func(p uuid.UUID) ([]uuid.UUID, error) {
 		return f.s.CancelPending(ctx, prebuilds.CancelPendingParams{PresetID: p, Now: t0.Add(time.Hour)})
 	}
-	_, err := cancel(uuid.New())
-	require.ErrorIs(t, err, prebuilds.ErrNotFound)
-
 	q2 := f.prebuildID(id(2), uuid.New(), preset, t0, prebuilds.JobPending)
 	q1 := f.prebuildID(id(1), uuid.New(), preset, t0, prebuilds.JobPending)
 	runningJob := f.prebuild(preset, t0, prebuilds.JobRunning)
@@ -208,10 +160,9 @@ func TestSetPresetStatus(t *testing.T) {
 
 	_, err := f.s.SetPresetStatus(ctx, preset, "bogus", prebuilds.PresetHealthy)
 	require.ErrorIs(t, err, prebuilds.ErrInvalidArgument)
+	// Arguments are checked before the preset is looked up.
 	_, err = f.s.SetPresetStatus(ctx, uuid.New(), prebuilds.PresetHealthy, "")
 	require.ErrorIs(t, err, prebuilds.ErrInvalidArgument)
-	_, err = f.s.SetPresetStatus(ctx, uuid.New(), prebuilds.PresetHealthy, prebuilds.PresetHardLimited)
-	require.ErrorIs(t, err, prebuilds.ErrNotFound)
 
 	changed, err := f.s.SetPresetStatus(ctx, preset, prebuilds.PresetHardLimited, prebuilds.PresetHealthy)
 	require.NoError(t, err)

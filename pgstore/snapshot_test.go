@@ -15,49 +15,6 @@ import (
 	"github.com/prebuildkit/prebuildkit/prebuilds"
 )
 
-func TestSnapshotPresets(t *testing.T) {
-	t.Parallel()
-	f := newFixture(t)
-	ctx := f.ctx
-	p := prebuilds.Preset{
-		ID: uuid.New(), TemplateVersionID: f.ver, Name: "ws", Desired: ptr(2), TTL: time.Hour,
-		Timezone: "UTC", Schedules: []prebuilds.Schedule{{Cron: "* 2-4 * * 1", Instances: 3}, {Cron: "* 6-8 * * 1", Instances: 1}},
-		Parameters: map[string]string{"k": "v"}, InvalidatedAt: t0, ResetAt: t0.Add(time.Minute),
-	}
-	require.NoError(t, f.s.UpsertPreset(ctx, p))
-	f.preset(nil) // not configured: not in the snapshot
-	// A deleted, deprecated template with a configured preset is included.
-	gone := uuid.New()
-	require.NoError(t, f.s.CreateTemplate(ctx, prebuilds.Template{ID: gone, Name: "gone", OrganizationName: "o2"}))
-	goneVer := uuid.New()
-	require.NoError(t, f.s.CreateTemplateVersion(ctx, prebuilds.TemplateVersion{ID: goneVer, TemplateID: gone, CreatedAt: t0}))
-	gp := f.presetOn(goneVer, ptr(0))
-	require.NoError(t, f.s.SetTemplateDeprecated(ctx, gone, true))
-	require.NoError(t, f.s.DeleteTemplate(ctx, gone))
-	require.NoError(t, f.s.SetPaused(ctx, true))
-
-	now := t0.Add(time.Hour + 3*time.Nanosecond)
-	snap := f.snapshot(now, 3)
-	wantP := p
-	wantP.Status = prebuilds.PresetHealthy
-	want := &prebuilds.GlobalSnapshot{
-		Now:    now,
-		Paused: true,
-		Presets: []prebuilds.PresetRow{
-			{Preset: wantP, TemplateID: f.tmpl, TemplateName: "tmpl", OrganizationID: f.org, OrganizationName: "org", ActiveVersionID: f.ver},
-			{Preset: prebuilds.Preset{ID: gp, TemplateVersionID: goneVer, Name: "p-" + gp.String(), Desired: ptr(0),
-				Parameters: map[string]string{"size": "large"}, Status: prebuilds.PresetHealthy},
-				TemplateID: gone, TemplateName: "gone", OrganizationName: "o2", Deprecated: true, Deleted: true},
-		},
-	}
-	prebuilds.SortSnapshot(want)
-	if d := cmp.Diff(want, snap); d != "" {
-		t.Fatalf("snapshot (-want +got):\n%s", d)
-	}
-	require.NoError(t, f.s.SetPaused(ctx, false))
-	require.False(t, f.snapshot(now, 3).Paused)
-}
-
 func TestSnapshotRunningAndCurrentPreset(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
@@ -220,24 +177,6 @@ func TestSnapshotBackoff(t *testing.T) {
 			require.Equal(t, []prebuilds.BackoffRow{want}, snap.Backoffs)
 		})
 	}
-}
-
-func TestSnapshotBackoffTieBreak(t *testing.T) {
-	t.Parallel()
-	// Same created_at: the higher build ID ranks newer.
-	f := newFixture(t)
-	p := f.preset(ptr(1))
-	f.prebuildID(uuid.New(), id(1), p, t0, prebuilds.JobFailed)
-	f.prebuildID(uuid.New(), id(2), p, t0, prebuilds.JobSucceeded)
-	require.Empty(t, f.snapshot(t0, 0).Backoffs, "rank 1 is build 2, which succeeded")
-	require.Empty(t, f.snapshot(t0, 1).HardLimited)
-
-	g := newFixture(t)
-	q := g.preset(ptr(1))
-	g.prebuildID(uuid.New(), id(2), q, t0, prebuilds.JobFailed)
-	g.prebuildID(uuid.New(), id(1), q, t0, prebuilds.JobSucceeded)
-	require.Equal(t, []prebuilds.BackoffRow{{PresetID: q, NumFailed: 1, LastBuildAt: t0}}, g.snapshot(t0, 0).Backoffs)
-	require.Equal(t, []uuid.UUID{q}, g.snapshot(t0, 1).HardLimited)
 }
 
 func TestSnapshotBackoffScope(t *testing.T) {
