@@ -58,9 +58,15 @@
 // promise that (the snapshot would be fixed before the lock was granted).
 // Writes made under the lock use other connections of the pool, which must
 // therefore allow at least two connections. The lock is released when fn
-// returns; a connection whose unlock cannot be confirmed is closed, which
-// releases it on the server, and a connection that dies (for instance a
-// failed snapshot rollback or commit) releases it too.
+// returns, on a context that is not canceled, so that when
+// WithReconciliationLock returns the next acquirer gets it. A connection
+// whose unlock cannot be confirmed, or that died during fn (a failed
+// snapshot rollback or commit, a broken network), is closed instead; the
+// server frees the lock only when it ends that connection's backend, which
+// happens after the client has closed, so WithReconciliationLock then waits,
+// on another connection, until pg_locks no longer shows the backend holding
+// the lock (at most 10 seconds, then it returns an error). Migrate and
+// MigrateDown release the migration lock the same way.
 //
 // The snapshot is a handful of set-based queries sent in one batch: the
 // pause switch, the configured presets with their templates, their

@@ -232,19 +232,22 @@ func MigrateDown(ctx context.Context, pool *pgxpool.Pool, toVersion int) (Migrat
 }
 
 // withMigrationLock runs fn on one connection holding the migration lock.
-// The lock is session-level, so it is released explicitly; a connection
-// whose unlock fails is closed rather than returned to the pool holding it.
+// The lock is session-level, so it is released explicitly, as the
+// reconciliation lock is (see sessionLock): when withMigrationLock returns,
+// the next Migrate or MigrateDown gets the lock at once.
 func withMigrationLock(ctx context.Context, pool *pgxpool.Pool, fn func(conn *pgx.Conn) error) (err error) {
 	pc, err := pool.Acquire(ctx)
 	if err != nil {
 		return fmt.Errorf("acquire connection: %w", err)
 	}
+	l := newSessionLock(pool, pc, migrationLockKey)
 	if _, err := pc.Exec(ctx, `SELECT pg_advisory_lock($1)`, migrationLockKey); err != nil {
-		pc.Release()
-		return fmt.Errorf("take migration lock: %w", err)
+		// The server may have granted the lock before the wait for it was
+		// interrupted.
+		return fmt.Errorf("take migration lock: %w", errors.Join(err, l.release(ctx, false)))
 	}
 	defer func() {
-		if uerr := releaseSessionLock(ctx, pc, migrationLockKey); uerr != nil && err == nil {
+		if uerr := l.release(ctx, true); uerr != nil && err == nil {
 			err = uerr
 		}
 	}()
@@ -252,26 +255,6 @@ func withMigrationLock(ctx context.Context, pool *pgxpool.Pool, fn func(conn *pg
 		return fmt.Errorf("create prebuildkit_migrations: %w", err)
 	}
 	return fn(pc.Conn())
-}
-
-// releaseSessionLock unlocks a session advisory lock and returns the
-// connection to the pool, or closes it when the unlock cannot be confirmed
-// (so that no pooled connection keeps the lock).
-func releaseSessionLock(ctx context.Context, pc *pgxpool.Conn, key int64) error {
-	uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-	defer cancel()
-	var released bool
-	err := pc.QueryRow(uctx, `SELECT pg_advisory_unlock($1)`, key).Scan(&released)
-	if err == nil && released {
-		pc.Release()
-		return nil
-	}
-	conn := pc.Hijack()
-	_ = conn.Close(uctx) // the server drops session locks with the session
-	if err != nil {
-		return fmt.Errorf("release advisory lock %d: %w", key, err)
-	}
-	return fmt.Errorf("release advisory lock %d: %w", key, errors.New("lock was not held"))
 }
 
 func appliedVersions(ctx context.Context, conn *pgx.Conn) (map[int]bool, error) {

@@ -2,13 +2,19 @@ package pgstore_test
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
+	"io"
+	"net"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
 	"github.com/prebuildkit/prebuildkit/pgstore"
@@ -230,12 +236,24 @@ func TestClaimVersusDelete(t *testing.T) {
 	t.Logf("claims won %d, deletes won %d of %d", claims, deletes, iterations)
 }
 
+// TestLockReleasedOnCancel: a pass whose context is canceled under the lock
+// releases the lock before WithReconciliationLock returns, on the healthy
+// connection it was taken on, which goes back to the pool.
 func TestLockReleasedOnCancel(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
-	stores := replicas(t, f, 2)
+	pools := []*pgxpool.Pool{openPool(t, f.pool), openPool(t, f.pool)}
+	stores := []*pgstore.Store{pgstore.New(pools[0]), pgstore.New(pools[1])}
+	nop := func(context.Context, prebuilds.SnapshotReader) error { return nil }
+	// The other replica's pool gets a connection now, so that its next try
+	// is one round trip: a lock still held for a moment after the canceled
+	// pass returned would not go unseen while a connection is opened.
+	acquired, err := stores[1].WithReconciliationLock(context.Background(), nop)
+	require.NoError(t, err)
+	require.True(t, acquired)
+
 	ctx, cancel := context.WithCancel(context.Background())
-	acquired, err := stores[0].WithReconciliationLock(ctx, func(ctx context.Context, r prebuilds.SnapshotReader) error {
+	acquired, err = stores[0].WithReconciliationLock(ctx, func(ctx context.Context, r prebuilds.SnapshotReader) error {
 		cancel()
 		_, err := r.Snapshot(ctx, prebuilds.SnapshotParams{Now: t0})
 		return err
@@ -244,11 +262,220 @@ func TestLockReleasedOnCancel(t *testing.T) {
 	require.ErrorIs(t, err, context.Canceled)
 
 	// The lock is free again, for another replica and for the same pool.
-	for _, s := range stores {
-		acquired, err := s.WithReconciliationLock(context.Background(), func(context.Context, prebuilds.SnapshotReader) error { return nil })
+	for _, s := range []*pgstore.Store{stores[1], stores[0]} {
+		acquired, err := s.WithReconciliationLock(context.Background(), nop)
 		require.NoError(t, err)
 		require.True(t, acquired)
 	}
+	// The canceled pass neither closed its connection nor unlocked on the
+	// canceled context (which fails, and drops the connection): the pool
+	// has the one connection it ever opened.
+	require.Equal(t, int64(1), pools[0].Stat().NewConnsCount(), "connections opened by the canceled replica's pool")
+}
+
+// TestLockReleasedWhenConnectionDrops: when the lock's connection breaks
+// and the server has not noticed yet (its backend lives on, holding the
+// lock), WithReconciliationLock asks the server on another connection and
+// returns only once the backend is gone and the lock free.
+func TestLockReleasedWhenConnectionDrops(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	proxy := newCutProxy(t, f.pool.Config().ConnConfig)
+	cfg := f.pool.Config().Copy()
+	cfg.ConnConfig.Host, cfg.ConnConfig.Port, cfg.ConnConfig.Fallbacks = proxy.host, proxy.port, nil
+	viaProxy, err := pgxpool.NewWithConfig(context.Background(), cfg)
+	require.NoError(t, err)
+	t.Cleanup(viaProxy.Close)
+	broken, other := pgstore.New(viaProxy), pgstore.New(openPool(t, f.pool))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+
+	type result struct {
+		acquired bool
+		err      error
+	}
+	done := make(chan result, 1)
+	go func() {
+		acquired, err := broken.WithReconciliationLock(ctx, func(ctx context.Context, r prebuilds.SnapshotReader) error {
+			proxy.cut()
+			if _, err := r.Snapshot(ctx, prebuilds.SnapshotParams{Now: t0}); err == nil {
+				return errors.New("snapshot read on a cut connection")
+			}
+			return nil
+		})
+		done <- result{acquired, err}
+	}()
+	var res result
+	select {
+	case <-proxy.dialedAfterCut:
+		// The store connects again to check on the server: end the
+		// backend behind the cut connection, as the server eventually
+		// would, and the check sees the lock go.
+		proxy.heal()
+		res = <-done
+	case res = <-done:
+		// Returned without asking the server: the backend still holds
+		// the lock, which the next acquirer finds below.
+	}
+	require.True(t, res.acquired)
+	require.NoError(t, res.err, "the lock was released, through the end of its session")
+
+	acquired, err := other.WithReconciliationLock(ctx, func(context.Context, prebuilds.SnapshotReader) error { return nil })
+	require.NoError(t, err)
+	require.True(t, acquired, "the lock is free when WithReconciliationLock returns")
+}
+
+// cutProxy forwards TCP connections to a PostgreSQL server. cut closes the
+// client side of every connection then open but keeps its server side open,
+// as a network failure the server has not noticed yet does: the backend
+// lives on, holding its locks, until heal closes the server side too.
+type cutProxy struct {
+	ln         net.Listener
+	target     string
+	host       string
+	port       uint16
+	wg         sync.WaitGroup
+	mu         sync.Mutex
+	open       map[*proxyPair]bool
+	closed     bool
+	isCut      bool
+	cutServers []net.Conn
+	// dialedAfterCut is closed when a client opens a session (not a
+	// cancel request) after cut.
+	dialedAfterCut chan struct{}
+	dialOnce       sync.Once
+}
+
+type proxyPair struct {
+	client, server net.Conn
+	cut            bool // the server side stays open when the pair ends
+}
+
+func newCutProxy(t testing.TB, target *pgx.ConnConfig) *cutProxy {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := ln.Addr().(*net.TCPAddr)
+	p := &cutProxy{
+		ln: ln, target: net.JoinHostPort(target.Host, strconv.Itoa(int(target.Port))),
+		host: addr.IP.String(), port: uint16(addr.Port),
+		open: map[*proxyPair]bool{}, dialedAfterCut: make(chan struct{}),
+	}
+	p.wg.Add(1)
+	go p.accept()
+	t.Cleanup(p.close)
+	return p
+}
+
+func (p *cutProxy) accept() {
+	defer p.wg.Done()
+	for {
+		client, err := p.ln.Accept()
+		if err != nil {
+			return // closed
+		}
+		p.wg.Add(1)
+		go p.serve(client)
+	}
+}
+
+// cancelRequestCode opens a cancel request (a new connection that asks the
+// server to cancel another one's query) in the PostgreSQL protocol.
+const cancelRequestCode = 80877102
+
+func (p *cutProxy) serve(client net.Conn) {
+	defer p.wg.Done()
+	// The first 8 bytes are a startup packet's length and code.
+	head := make([]byte, 8)
+	if _, err := io.ReadFull(client, head); err != nil {
+		client.Close()
+		return
+	}
+	server, err := net.Dial("tcp", p.target)
+	if err != nil {
+		client.Close()
+		return
+	}
+	pair := &proxyPair{client: client, server: server}
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		client.Close()
+		server.Close()
+		return
+	}
+	p.open[pair] = true
+	if p.isCut && binary.BigEndian.Uint32(head[4:]) != cancelRequestCode {
+		p.dialOnce.Do(func() { close(p.dialedAfterCut) })
+	}
+	p.mu.Unlock()
+	if _, err := server.Write(head); err != nil {
+		p.end(pair)
+		return
+	}
+	var copies sync.WaitGroup
+	copies.Add(2)
+	go func() {
+		defer copies.Done()
+		_, _ = io.Copy(server, client)
+		p.end(pair)
+	}()
+	go func() {
+		defer copies.Done()
+		_, _ = io.Copy(client, server)
+		p.end(pair)
+	}()
+	copies.Wait()
+}
+
+// end closes both sides of pair, or only the client side of a cut pair.
+func (p *cutProxy) end(pair *proxyPair) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	delete(p.open, pair)
+	pair.client.Close()
+	if !pair.cut { // a cut pair's server side stays open until heal
+		pair.server.Close()
+	}
+}
+
+// cut breaks every open connection on the client side only.
+func (p *cutProxy) cut() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.isCut = true
+	for pair := range p.open {
+		pair.cut = true
+		p.cutServers = append(p.cutServers, pair.server)
+		// Stop forwarding in both directions: the client side is closed,
+		// and reads from the server side fail at once from now on.
+		_ = pair.server.SetReadDeadline(time.Unix(1, 0))
+		pair.client.Close()
+	}
+}
+
+// heal closes the server side of the cut connections: their backends see
+// the connection end and exit.
+func (p *cutProxy) heal() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, c := range p.cutServers {
+		c.Close()
+	}
+	p.cutServers = nil
+}
+
+func (p *cutProxy) close() {
+	p.heal()
+	p.mu.Lock()
+	p.closed = true
+	for pair := range p.open {
+		pair.client.Close()
+		pair.server.Close()
+	}
+	p.mu.Unlock()
+	p.ln.Close()
+	p.wg.Wait()
 }
 
 // TestFailStuckBuildVersusUpdateJob races the Reconciler failing a stuck

@@ -32,18 +32,25 @@ import (
 // that statement starts, before the lock is granted, so it could miss
 // writes the previous holder committed just before releasing the lock.
 // Writes fn makes go through the Store's pool (other connections) and
-// commit while the lock is held. The lock is released when fn returns; if
-// the release cannot be confirmed the connection is closed, which releases
-// it on the server.
+// commit while the lock is held.
+//
+// When WithReconciliationLock returns, the lock is free for the next
+// acquirer, whatever happened to ctx: the unlock runs on a context that is
+// not canceled, and if the connection has to be dropped instead (it died
+// during fn, or the unlock failed) the call returns only once the server
+// has ended that connection's session, or with an error after waiting
+// 10 seconds for it.
 func (s *Store) WithReconciliationLock(ctx context.Context, fn func(ctx context.Context, r prebuilds.SnapshotReader) error) (acquired bool, err error) {
 	pc, err := s.pool.Acquire(ctx)
 	if err != nil {
 		return false, opError("reconciliation lock", s.lockKey, err)
 	}
+	l := newSessionLock(s.pool, pc, s.lockKey)
 	var got bool
 	if err := pc.QueryRow(ctx, `SELECT pg_try_advisory_lock($1)`, s.lockKey).Scan(&got); err != nil {
-		pc.Release()
-		return false, opError("reconciliation lock", s.lockKey, err)
+		// The server may have granted the lock before the request failed
+		// (a canceled context, a broken connection).
+		return false, opError("reconciliation lock", s.lockKey, errors.Join(err, l.release(ctx, false)))
 	}
 	if !got {
 		pc.Release()
@@ -54,7 +61,7 @@ func (s *Store) WithReconciliationLock(ctx context.Context, fn func(ctx context.
 		// close waits for a Snapshot still running on the connection, so
 		// the unlock never shares it with a read.
 		r.close()
-		if uerr := releaseSessionLock(ctx, pc, s.lockKey); uerr != nil && err == nil {
+		if uerr := l.release(ctx, true); uerr != nil && err == nil {
 			err = opError("reconciliation lock", s.lockKey, uerr)
 		}
 	}()
@@ -108,6 +115,12 @@ func (r *snapshotReader) Snapshot(ctx context.Context, p prebuilds.SnapshotParam
 	}
 	if r.closed {
 		return nil, opError("snapshot", key, errReaderClosed)
+	}
+	// pgx's BeginTx closes the connection when BEGIN fails with anything
+	// but a server error, a context that is already done included; the
+	// lock's connection is kept healthy by not sending BEGIN then.
+	if err := ctx.Err(); err != nil {
+		return nil, opError("snapshot", key, context.Cause(ctx))
 	}
 	return snapshotOn(ctx, r.pc, p)
 }
