@@ -30,15 +30,20 @@ func (s *Store) Claim(ctx context.Context, p prebuilds.ClaimParams) (prebuilds.I
 //   - candidate: the preset's pool (instances_pool_idx: live prebuilds
 //     whose current preset is $2, oldest first) filtered by what the
 //     instance row says (ready, not expired), each locked in turn with FOR
-//     UPDATE SKIP LOCKED, so concurrent claimers never wait for each other
-//     nor take the same instance. A row that another transaction changed
+//     NO KEY UPDATE SKIP LOCKED, so concurrent claimers never wait for each
+//     other nor take the same instance. (NO KEY UPDATE is the lock the
+//     transfer, an update of no key column, takes anyway; it conflicts with
+//     every other writer's lock on the row, and not with the key-share lock
+//     a build's foreign key check takes.) A row that another transaction changed
 //     after this statement began is re-checked by PostgreSQL once locked
 //     (its newest version must still pass the filter). The latest build is
 //     re-checked too, by prebuildkit_running (migration 0005), which reads
 //     with a new snapshot: a delete or start build committed after the
 //     statement began (its writer held the row lock, not changed the row)
 //     is seen, and the candidate passed over for the next one. The first
-//     locked candidate that passes is the one.
+//     locked candidate that passes is the one. OFFSET 0 keeps the planner
+//     from pushing the re-check into the subquery, below the lock, where
+//     it would run before the row is locked.
 //   - claimed: the transfer. missed: the miss counter, when nothing was
 //     claimed. notified: the change.
 //
@@ -72,7 +77,8 @@ WITH preset AS (
                - (p.ttl_micros / 1000000) * interval '1 second'
                - (p.ttl_micros % 1000000) * interval '1 microsecond')
         ORDER BY i.created_at, i.id
-        FOR UPDATE OF i SKIP LOCKED
+        OFFSET 0
+        FOR NO KEY UPDATE OF i SKIP LOCKED
     ) c
     WHERE prebuildkit_running(c.id)
     LIMIT 1
