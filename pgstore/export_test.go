@@ -72,3 +72,14 @@ func (s *Store) ShardKey(shard prebuilds.Shard) (k1, k2 int32, ok bool) {
 	}
 	return k.k1, k.k2, true
 }
+
+// LockRow is how pg_locks shows the lock of shard (the cluster-wide lock
+// for the zero shard): classid, objid, objsubid.
+func (s *Store) LockRow(shard prebuilds.Shard) []int64 {
+	k, err := s.shardKey(shard)
+	if err != nil {
+		return nil
+	}
+	classid, objid, objsubid := k.pgLocks()
+	return []int64{classid, objid, int64(objsubid)}
+}
