@@ -35,10 +35,22 @@ func BenchmarkStoreRTT500us(b *testing.B) {
 	bench.Run(b, h)
 }
 
+// claimVariants are pgstore's claim (one statement) and the one it
+// replaced (a transaction of several statements), measured side by side as
+// Claim/impl=one-statement and Claim/impl=two-step.
+var claimVariants = []bench.ClaimVariant{
+	{Name: "two-step", Claim: func(ctx context.Context, s bench.Store, p prebuilds.ClaimParams) (prebuilds.Instance, error) {
+		return pgstore.ClaimTwoStep(ctx, s.(*pgstore.Store), p)
+	}},
+	{Name: "one-statement", Claim: func(ctx context.Context, s bench.Store, p prebuilds.ClaimParams) (prebuilds.Instance, error) {
+		return s.Claim(ctx, p)
+	}},
+}
+
 // benchHarness loads fleets by cloning a template database filled once per
 // fleet with COPY (pgfleet.Migrator), on connections that add rtt to every
-// round trip. To compare claim implementations side by side, list them in
-// Harness.Claims (Claim/impl=<name>).
+// round trip. Claims are measured for both claim implementations
+// (claimVariants).
 func benchHarness(rtt time.Duration) bench.Harness {
 	// Enough connections for ColdFill's MaxConcurrency 8 plus the lock's,
 	// and for one claimer per GOMAXPROCS.
@@ -50,6 +62,7 @@ func benchHarness(rtt time.Duration) bench.Harness {
 		Load: func(b *testing.B, f *bench.Fleet) bench.Store {
 			return pgstore.New(benchPool(b, pgfleet.Migrator{Fleet: f}, conns, rtt))
 		},
+		Claims: claimVariants,
 	}
 }
 

@@ -80,6 +80,11 @@ func (s *Store) setActiveVersion(ctx context.Context, templateID, versionID uuid
 			return errf(prebuilds.ErrConflict, "template %s is deleted", templateID)
 		}
 		_, err = tx.Exec(ctx, `UPDATE templates SET active_version_id = $2 WHERE id = $1`, templateID, versionID)
+		if err != nil {
+			return err
+		}
+		_, err = tx.Exec(ctx, `WITH written AS (SELECT $2::uuid AS id),`+templatePresetsCTE+` SELECT count(*) FROM notified`,
+			s.channel, pgUUID(templateID))
 		return err
 	})
 }
@@ -87,13 +92,15 @@ func (s *Store) setActiveVersion(ctx context.Context, templateID, versionID uuid
 // SetTemplateDeprecated sets or clears the deprecated flag.
 func (s *Store) SetTemplateDeprecated(ctx context.Context, templateID uuid.UUID, deprecated bool) error {
 	return opError("set template deprecated", templateID,
-		s.updateOne(ctx, "template", `UPDATE templates SET deprecated = $2 WHERE id = $1`, templateID, deprecated))
+		s.updateNotify(ctx, "template", `WITH written AS (UPDATE templates SET deprecated = $3 WHERE id = $2 RETURNING id),`+
+			templatePresetsCTE, templateID, deprecated))
 }
 
 // DeleteTemplate marks the template deleted (idempotent).
 func (s *Store) DeleteTemplate(ctx context.Context, templateID uuid.UUID) error {
 	return opError("delete template", templateID,
-		s.updateOne(ctx, "template", `UPDATE templates SET deleted = true WHERE id = $1`, templateID))
+		s.updateNotify(ctx, "template", `WITH written AS (UPDATE templates SET deleted = true WHERE id = $2 RETURNING id),`+
+			templatePresetsCTE, templateID))
 }
 
 // UpsertPreset validates p and inserts or updates it.
@@ -154,7 +161,10 @@ func (s *Store) upsertPreset(ctx context.Context, p prebuilds.Preset) error {
 		if err != nil {
 			return err
 		}
-		return replaceSchedules(ctx, tx, p.ID, p.Schedules)
+		if err := replaceSchedules(ctx, tx, p.ID, p.Schedules); err != nil {
+			return err
+		}
+		return s.notifyPresets(ctx, tx, prebuilds.ChangePresetWritten, p.ID)
 	})
 }
 
@@ -184,19 +194,23 @@ func replaceSchedules(ctx context.Context, tx pgx.Tx, presetID uuid.UUID, schedu
 // InvalidatePreset sets invalidated_at: prebuilds created before it expire.
 func (s *Store) InvalidatePreset(ctx context.Context, presetID uuid.UUID, at time.Time) error {
 	return opError("invalidate preset", presetID,
-		s.updateOne(ctx, "preset", `UPDATE presets SET invalidated_at = $2 WHERE id = $1`, presetID, nullTime(at)))
+		s.updateNotify(ctx, "preset", `WITH written AS (UPDATE presets SET invalidated_at = $3 WHERE id = $2 RETURNING id),`+
+			presetWrittenCTE, presetID, nullTime(at)))
 }
 
 // ResetPreset sets the preset healthy and reset_at = at.
 func (s *Store) ResetPreset(ctx context.Context, presetID uuid.UUID, at time.Time) error {
 	return opError("reset preset", presetID,
-		s.updateOne(ctx, "preset", `UPDATE presets SET status = 'healthy', reset_at = $2 WHERE id = $1`, presetID, nullTime(at)))
+		s.updateNotify(ctx, "preset", `WITH written AS (UPDATE presets SET status = 'healthy', reset_at = $3 WHERE id = $2 RETURNING id),`+
+			presetWrittenCTE, presetID, nullTime(at)))
 }
 
-// SetPaused sets the global pause switch.
+// SetPaused sets the global pause switch. Resuming is a resync of the
+// change feed.
 func (s *Store) SetPaused(ctx context.Context, paused bool) error {
 	return opError("set paused", paused,
-		s.updateOne(ctx, "settings row", `UPDATE settings SET paused = $1`, paused))
+		s.updateNotify(ctx, "settings row", `WITH written AS (UPDATE settings SET paused = $2 RETURNING paused),
+notified AS (SELECT pg_notify($1, '`+string(prebuilds.ChangeResync)+`') FROM written WHERE NOT written.paused)`, paused))
 }
 
 // CreateInstance inserts an instance and its build #1.
@@ -230,9 +244,9 @@ func (s *Store) createInstance(ctx context.Context, p prebuilds.CreateInstancePa
 			return err
 		}
 		_, err = tx.Exec(ctx, `
-			INSERT INTO instances (id, owner_id, template_id, name, created_at, created_as_prebuild)
-			VALUES ($1, $2, $3, $4, $5, $6)`,
-			p.InstanceID, p.OwnerID, p.TemplateID, p.Name, now, p.OwnerID == prebuilds.SystemOwner)
+			INSERT INTO instances (id, owner_id, template_id, name, created_at, created_as_prebuild, preset_id)
+			VALUES ($1, $2, $3, $4, $5, $6, $7)`,
+			p.InstanceID, p.OwnerID, p.TemplateID, p.Name, now, p.OwnerID == prebuilds.SystemOwner, currentPreset(p.Transition, p.PresetID))
 		if err != nil {
 			return err
 		}
@@ -240,8 +254,21 @@ func (s *Store) createInstance(ctx context.Context, p prebuilds.CreateInstancePa
 			INSERT INTO builds (id, instance_id, number, template_version_id, preset_id, transition, job_status, parameters, created_at)
 			VALUES ($1, $2, 1, $3, $4, $5, 'pending', $6, $7)`,
 			p.BuildID, p.InstanceID, p.TemplateVersionID, nullUUID(p.PresetID), string(p.Transition), params(p.Parameters), now)
-		return err
+		if err != nil {
+			return err
+		}
+		return s.notifyInstance(ctx, tx, prebuilds.ChangeBuildStarted, p.InstanceID, uuid.Nil)
 	})
+}
+
+// currentPreset is the current preset (instances.preset_id) a build of
+// transition tr with preset makes: the preset of a start build, nil (no
+// change) otherwise.
+func currentPreset(tr prebuilds.Transition, preset uuid.UUID) *uuid.UUID {
+	if tr != prebuilds.TransitionStart {
+		return nil
+	}
+	return nullUUID(preset)
 }
 
 // StartBuild appends a build to a not-deleted instance whose latest job is
@@ -292,7 +319,16 @@ func (s *Store) startBuild(ctx context.Context, p prebuilds.StartBuildParams) er
 			VALUES ($1, $2, $3, $4, $5, $6, 'pending', $7, $8)`,
 			p.BuildID, p.InstanceID, latest.number+1, p.TemplateVersionID, nullUUID(p.PresetID), string(p.Transition),
 			params(p.Parameters), micro(p.Now))
-		return err
+		if err != nil {
+			return err
+		}
+		if next := currentPreset(p.Transition, p.PresetID); next != nil && *next != inst.presetID {
+			// A start with a preset moves the instance to that preset's pool.
+			if _, err := tx.Exec(ctx, `UPDATE instances SET preset_id = $2 WHERE id = $1`, p.InstanceID, *next); err != nil {
+				return err
+			}
+		}
+		return s.notifyInstance(ctx, tx, prebuilds.ChangeBuildStarted, p.InstanceID, inst.presetID)
 	})
 }
 
@@ -371,6 +407,9 @@ func (s *Store) updateJob(ctx context.Context, p prebuilds.UpdateJobParams) (pre
 				res.ValidationFailedPreset = *presetID
 			}
 		}
+		if p.Status.Terminal() {
+			return s.notifyInstance(ctx, tx, prebuilds.ChangeJobCompleted, instanceID, uuid.Nil)
+		}
 		return nil
 	})
 	if err != nil {
@@ -388,7 +427,15 @@ func (s *Store) SetReady(ctx context.Context, instanceID uuid.UUID, ready bool) 
 // RemoveInstance marks the instance deleted without a build (idempotent).
 func (s *Store) RemoveInstance(ctx context.Context, instanceID uuid.UUID) error {
 	return opError("remove instance", instanceID,
-		s.updateOne(ctx, "instance", `UPDATE instances SET deleted = true WHERE id = $1`, instanceID))
+		s.updateNotify(ctx, "instance", `WITH written AS (
+    UPDATE instances SET deleted = true WHERE id = $2 RETURNING id, preset_id, created_as_prebuild
+), concerned AS (
+    SELECT preset_id FROM written
+    UNION
+    SELECT b.preset_id FROM written w JOIN builds b ON b.instance_id = w.id AND b.number = 1 WHERE w.created_as_prebuild
+), notified AS (
+    SELECT pg_notify($1, '`+string(prebuilds.ChangeInstanceRemoved)+`:' || preset_id::text) FROM concerned WHERE preset_id IS NOT NULL
+)`, instanceID))
 }
 
 // GetPreset reads a preset back.
@@ -580,18 +627,46 @@ func (s *Store) updateOne(ctx context.Context, what, sql string, args ...any) er
 	return nil
 }
 
+// updateNotify runs a write and its notifications in one statement: ctes
+// are the statement's common table expressions, "written" (the rows
+// written, none when the key matched nothing) and "notified" (the
+// pg_notify calls) among them. $1 is the channel, args are $2 on. It
+// returns ErrNotFound naming what when nothing was written.
+func (s *Store) updateNotify(ctx context.Context, what, ctes string, args ...any) error {
+	var written int64
+	err := s.pool.QueryRow(ctx, ctes+`
+SELECT (SELECT count(*) FROM written), (SELECT count(*) FROM notified)`, append([]any{s.channel}, args...)...).Scan(&written, new(int64))
+	if err != nil {
+		return err
+	}
+	if written == 0 {
+		return errf(prebuilds.ErrNotFound, "%s %v", what, args[0])
+	}
+	return nil
+}
+
+// presetWrittenCTE notifies preset_written for the presets in CTE
+// "written" (column id), as CTE "notified".
+const presetWrittenCTE = `
+notified AS (SELECT pg_notify($1, '` + string(prebuilds.ChangePresetWritten) + `:' || id::text) FROM written)`
+
 type lockedInstance struct {
 	owner      uuid.UUID
 	templateID uuid.UUID
 	deleted    bool
+	presetID   uuid.UUID // current preset; uuid.Nil when none
 }
 
 // lockInstance takes the instance row lock that serialises every write to
 // an instance and its builds (claim, delete, start, job updates).
 func lockInstance(ctx context.Context, tx pgx.Tx, id uuid.UUID) (lockedInstance, error) {
-	var li lockedInstance
-	err := tx.QueryRow(ctx, `SELECT owner_id, template_id, deleted FROM instances WHERE id = $1 FOR UPDATE`, id).
-		Scan(&li.owner, &li.templateID, &li.deleted)
+	var (
+		li     lockedInstance
+		preset pgtype.UUID
+	)
+	err := tx.QueryRow(ctx, `SELECT owner_id, template_id, deleted, preset_id FROM instances WHERE id = $1 FOR UPDATE`, id).
+		Scan(&li.owner, &li.templateID, &li.deleted, &preset)
+	li.presetID = preset.Bytes
 	if errors.Is(err, pgx.ErrNoRows) {
 		return li, errf(prebuilds.ErrNotFound, "instance %s", id)
 	}

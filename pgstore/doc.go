@@ -68,12 +68,24 @@
 // the lock (at most 10 seconds, then it returns an error). Migrate and
 // MigrateDown release the migration lock the same way.
 //
+// # Shards
+//
+// Store implements prebuilds.ShardLocker. WithShardLock takes and releases
+// the lock of one shard with the same code as WithReconciliationLock (same
+// reader, same release guarantees), on a lock of its own per (Count,
+// Index): pg_try_advisory_lock(int4, int4) with the store's lock key folded
+// to 32 bits (its two halves XORed) and Count<<16 | Index. That two-key
+// space never meets the bigint keys of the cluster-wide and migration
+// locks. The zero shard (Count ≤ 1) is the cluster-wide lock; an invalid
+// shard, or a Count above MaxShards (65,535), is ErrInvalidArgument.
+//
 // The snapshot is a handful of set-based queries sent in one batch: the
 // pause switch, the configured presets with their templates, their
 // schedules, one "facts" query that computes every live prebuild's latest
-// build and current preset once (DISTINCT ON streams from the builds
-// indexes) and derives running, in-progress, pending-inactive and stuck rows
-// from it, and the cumulative counters. Under PolicyCoder the facts query
+// build once (DISTINCT ON streams from the builds index) and joins its
+// current preset (instances.preset_id, below), and derives running,
+// in-progress, pending-inactive and stuck rows from it, and the cumulative
+// counters. Under PolicyCoder the facts query
 // also derives the backoff and hard-limit rows (C(P) ranked with
 // row_number() over (partition by preset order by created_at desc, id
 // desc)). Under PolicyAdaptive an "outcomes" query reads, per configured
@@ -84,6 +96,34 @@
 // from at most 65 index entries per preset, however long the history of
 // builds grows. The snapshot transaction runs with jit off: its queries are
 // many cheap probes, which JIT compilation only slows down.
+//
+// # Filtered snapshots and preset pools
+//
+// A filtered snapshot (SnapshotParams.Presets, SnapshotParams.Shard) runs
+// the same queries restricted to the selected presets: by primary key when
+// Presets is set, by the shard of their template (prebuilds.ShardOf, in SQL
+// ('x' || substr(t.id::text, 1, 8))::bit(32)::int8 % count) when Shard is.
+// It reads only the selected presets' rows: the facts query walks each
+// selected preset's pool in instances_pool_idx and reads each member's
+// latest build with one probe of the builds index, the counters count the
+// presets' first builds through builds_preset_idx, and the outcomes are the
+// same per-preset probes. Its transaction sets plan_cache_mode to
+// force_custom_plan, so that every filtered query is planned for its
+// selection. At 10,000 presets and 50,000 instances a one-preset snapshot
+// reads a few dozen buffers (TestExplainSnapshot), whatever the fleet's
+// size.
+//
+// A preset's pool is found through instances.preset_id, the instance's
+// current preset (the preset of its most recent start build that has one),
+// which the store writes in the same statement or transaction as the build
+// that sets it: CreatePrebuilds, CreateInstance and StartBuild (under the
+// instance row lock). instances_pool_idx indexes it for live prebuilds,
+// oldest first. Anything else that writes builds must keep it too (the
+// benchmark loader, bench/pgfleet, does). Migration 0005 adds the column
+// and fills it from the builds, adds the pool index, and rebuilds
+// builds_preset_idx over every transition; it does so without
+// CONCURRENTLY, blocking writes to instances and builds while it runs: on a
+// large database run it in a maintenance window.
 //
 // FailStuckBuild locks the instance row, then the build, as UpdateJob does,
 // and fails the build only if it is still a start build in progress created
@@ -99,10 +139,53 @@
 // joins each build to its instance to skip deleted ones, and stops at the
 // limit; the index holds only jobs no provisioner has taken yet.
 //
-// Claim locks the oldest candidate with FOR UPDATE SKIP LOCKED, then checks
-// the criteria again in a new statement before transferring it: a delete
-// build committed between the statement's snapshot and the lock would
-// otherwise go unseen. DeletePrebuild, StartBuild, UpdateJob and
-// CancelPending lock the instance row first too, so a claimed instance is
-// never deleted and exactly one of a racing claim and delete wins.
+// Claim is one statement, one round trip: it walks the preset's pool in
+// claim order (instances_pool_idx), locks each candidate in turn with FOR
+// NO KEY UPDATE SKIP LOCKED, re-checks its latest build with
+// prebuildkit_running, a VOLATILE function and so a read with a new
+// snapshot (a delete build committed after the statement began, but before
+// the lock, would otherwise go unseen), transfers the first that passes,
+// counts a miss when none does, and notifies the change feed. A row another
+// transaction changed after the statement began is re-checked by
+// PostgreSQL itself once locked. DeletePrebuild, StartBuild, UpdateJob,
+// CancelPending and FailStuckBuild lock the instance row first too, so a
+// claimed instance is never deleted and exactly one of a racing claim and
+// delete wins.
+//
+// # Change feed
+//
+// Store implements prebuilds.ChangeFeed with LISTEN/NOTIFY on one channel
+// per lock key (prebuildkit_changes_<key in hex>). pg_notify runs in the
+// transaction, usually in the very statement, of each write that is a
+// change, so a notification is delivered only when, and once, the write
+// commits: a claim, hit or miss (claimed); a job update to a terminal
+// status (job_completed); CreateInstance and StartBuild (build_started);
+// RemoveInstance (instance_removed), each naming the instance's current
+// preset, the preset its first build counts for when it was created as a
+// prebuild, and for StartBuild its preset before the build too; an upsert,
+// invalidation or reset of a preset (preset_written); and SetActiveVersion,
+// SetTemplateDeprecated and DeleteTemplate (preset_written for every
+// configured preset of the template, or, when it has more than 1,000, one
+// resync, so that a write never queues thousands of notifications).
+// Resuming reconciliation (SetPaused(false)) is a resync. The Reconciler's
+// own writes (CreatePrebuilds, DeletePrebuild, CancelPending,
+// SetPresetStatus, FailStuckBuild) notify nothing. A payload is
+// "<kind>:<preset id>" or "resync".
+//
+// Changes LISTENs on a dedicated connection per call: taken from the pool
+// and hijacked, so it does not count against the pool's MaxConns and never
+// serves another caller, but is made with the pool's configuration
+// (application_name included). It returns once the LISTEN is in place;
+// the changes committed after that are delivered, coalesced per preset
+// while the reader falls behind (the latest kind wins), so a slow reader
+// holds back neither the connection nor the server's notification queue.
+// The connection is pinged after 30 seconds without a notification. When
+// it breaks (pg_terminate_backend, a server restart, a network failure)
+// notifications may be lost while nobody listens: the feed connects again,
+// at once and then after a backoff doubling from 50ms to 5s while attempts
+// fail, and once it listens again it delivers a resync, which the
+// Reconciler answers with a full pass. A payload it does not recognise
+// (another version's kind, garbage) is a resync too. When ctx is done the
+// channel is closed after the feed's goroutines have ended and its
+// connection is closed.
 package pgstore

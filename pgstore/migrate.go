@@ -240,7 +240,7 @@ func withMigrationLock(ctx context.Context, pool *pgxpool.Pool, fn func(conn *pg
 	if err != nil {
 		return fmt.Errorf("acquire connection: %w", err)
 	}
-	l := newSessionLock(pool, pc, migrationLockKey)
+	l := newSessionLock(pool, pc, singleKey(migrationLockKey))
 	if _, err := pc.Exec(ctx, `SELECT pg_advisory_lock($1)`, migrationLockKey); err != nil {
 		// The server may have granted the lock before the wait for it was
 		// interrupted.

@@ -39,9 +39,20 @@ import (
 // $1 is the lookback rounded up to the microsecond. One row per preset with
 // streak(P) ≥ 1 or proven(P): preset_id, streak, last_failed_at (NULL when
 // the streak is 0), proven.
-var snapshotOutcomesSQL = `
+var (
+	snapshotOutcomesSQL = outcomesSQL("", "")
+	// snapshotOutcomesFilteredSQL: $2 … $4 select (presetFilterSQL).
+	snapshotOutcomesFilteredSQL = outcomesSQL(`
+JOIN template_versions v ON v.id = p.template_version_id
+JOIN templates t ON t.id = v.template_id`, presetFilterSQL(2))
+)
+
+// outcomesSQL is snapshotOutcomesSQL with join (the preset's template t)
+// and filter, a condition on p and t, added.
+func outcomesSQL(join, filter string) string {
+	return `
 SELECT p.id, f.streak, f.last_failed_at, s.id IS NOT NULL AS proven
-FROM presets p
+FROM presets p` + join + `
 LEFT JOIN LATERAL (
     SELECT b.completed_at, b.id
     FROM builds b
@@ -66,7 +77,8 @@ CROSS JOIN LATERAL (
         LIMIT ` + strconv.Itoa(prebuilds.MaxStreak) + `
     ) x
 ) f
-WHERE p.desired IS NOT NULL AND (f.streak > 0 OR s.id IS NOT NULL)`
+WHERE p.desired IS NOT NULL AND (f.streak > 0 OR s.id IS NOT NULL)` + filter
+}
 
 // outcomeRow is one row of snapshotOutcomesSQL.
 type outcomeRow struct {

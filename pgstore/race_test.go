@@ -236,93 +236,117 @@ func TestClaimVersusDelete(t *testing.T) {
 	t.Logf("claims won %d, deletes won %d of %d", claims, deletes, iterations)
 }
 
+// lockKinds are the session advisory locks a pass takes: the cluster-wide
+// reconciliation lock and a shard's lock, released by the same code.
+var lockKinds = []struct {
+	name string
+	with func(ctx context.Context, s *pgstore.Store, fn func(context.Context, prebuilds.SnapshotReader) error) (bool, error)
+}{
+	{"reconciliation", func(ctx context.Context, s *pgstore.Store, fn func(context.Context, prebuilds.SnapshotReader) error) (bool, error) {
+		return s.WithReconciliationLock(ctx, fn)
+	}},
+	{"shard", func(ctx context.Context, s *pgstore.Store, fn func(context.Context, prebuilds.SnapshotReader) error) (bool, error) {
+		return s.WithShardLock(ctx, prebuilds.Shard{Index: 2, Count: 3}, fn)
+	}},
+}
+
 // TestLockReleasedOnCancel: a pass whose context is canceled under the lock
-// releases the lock before WithReconciliationLock returns, on the healthy
-// connection it was taken on, which goes back to the pool.
+// releases the lock before WithReconciliationLock (WithShardLock) returns,
+// on the healthy connection it was taken on, which goes back to the pool.
 func TestLockReleasedOnCancel(t *testing.T) {
 	t.Parallel()
-	f := newFixture(t)
-	pools := []*pgxpool.Pool{openPool(t, f.pool), openPool(t, f.pool)}
-	stores := []*pgstore.Store{pgstore.New(pools[0]), pgstore.New(pools[1])}
-	nop := func(context.Context, prebuilds.SnapshotReader) error { return nil }
-	// The other replica's pool gets a connection now, so that its next try
-	// is one round trip: a lock still held for a moment after the canceled
-	// pass returned would not go unseen while a connection is opened.
-	acquired, err := stores[1].WithReconciliationLock(context.Background(), nop)
-	require.NoError(t, err)
-	require.True(t, acquired)
+	for _, lock := range lockKinds {
+		t.Run(lock.name, func(t *testing.T) {
+			t.Parallel()
+			f := newFixture(t)
+			pools := []*pgxpool.Pool{openPool(t, f.pool), openPool(t, f.pool)}
+			stores := []*pgstore.Store{pgstore.New(pools[0]), pgstore.New(pools[1])}
+			nop := func(context.Context, prebuilds.SnapshotReader) error { return nil }
+			// The other replica's pool gets a connection now, so that its next try
+			// is one round trip: a lock still held for a moment after the canceled
+			// pass returned would not go unseen while a connection is opened.
+			acquired, err := lock.with(context.Background(), stores[1], nop)
+			require.NoError(t, err)
+			require.True(t, acquired)
 
-	ctx, cancel := context.WithCancel(context.Background())
-	acquired, err = stores[0].WithReconciliationLock(ctx, func(ctx context.Context, r prebuilds.SnapshotReader) error {
-		cancel()
-		_, err := r.Snapshot(ctx, prebuilds.SnapshotParams{Now: t0})
-		return err
-	})
-	require.True(t, acquired)
-	require.ErrorIs(t, err, context.Canceled)
+			ctx, cancel := context.WithCancel(context.Background())
+			acquired, err = lock.with(ctx, stores[0], func(ctx context.Context, r prebuilds.SnapshotReader) error {
+				cancel()
+				_, err := r.Snapshot(ctx, prebuilds.SnapshotParams{Now: t0})
+				return err
+			})
+			require.True(t, acquired)
+			require.ErrorIs(t, err, context.Canceled)
 
-	// The lock is free again, for another replica and for the same pool.
-	for _, s := range []*pgstore.Store{stores[1], stores[0]} {
-		acquired, err := s.WithReconciliationLock(context.Background(), nop)
-		require.NoError(t, err)
-		require.True(t, acquired)
+			// The lock is free again, for another replica and for the same pool.
+			for _, s := range []*pgstore.Store{stores[1], stores[0]} {
+				acquired, err := lock.with(context.Background(), s, nop)
+				require.NoError(t, err)
+				require.True(t, acquired)
+			}
+			// The canceled pass neither closed its connection nor unlocked on the
+			// canceled context (which fails, and drops the connection): the pool
+			// has the one connection it ever opened.
+			require.Equal(t, int64(1), pools[0].Stat().NewConnsCount(), "connections opened by the canceled replica's pool")
+		})
 	}
-	// The canceled pass neither closed its connection nor unlocked on the
-	// canceled context (which fails, and drops the connection): the pool
-	// has the one connection it ever opened.
-	require.Equal(t, int64(1), pools[0].Stat().NewConnsCount(), "connections opened by the canceled replica's pool")
 }
 
 // TestLockReleasedWhenConnectionDrops: when the lock's connection breaks
 // and the server has not noticed yet (its backend lives on, holding the
-// lock), WithReconciliationLock asks the server on another connection and
-// returns only once the backend is gone and the lock free.
+// lock), WithReconciliationLock (WithShardLock) asks the server on another
+// connection and returns only once the backend is gone and the lock free.
 func TestLockReleasedWhenConnectionDrops(t *testing.T) {
 	t.Parallel()
-	f := newFixture(t)
-	proxy := newCutProxy(t, f.pool.Config().ConnConfig)
-	cfg := f.pool.Config().Copy()
-	cfg.ConnConfig.Host, cfg.ConnConfig.Port, cfg.ConnConfig.Fallbacks = proxy.host, proxy.port, nil
-	viaProxy, err := pgxpool.NewWithConfig(context.Background(), cfg)
-	require.NoError(t, err)
-	t.Cleanup(viaProxy.Close)
-	broken, other := pgstore.New(viaProxy), pgstore.New(openPool(t, f.pool))
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
+	for _, lock := range lockKinds {
+		t.Run(lock.name, func(t *testing.T) {
+			t.Parallel()
+			f := newFixture(t)
+			proxy := newCutProxy(t, f.pool.Config().ConnConfig)
+			cfg := f.pool.Config().Copy()
+			cfg.ConnConfig.Host, cfg.ConnConfig.Port, cfg.ConnConfig.Fallbacks = proxy.host, proxy.port, nil
+			viaProxy, err := pgxpool.NewWithConfig(context.Background(), cfg)
+			require.NoError(t, err)
+			t.Cleanup(viaProxy.Close)
+			broken, other := pgstore.New(viaProxy), pgstore.New(openPool(t, f.pool))
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
 
-	type result struct {
-		acquired bool
-		err      error
-	}
-	done := make(chan result, 1)
-	go func() {
-		acquired, err := broken.WithReconciliationLock(ctx, func(ctx context.Context, r prebuilds.SnapshotReader) error {
-			proxy.cut()
-			if _, err := r.Snapshot(ctx, prebuilds.SnapshotParams{Now: t0}); err == nil {
-				return errors.New("snapshot read on a cut connection")
+			type result struct {
+				acquired bool
+				err      error
 			}
-			return nil
-		})
-		done <- result{acquired, err}
-	}()
-	var res result
-	select {
-	case <-proxy.dialedAfterCut:
-		// The store connects again to check on the server: end the
-		// backend behind the cut connection, as the server eventually
-		// would, and the check sees the lock go.
-		proxy.heal()
-		res = <-done
-	case res = <-done:
-		// Returned without asking the server: the backend still holds
-		// the lock, which the next acquirer finds below.
-	}
-	require.True(t, res.acquired)
-	require.NoError(t, res.err, "the lock was released, through the end of its session")
+			done := make(chan result, 1)
+			go func() {
+				acquired, err := lock.with(ctx, broken, func(ctx context.Context, r prebuilds.SnapshotReader) error {
+					proxy.cut()
+					if _, err := r.Snapshot(ctx, prebuilds.SnapshotParams{Now: t0}); err == nil {
+						return errors.New("snapshot read on a cut connection")
+					}
+					return nil
+				})
+				done <- result{acquired, err}
+			}()
+			var res result
+			select {
+			case <-proxy.dialedAfterCut:
+				// The store connects again to check on the server: end the
+				// backend behind the cut connection, as the server eventually
+				// would, and the check sees the lock go.
+				proxy.heal()
+				res = <-done
+			case res = <-done:
+				// Returned without asking the server: the backend still holds
+				// the lock, which the next acquirer finds below.
+			}
+			require.True(t, res.acquired)
+			require.NoError(t, res.err, "the lock was released, through the end of its session")
 
-	acquired, err := other.WithReconciliationLock(ctx, func(context.Context, prebuilds.SnapshotReader) error { return nil })
-	require.NoError(t, err)
-	require.True(t, acquired, "the lock is free when WithReconciliationLock returns")
+			acquired, err := lock.with(ctx, other, func(context.Context, prebuilds.SnapshotReader) error { return nil })
+			require.NoError(t, err)
+			require.True(t, acquired, "the lock is free when the call returns")
+		})
+	}
 }
 
 // cutProxy forwards TCP connections to a PostgreSQL server. cut closes the

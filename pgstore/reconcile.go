@@ -36,8 +36,8 @@ WITH preset AS (
 	FROM presets p JOIN template_versions v ON v.id = p.template_version_id
 	WHERE p.id = $1 AND p.template_version_id = $2
 ), new_instances AS (
-	INSERT INTO instances (id, owner_id, template_id, name, created_at, created_as_prebuild)
-	SELECT u.id, $3, preset.template_id, u.name, $4, true
+	INSERT INTO instances (id, owner_id, template_id, name, created_at, created_as_prebuild, preset_id)
+	SELECT u.id, $3, preset.template_id, u.name, $4, true, preset.id
 	FROM preset, unnest($5::uuid[], $6::text[]) AS u(id, name)
 ), new_builds AS (
 	INSERT INTO builds (id, instance_id, number, template_version_id, preset_id, transition, job_status, parameters, created_at)

@@ -17,57 +17,6 @@ import (
 	"github.com/prebuildkit/prebuildkit/prebuilds"
 )
 
-// WithReconciliationLock tries the cluster-wide reconciliation lock without
-// blocking and, when it gets it, calls fn with a reader each of whose
-// Snapshot calls runs in its own short REPEATABLE READ READ ONLY
-// transaction.
-//
-// The lock is a session-level advisory lock (pg_try_advisory_lock) on a
-// dedicated pooled connection, held until fn returns. Each snapshot
-// transaction is begun on that connection only after the lock is granted
-// and is committed as soon as the snapshot has been read, so no
-// transaction stays open (pinning xmin and holding back vacuum) while fn
-// writes. A transaction-level lock taken by the snapshot transaction's own
-// first statement would not do: a REPEATABLE READ snapshot is fixed when
-// that statement starts, before the lock is granted, so it could miss
-// writes the previous holder committed just before releasing the lock.
-// Writes fn makes go through the Store's pool (other connections) and
-// commit while the lock is held.
-//
-// When WithReconciliationLock returns, the lock is free for the next
-// acquirer, whatever happened to ctx: the unlock runs on a context that is
-// not canceled, and if the connection has to be dropped instead (it died
-// during fn, or the unlock failed) the call returns only once the server
-// has ended that connection's session, or with an error after waiting
-// 10 seconds for it.
-func (s *Store) WithReconciliationLock(ctx context.Context, fn func(ctx context.Context, r prebuilds.SnapshotReader) error) (acquired bool, err error) {
-	pc, err := s.pool.Acquire(ctx)
-	if err != nil {
-		return false, opError("reconciliation lock", s.lockKey, err)
-	}
-	l := newSessionLock(s.pool, pc, s.lockKey)
-	var got bool
-	if err := pc.QueryRow(ctx, `SELECT pg_try_advisory_lock($1)`, s.lockKey).Scan(&got); err != nil {
-		// The server may have granted the lock before the request failed
-		// (a canceled context, a broken connection).
-		return false, opError("reconciliation lock", s.lockKey, errors.Join(err, l.release(ctx, false)))
-	}
-	if !got {
-		pc.Release()
-		return false, nil
-	}
-	r := &snapshotReader{pc: pc}
-	defer func() {
-		// close waits for a Snapshot still running on the connection, so
-		// the unlock never shares it with a read.
-		r.close()
-		if uerr := l.release(ctx, true); uerr != nil && err == nil {
-			err = opError("reconciliation lock", s.lockKey, uerr)
-		}
-	}()
-	return true, fn(ctx, r)
-}
-
 // Snapshot implements prebuilds.Store: one consistent read without the
 // reconciliation lock, in a REPEATABLE READ READ ONLY transaction on a pool
 // connection. It takes no lock a pass could wait for, and waits for none.
@@ -116,6 +65,12 @@ func (r *snapshotReader) Snapshot(ctx context.Context, p prebuilds.SnapshotParam
 	if r.closed {
 		return nil, opError("snapshot", key, errReaderClosed)
 	}
+	// pgx's BeginTx closes the connection when BEGIN fails with anything
+	// but a server error, a context that is already done included; the
+	// lock's connection is kept healthy by not sending BEGIN then.
+	if err := ctx.Err(); err != nil {
+		return nil, opError("snapshot", key, context.Cause(ctx))
+	}
 	return snapshotOn(ctx, r.pc, p)
 }
 
@@ -123,12 +78,6 @@ func (r *snapshotReader) Snapshot(ctx context.Context, p prebuilds.SnapshotParam
 // on pc, committed before it returns.
 func snapshotOn(ctx context.Context, pc *pgxpool.Conn, p prebuilds.SnapshotParams) (*prebuilds.GlobalSnapshot, error) {
 	key := prebuilds.Micro(p.Now).Format(time.RFC3339Nano)
-	// pgx's BeginTx closes the connection when BEGIN fails with anything
-	// but a server error, a context that is already done included; the
-	// lock's connection is kept healthy by not sending BEGIN then.
-	if err := ctx.Err(); err != nil {
-		return nil, opError("snapshot", key, context.Cause(ctx))
-	}
 	tx, err := pc.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
 	if err != nil {
 		return nil, opError("snapshot", key, fmt.Errorf("begin snapshot transaction: %w", err))
@@ -150,43 +99,77 @@ func snapshotOn(ctx context.Context, pc *pgxpool.Conn, p prebuilds.SnapshotParam
 	return snap, nil
 }
 
+// stateColumns are the columns of the state CTEs: the instance, its
+// latest build l, its current preset p and that preset's template t.
+const stateColumns = `
+    i.id, i.created_at, i.ready,
+    l.build_id, l.number, l.transition, l.job_status, l.build_created_at,
+    p.id AS preset_id, p.desired, p.reset_at, p.template_version_id,
+    t.active_version_id, t.deprecated, t.deleted,
+    ` + activeSQL + ` AS active`
+
 // stateCTE yields one row per live prebuild (SystemOwner, not deleted)
-// whose current preset has a desired count: the instance, its latest build
-// (highest number), its current preset (the preset of its most recent
-// start build that has one) and what the snapshot needs of that preset and
-// its template. $1 is SystemOwner.
+// whose current preset (instances.preset_id, migration 0005) has a desired
+// count: the instance, its latest build (highest number) and what the
+// snapshot needs of that preset and its template. $1 is SystemOwner.
 //
-// Both per-instance picks are DISTINCT ON (instance_id) in
-// (instance_id, number DESC) order, unique per instance, and merge-join on
-// instance_id. The latest build streams from builds_instance_number_key (an
-// index-only scan, no sort); for the current preset the planner may read the
-// same index with a filter on its included transition and preset_id, or
-// scan builds and sort (bench/NOTES.md).
+// The latest build is DISTINCT ON (instance_id) in (instance_id, number
+// DESC) order, which streams from builds_instance_number_key (an
+// index-only scan, no sort) and merge- or hash-joins the instances.
 const stateCTE = `
 WITH latest AS (
     SELECT DISTINCT ON (b.instance_id)
            b.instance_id, b.id AS build_id, b.number, b.transition, b.job_status, b.created_at AS build_created_at
     FROM builds b
     ORDER BY b.instance_id, b.number DESC
-), current_preset AS (
-    SELECT DISTINCT ON (b.instance_id) b.instance_id, b.preset_id
-    FROM builds b
-    WHERE b.transition = 'start' AND b.preset_id IS NOT NULL
-    ORDER BY b.instance_id, b.number DESC
 ), state AS MATERIALIZED (
-    SELECT i.id, i.created_at, i.ready,
-           l.build_id, l.number, l.transition, l.job_status, l.build_created_at,
-           p.id AS preset_id, p.desired, p.reset_at, p.template_version_id,
-           t.active_version_id, t.deprecated, t.deleted,
-           ` + activeSQL + ` AS active
+    SELECT ` + stateColumns + `
     FROM instances i
     JOIN latest l ON l.instance_id = i.id
-    JOIN current_preset c ON c.instance_id = i.id
-    JOIN presets p ON p.id = c.preset_id
+    JOIN presets p ON p.id = i.preset_id
     JOIN template_versions v ON v.id = p.template_version_id
     JOIN templates t ON t.id = v.template_id
     WHERE i.owner_id = $1 AND NOT i.deleted AND p.desired IS NOT NULL
 )`
+
+// presetFilterSQL is the selection of a filtered snapshot, a condition on
+// a preset p of template t: $n the preset IDs (NULL: every preset), $n+1
+// the shard count (≤ 1: every shard), $n+2 the shard index. Filtered
+// snapshots are planned for their parameters (plan_cache_mode
+// force_custom_plan), so the planner drops the branches that select
+// everything and reads the presets by primary key.
+func presetFilterSQL(n int) string {
+	return fmt.Sprintf(`
+      AND ($%[1]d::uuid[] IS NULL OR p.id = ANY($%[1]d::uuid[]))
+      AND ($%[2]d::int8 <= 1 OR `+shardSQL+` %% $%[2]d::int8 = $%[3]d::int8)`, n, n+1, n+2)
+}
+
+// shardSQL is prebuilds.ShardOf of template t, before the modulo: its
+// first four bytes as a big-endian unsigned integer.
+const shardSQL = `('x' || substr(t.id::text, 1, 8))::bit(32)::int8`
+
+// stateFilteredCTE is stateCTE for the presets selected by presetFilterSQL
+// from $n on: it walks their pools in instances_pool_idx and reads each
+// instance's latest build with one probe of builds_instance_number_key, so
+// it reads only the selected presets' rows.
+func stateFilteredCTE(n int) string {
+	return `
+WITH state AS MATERIALIZED (
+    SELECT ` + stateColumns + `
+    FROM presets p
+    JOIN template_versions v ON v.id = p.template_version_id
+    JOIN templates t ON t.id = v.template_id
+    JOIN instances i ON i.preset_id = p.id
+    CROSS JOIN LATERAL (
+        SELECT b.id AS build_id, b.number, b.transition, b.job_status, b.created_at AS build_created_at
+        FROM builds b
+        WHERE b.instance_id = i.id
+        ORDER BY b.number DESC
+        LIMIT 1
+    ) l
+    WHERE i.owner_id = $1 AND NOT i.deleted AND p.desired IS NOT NULL` + presetFilterSQL(n) + `
+)`
+}
 
 // Row kinds of the facts query.
 const (
@@ -204,6 +187,10 @@ const (
 	// thousand presets: compiling it took ~280 ms at 10,000 presets, longer
 	// than running it (TestExplainSnapshot).
 	snapshotSetupSQL = `SET LOCAL jit = off`
+
+	// snapshotFilteredSetupSQL makes a filtered snapshot's queries planned
+	// for their parameters every time (see presetFilterSQL).
+	snapshotFilteredSetupSQL = `SET LOCAL plan_cache_mode = force_custom_plan`
 
 	snapshotPausedSQL = `SELECT paused FROM settings`
 
@@ -271,7 +258,10 @@ WHERE s.transition = 'start' AND s.job_status IN ('pending', 'running')
 	// at or after reset_at, ranked newest first (created_at desc, build ID
 	// desc; uuid order is byte order, as prebuilds.CompareUUID). $3 is the
 	// lookback rounded up to the microsecond, $4 is K (0 = off).
-	snapshotFactsCoderSQL = stateCTE + `,
+	snapshotFactsCoderSQL = stateCTE + snapshotCoderCTEs + snapshotFactsBranchesSQL + snapshotCoderBranchSQL
+
+	// snapshotCoderCTEs follow the state CTE under PolicyCoder.
+	snapshotCoderCTEs = `,
 candidates AS (
     SELECT s.preset_id, s.desired, s.job_status, s.build_created_at,
            row_number() OVER (PARTITION BY s.preset_id ORDER BY s.build_created_at DESC, s.build_id DESC) AS rank
@@ -288,7 +278,10 @@ candidates AS (
                AND count(*) FILTER (WHERE rank <= $4::integer AND job_status = 'failed') = $4::integer AS hard_limited
     FROM candidates
     GROUP BY preset_id
-)` + snapshotFactsBranchesSQL + `
+)`
+
+	// snapshotCoderBranchSQL is the failures branch of the facts query.
+	snapshotCoderBranchSQL = `
 UNION ALL
 SELECT '` + factFailures + `', f.preset_id, NULL, NULL, NULL, f.num_failed, f.last_build_at, false, f.ranked_failed > 0, f.hard_limited
 FROM failures f
@@ -314,6 +307,94 @@ LEFT JOIN preset_claim_misses c ON c.preset_id = p.id
 WHERE p.desired IS NOT NULL AND (m.preset_id IS NOT NULL OR c.preset_id IS NOT NULL)`
 )
 
+// Filtered snapshots (SnapshotParams.Presets or Shard): the same queries
+// restricted by presetFilterSQL, its parameters after the query's own.
+var (
+	// snapshotPresetsFilteredSQL: $1 … $3 select.
+	snapshotPresetsFilteredSQL = snapshotPresetsSQL + presetFilterSQL(1)
+
+	// snapshotSchedulesFilteredSQL: $1 … $3 select.
+	snapshotSchedulesFilteredSQL = `
+SELECT s.preset_id, s.cron, s.instances
+FROM presets p
+JOIN template_versions v ON v.id = p.template_version_id
+JOIN templates t ON t.id = v.template_id
+JOIN preset_schedules s ON s.preset_id = p.id
+WHERE p.desired IS NOT NULL` + presetFilterSQL(1) + `
+ORDER BY s.preset_id, s.position`
+
+	// snapshotFactsAdaptiveFilteredSQL: $1, $2 as in the full query, $3 …
+	// $5 select.
+	snapshotFactsAdaptiveFilteredSQL = stateFilteredCTE(3) + snapshotFactsBranchesSQL
+
+	// snapshotFactsCoderFilteredSQL: $1 … $4 as in the full query, $5 … $7
+	// select.
+	snapshotFactsCoderFilteredSQL = stateFilteredCTE(5) + snapshotCoderCTEs + snapshotFactsBranchesSQL + snapshotCoderBranchSQL
+
+	// snapshotCountersFilteredSQL counts the first builds of the selected
+	// presets through builds_preset_idx: $1 … $3 select.
+	snapshotCountersFilteredSQL = `
+WITH selected AS (
+    SELECT p.id
+    FROM presets p
+    JOIN template_versions v ON v.id = p.template_version_id
+    JOIN templates t ON t.id = v.template_id
+    WHERE p.desired IS NOT NULL` + presetFilterSQL(1) + `
+), made AS (
+    SELECT b.preset_id, count(*) AS created,
+           count(*) FILTER (WHERE b.job_status = 'failed') AS failed,
+           count(*) FILTER (WHERE i.claimed_at IS NOT NULL) AS claimed
+    FROM selected p
+    JOIN builds b ON b.preset_id = p.id AND b.number = 1
+    JOIN instances i ON i.id = b.instance_id
+    WHERE i.created_as_prebuild
+    GROUP BY b.preset_id
+)
+SELECT p.id, coalesce(m.created, 0), coalesce(m.failed, 0), coalesce(m.claimed, 0), coalesce(c.misses, 0)
+FROM selected p
+LEFT JOIN made m ON m.preset_id = p.id
+LEFT JOIN preset_claim_misses c ON c.preset_id = p.id
+WHERE m.preset_id IS NOT NULL OR c.preset_id IS NOT NULL`
+)
+
+// filtered reports whether p asks for a filtered snapshot.
+func filtered(p prebuilds.SnapshotParams) bool { return p.Presets != nil || !p.Shard.All() }
+
+// filterArgs are presetFilterSQL's arguments for p.
+func filterArgs(p prebuilds.SnapshotParams) []any {
+	var ids []pgtype.UUID // nil: NULL, every preset
+	if p.Presets != nil {
+		ids = pgUUIDs(p.Presets)
+	}
+	count, index := int64(0), int64(0)
+	if !p.Shard.All() {
+		count, index = int64(p.Shard.Count), int64(p.Shard.Index)
+	}
+	return []any{ids, count, index}
+}
+
+// snapshotQueries are the queries of a snapshot with parameters p, in the
+// order the batch sends them, with their arguments: setup, paused,
+// presets, schedules, facts, outcomes (PolicyAdaptive), counters.
+func snapshotQueries(p prebuilds.SnapshotParams) []snapshotQuery {
+	qs := []snapshotQuery{{"setup", snapshotSetupSQL, nil}}
+	presets := snapshotQuery{"presets", snapshotPresetsSQL, nil}
+	schedules := snapshotQuery{"schedules", snapshotSchedulesSQL, nil}
+	counters := snapshotQuery{"counters", snapshotCountersSQL, nil}
+	if filtered(p) {
+		qs = append(qs, snapshotQuery{"setup", snapshotFilteredSetupSQL, nil})
+		sel := filterArgs(p)
+		presets = snapshotQuery{"presets", snapshotPresetsFilteredSQL, sel}
+		schedules = snapshotQuery{"schedules", snapshotSchedulesFilteredSQL, sel}
+		counters = snapshotQuery{"counters", snapshotCountersFilteredSQL, sel}
+	}
+	qs = append(qs, snapshotQuery{"paused", snapshotPausedSQL, nil}, presets, schedules, factsQuery(p))
+	if p.Policy.Resolved() == prebuilds.PolicyAdaptive {
+		qs = append(qs, outcomesQuery(p))
+	}
+	return append(qs, counters)
+}
+
 // snapshotQuery is one query of the snapshot with its arguments.
 type snapshotQuery struct {
 	name string
@@ -321,103 +402,119 @@ type snapshotQuery struct {
 	args []any
 }
 
-// factsQuery is the facts query of p's policy with its arguments.
+// factsQuery is the facts query of p's policy and filter with its
+// arguments.
 func factsQuery(p prebuilds.SnapshotParams) snapshotQuery {
 	var stuckBefore *time.Time // NULL: stuck builds off
 	if !p.StuckBefore.IsZero() {
 		t := ceilMicro(p.StuckBefore)
 		stuckBefore = &t
 	}
+	var q snapshotQuery
 	if p.Policy.Resolved() == prebuilds.PolicyAdaptive {
-		return snapshotQuery{"facts", snapshotFactsAdaptiveSQL, []any{pgUUID(prebuilds.SystemOwner), stuckBefore}}
+		q = snapshotQuery{"facts", snapshotFactsAdaptiveSQL, []any{pgUUID(prebuilds.SystemOwner), stuckBefore}}
+		if filtered(p) {
+			q.sql = snapshotFactsAdaptiveFilteredSQL
+		}
+	} else {
+		hardLimit := int32(min(p.HardLimit.K(), math.MaxInt32)) // 0 turns the hard limit off
+		q = snapshotQuery{"facts", snapshotFactsCoderSQL, []any{pgUUID(prebuilds.SystemOwner), stuckBefore, ceilMicro(p.Lookback), hardLimit}}
+		if filtered(p) {
+			q.sql = snapshotFactsCoderFilteredSQL
+		}
 	}
-	hardLimit := int32(min(p.HardLimit.K(), math.MaxInt32)) // 0 turns the hard limit off
-	return snapshotQuery{"facts", snapshotFactsCoderSQL, []any{pgUUID(prebuilds.SystemOwner), stuckBefore, ceilMicro(p.Lookback), hardLimit}}
+	if filtered(p) {
+		q.args = append(q.args, filterArgs(p)...)
+	}
+	return q
 }
 
 // outcomesQuery is PolicyAdaptive's outcomes query with its arguments.
 func outcomesQuery(p prebuilds.SnapshotParams) snapshotQuery {
+	if filtered(p) {
+		return snapshotQuery{"outcomes", snapshotOutcomesFilteredSQL, append([]any{ceilMicro(p.Lookback)}, filterArgs(p)...)}
+	}
 	return snapshotQuery{"outcomes", snapshotOutcomesSQL, []any{ceilMicro(p.Lookback)}}
 }
 
 // checkSnapshotParams refuses what no snapshot can be computed for: an
-// unknown failure policy.
+// unknown failure policy, a shard that is not one.
 func checkSnapshotParams(p prebuilds.SnapshotParams) error {
 	if !p.Policy.Valid() {
 		return errf(prebuilds.ErrInvalidArgument, "unknown failure policy %q", p.Policy)
+	}
+	if !p.Shard.Valid() {
+		return errf(prebuilds.ErrInvalidArgument, "shard %d of %d is not a shard", p.Shard.Index, p.Shard.Count)
 	}
 	return nil
 }
 
 func readSnapshot(ctx context.Context, tx pgx.Tx, p prebuilds.SnapshotParams) (*prebuilds.GlobalSnapshot, error) {
 	snap := &prebuilds.GlobalSnapshot{Now: p.Now}
-	adaptive := p.Policy.Resolved() == prebuilds.PolicyAdaptive
 	schedules := map[uuid.UUID][]prebuilds.Schedule{}
 
-	batch := &pgx.Batch{}
-	batch.Queue(snapshotSetupSQL).Exec(func(pgconn.CommandTag) error { return nil })
-	batch.Queue(snapshotPausedSQL).QueryRow(func(row pgx.Row) error {
-		return row.Scan(&snap.Paused)
-	})
-	batch.Queue(snapshotPresetsSQL).Query(func(rows pgx.Rows) error {
-		var err error
-		snap.Presets, err = pgx.CollectRows(rows, scanPresetRow)
-		return err
-	})
-	batch.Queue(snapshotSchedulesSQL).Query(func(rows pgx.Rows) error {
-		var (
-			presetID  uuid.UUID
-			cron      string
-			instances int32
-		)
-		_, err := pgx.ForEachRow(rows, []any{uuidDest(&presetID), &cron, &instances}, func() error {
-			schedules[presetID] = append(schedules[presetID], prebuilds.Schedule{Cron: cron, Instances: int(instances)})
-			return nil
-		})
-		return err
-	})
-	facts := factsQuery(p)
-	batch.Queue(facts.sql, facts.args...).Query(func(rows pgx.Rows) error {
-		var (
-			kind                 string
-			presetID             uuid.UUID
-			instanceID, buildID  pgtype.UUID // NULL except for running and stuck rows
-			transition           *string
-			n                    int64
-			at                   *time.Time
-			ready, backoff, hard bool
-		)
-		_, err := pgx.ForEachRow(rows, []any{&kind, uuidDest(&presetID), &instanceID, &buildID, &transition, &n, &at, &ready, &backoff, &hard}, func() error {
-			switch kind {
-			case factRunning:
-				snap.Running = append(snap.Running, prebuilds.RunningPrebuild{
-					InstanceID: instanceID.Bytes, PresetID: presetID, CreatedAt: timeOf(at), Ready: ready,
-				})
-			case factInProgress:
-				snap.InProgress = append(snap.InProgress, prebuilds.InProgressCount{
-					PresetID: presetID, Transition: prebuilds.Transition(*transition), Count: int(n),
-				})
-			case factPendingInactive:
-				snap.PendingInactive = append(snap.PendingInactive, prebuilds.PendingInactiveCount{PresetID: presetID, Count: int(n)})
-			case factStuck:
-				snap.Stuck = append(snap.Stuck, prebuilds.StuckBuild{PresetID: presetID, InstanceID: instanceID.Bytes, BuildID: buildID.Bytes})
-			case factFailures:
-				if backoff {
-					snap.Backoffs = append(snap.Backoffs, prebuilds.BackoffRow{PresetID: presetID, NumFailed: int(n), LastBuildAt: timeOf(at)})
+	// What to do with each query's rows, by query name.
+	handlers := map[string]func(rows pgx.Rows) error{
+		"paused": func(rows pgx.Rows) error {
+			_, err := pgx.ForEachRow(rows, []any{&snap.Paused}, func() error { return nil })
+			return err
+		},
+		"presets": func(rows pgx.Rows) error {
+			var err error
+			snap.Presets, err = pgx.CollectRows(rows, scanPresetRow)
+			return err
+		},
+		"schedules": func(rows pgx.Rows) error {
+			var (
+				presetID  uuid.UUID
+				cron      string
+				instances int32
+			)
+			_, err := pgx.ForEachRow(rows, []any{uuidDest(&presetID), &cron, &instances}, func() error {
+				schedules[presetID] = append(schedules[presetID], prebuilds.Schedule{Cron: cron, Instances: int(instances)})
+				return nil
+			})
+			return err
+		},
+		"facts": func(rows pgx.Rows) error {
+			var (
+				kind                 string
+				presetID             uuid.UUID
+				instanceID, buildID  pgtype.UUID // NULL except for running and stuck rows
+				transition           *string
+				n                    int64
+				at                   *time.Time
+				ready, backoff, hard bool
+			)
+			_, err := pgx.ForEachRow(rows, []any{&kind, uuidDest(&presetID), &instanceID, &buildID, &transition, &n, &at, &ready, &backoff, &hard}, func() error {
+				switch kind {
+				case factRunning:
+					snap.Running = append(snap.Running, prebuilds.RunningPrebuild{
+						InstanceID: instanceID.Bytes, PresetID: presetID, CreatedAt: timeOf(at), Ready: ready,
+					})
+				case factInProgress:
+					snap.InProgress = append(snap.InProgress, prebuilds.InProgressCount{
+						PresetID: presetID, Transition: prebuilds.Transition(*transition), Count: int(n),
+					})
+				case factPendingInactive:
+					snap.PendingInactive = append(snap.PendingInactive, prebuilds.PendingInactiveCount{PresetID: presetID, Count: int(n)})
+				case factStuck:
+					snap.Stuck = append(snap.Stuck, prebuilds.StuckBuild{PresetID: presetID, InstanceID: instanceID.Bytes, BuildID: buildID.Bytes})
+				case factFailures:
+					if backoff {
+						snap.Backoffs = append(snap.Backoffs, prebuilds.BackoffRow{PresetID: presetID, NumFailed: int(n), LastBuildAt: timeOf(at)})
+					}
+					if hard {
+						snap.HardLimited = append(snap.HardLimited, presetID)
+					}
+				default:
+					return fmt.Errorf("unknown snapshot row kind %q", kind)
 				}
-				if hard {
-					snap.HardLimited = append(snap.HardLimited, presetID)
-				}
-			default:
-				return fmt.Errorf("unknown snapshot row kind %q", kind)
-			}
-			return nil
-		})
-		return err
-	})
-	if adaptive {
-		outcomes := outcomesQuery(p)
-		batch.Queue(outcomes.sql, outcomes.args...).Query(func(rows pgx.Rows) error {
+				return nil
+			})
+			return err
+		},
+		"outcomes": func(rows pgx.Rows) error {
 			var (
 				r   outcomeRow
 				at  *time.Time
@@ -430,21 +527,29 @@ func readSnapshot(ctx context.Context, tx pgx.Tx, p prebuilds.SnapshotParams) (*
 			})
 			addOutcomes(snap, out, p.HardLimit.K())
 			return err
-		})
+		},
+		"counters": func(rows pgx.Rows) error {
+			var err error
+			snap.Counters, err = pgx.CollectRows(rows, func(row pgx.CollectableRow) (prebuilds.PresetCounters, error) {
+				var (
+					c                                prebuilds.PresetCounters
+					created, failed, claimed, missed int64
+				)
+				err := row.Scan(uuidDest(&c.PresetID), &created, &failed, &claimed, &missed)
+				c.Created, c.Failed, c.Claimed, c.ClaimsMissed = int(created), int(failed), int(claimed), int(missed)
+				return c, err
+			})
+			return err
+		},
 	}
-	batch.Queue(snapshotCountersSQL).Query(func(rows pgx.Rows) error {
-		var err error
-		snap.Counters, err = pgx.CollectRows(rows, func(row pgx.CollectableRow) (prebuilds.PresetCounters, error) {
-			var (
-				c                                prebuilds.PresetCounters
-				created, failed, claimed, missed int64
-			)
-			err := row.Scan(uuidDest(&c.PresetID), &created, &failed, &claimed, &missed)
-			c.Created, c.Failed, c.Claimed, c.ClaimsMissed = int(created), int(failed), int(claimed), int(missed)
-			return c, err
-		})
-		return err
-	})
+	batch := &pgx.Batch{}
+	for _, q := range snapshotQueries(p) {
+		if q.name == "setup" {
+			batch.Queue(q.sql).Exec(func(pgconn.CommandTag) error { return nil })
+			continue
+		}
+		batch.Queue(q.sql, q.args...).Query(handlers[q.name])
+	}
 	if err := tx.SendBatch(ctx, batch).Close(); err != nil {
 		return nil, fmt.Errorf("read snapshot: %w", err)
 	}

@@ -31,15 +31,19 @@ const DefaultLockKey int64 = 0x70726562_7265636e // "prebrecn"
 type Store struct {
 	pool    *pgxpool.Pool
 	lockKey int64
+	// channel is the NOTIFY channel of the change feed (see Changes).
+	channel string
 }
 
 // Option configures a Store.
 type Option func(*Store)
 
 // WithLockKey sets the advisory lock key of the reconciliation lock
-// (default DefaultLockKey). Every replica sharing a database must use the
-// same key; change it only when the key collides with another application's
-// advisory locks in the same database.
+// (default DefaultLockKey), from which the shard locks' keys and the change
+// feed's channel are derived too. Every replica sharing a database must use
+// the same key; change it only when the key collides with another
+// application's advisory locks in the same database, or when several
+// pgstore schemas share one database (each needs its own locks and feed).
 func WithLockKey(key int64) Option {
 	return func(s *Store) { s.lockKey = key }
 }
@@ -52,6 +56,7 @@ func New(pool *pgxpool.Pool, opts ...Option) *Store {
 	for _, o := range opts {
 		o(s)
 	}
+	s.channel = fmt.Sprintf("prebuildkit_changes_%016x", uint64(s.lockKey))
 	return s
 }
 

@@ -38,7 +38,7 @@ var pgEnums = []string{"build_transition", "job_status", "failure_kind", "preset
 // transaction on conn, then ANALYZEs them. The schema must exist and the
 // tables be empty. It yields the same rows as Seed through pgstore's control
 // plane (the tests compare the snapshots), in seconds for 10,000 presets
-// where Seed takes minutes. It depends on pgstore's schema, version 1.
+// where Seed takes minutes. It depends on pgstore's schema, version 5.
 func CopyFleet(ctx context.Context, conn *pgx.Conn, f *bench.Fleet) error {
 	types, err := conn.LoadTypes(ctx, pgEnums)
 	if err != nil {
@@ -113,9 +113,18 @@ func CopyFleet(ctx context.Context, conn *pgx.Conn, f *bench.Fleet) error {
 		rows = rows[:0]
 		builds := make([][]any, 0, f.Builds())
 		for _, in := range f.Instances {
+			// The current preset: the preset of the most recent start
+			// build that has one (pgstore's instances.preset_id).
+			var current *uuid.UUID
+			for _, b := range in.Builds {
+				if b.Transition == prebuilds.TransitionStart && b.PresetID != uuid.Nil {
+					id := b.PresetID
+					current = &id
+				}
+			}
 			rows = append(rows, []any{
 				in.ID, in.OwnerID, in.TemplateID, in.Name, prebuilds.Micro(in.CreatedAt), in.Ready, in.Deleted,
-				true, nullTime(in.ClaimedAt),
+				true, nullTime(in.ClaimedAt), current,
 			})
 			for _, b := range in.Builds {
 				var kind *string
@@ -135,7 +144,7 @@ func CopyFleet(ctx context.Context, conn *pgx.Conn, f *bench.Fleet) error {
 			}
 		}
 		if err := copyRows("instances", []string{"id", "owner_id", "template_id", "name", "created_at", "ready", "deleted",
-			"created_as_prebuild", "claimed_at"}, rows); err != nil {
+			"created_as_prebuild", "claimed_at", "preset_id"}, rows); err != nil {
 			return err
 		}
 		return copyRows("builds", []string{"id", "instance_id", "number", "template_version_id", "preset_id", "transition",
@@ -195,7 +204,7 @@ var _ pgtestdb.Migrator = Migrator{}
 
 // seedVersion changes whenever CopyFleet or the generator changes what
 // they write, so that stale template databases are not reused.
-const seedVersion = "bench-seed-1"
+const seedVersion = "bench-seed-2"
 
 // Hash implements pgtestdb.Migrator: the schema's hash, the seeding code's
 // version and a digest of the fleet's content.

@@ -3,8 +3,9 @@
 -- 10,000 presets with desired 5, and 5 prebuilds per preset = 50,000
 -- instances. Build #1 is a start whose job is succeeded (70%), pending
 -- (10%), running (5%) or failed (5%); 10% have a build #2 (stop pending or
--- delete running); 2.5% are deleted. IDs are md5-derived, so the fleet is
--- the same on every run.
+-- delete running); 2.5% are deleted. Every instance's current preset
+-- (instances.preset_id) is its build #1's. IDs are md5-derived, so the
+-- fleet is the same on every run.
 INSERT INTO templates (id, organization_id, organization_name, name)
 SELECT md5('tpl' || g)::uuid, md5('org')::uuid, 'org', 'tpl' || g
 FROM generate_series(1, 1000) g;
@@ -26,9 +27,9 @@ SELECT n, (n - 1) / 50 + 1 AS g, ((n - 1) / 5) % 10 + 1 AS p,
        '2026-03-02 10:00:00+00'::timestamptz + n * interval '1 ms' AS t
 FROM generate_series(1, 50000) n;
 
-INSERT INTO instances (id, owner_id, template_id, name, created_at, ready, deleted, created_as_prebuild)
+INSERT INTO instances (id, owner_id, template_id, name, created_at, ready, deleted, created_as_prebuild, preset_id)
 SELECT md5('inst' || n)::uuid, 'c42fdf75-3097-471c-8c33-fb52454d81c0', md5('tpl' || g)::uuid, 'i' || n, t,
-       n % 3 <> 0, n % 40 = 1, true
+       n % 3 <> 0, n % 40 = 1, true, md5('preset' || g || '-' || p)::uuid
 FROM fleet;
 
 INSERT INTO builds (id, instance_id, number, template_version_id, preset_id, transition, job_status, created_at, completed_at)
