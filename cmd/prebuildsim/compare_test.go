@@ -81,7 +81,7 @@ func TestCompareOutputShape(t *testing.T) {
 		require.Contains(t, loud, "=== run "+label)
 	}
 	require.Equal(t, 3, strings.Count(loud, "summary after 10m00s"), "one summary per run without -quiet")
-	require.Contains(t, loud, "policy adaptive):")
+	require.Contains(t, loud, "policy adaptive, targeted passes")
 }
 
 func TestCompareRuns(t *testing.T) {

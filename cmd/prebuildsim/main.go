@@ -57,6 +57,12 @@ type options struct {
 	buildTimeout time.Duration
 	maxCreates   int
 
+	// targeted turns the targeted passes on: the changed presets are
+	// reconciled triggerDelay after a change (Config.TriggerDelay, read
+	// from memstore's change feed) besides the pass every interval.
+	targeted     bool
+	triggerDelay time.Duration
+
 	compare bool
 	chart   string
 }
@@ -91,6 +97,8 @@ func (o options) reconcilerConfig() prebuilds.Config {
 		DisableCanary:     !o.canary,
 		BuildTimeout:      o.buildTimeout,
 		MaxCreatesPerPass: o.maxCreates,
+		TriggerDelay:      o.triggerDelay,
+		DisableChangeFeed: !o.targeted,
 	}
 }
 
@@ -158,6 +166,8 @@ func newFlagSet(o *options, start, policy *string, stderr io.Writer) *flag.FlagS
 	fs.BoolVar(&o.canary, "canary", true, "adaptive: build one canary before filling a preset with no successful build yet (a new version, a cold start, a reset); -canary=false sets Reconciler DisableCanary")
 	fs.DurationVar(&o.buildTimeout, "build-timeout", 0, "Reconciler BuildTimeout: fail start builds still pending or running this long (0: the library default, off under coder and 30m under adaptive; negative: off); the hanging group needs it")
 	fs.IntVar(&o.maxCreates, "max-creates", 0, "Reconciler MaxCreatesPerPass: prebuilds one pass may create, shared by missing fraction (0: unlimited)")
+	fs.BoolVar(&o.targeted, "targeted", true, "targeted passes, as Reconciler.Run makes them with a store's change feed: the presets named by memstore's feed (claims, terminal job reports, preset and template writes) are reconciled -trigger-delay after their change (ReconcilePresets), besides the ReconcileAll every -interval; -targeted=false reconciles every -interval only (Reconciler DisableChangeFeed)")
+	fs.DurationVar(&o.triggerDelay, "trigger-delay", prebuilds.DefaultTriggerDelay, "Reconciler TriggerDelay: how long changes are gathered before one targeted pass over the changed presets (with -targeted)")
 	fs.DurationVar(&o.operatorDelay, "operator-delay", 15*time.Minute, "the operator resets a hard-limited preset and removes its failed prebuilds this long after the hard_limited event (0: no operator)")
 	fs.Float64Var(&o.failureRate, "failure-rate", 0.05, "probability in [0,1] that a start build of a healthy preset fails (broken, broken-big: 1, flaky: 0.5)")
 	fs.Float64Var(&o.claimRate, "claim-rate", 6, "user claims per simulated minute over the fleet (Poisson), multiplied by -presets; groups get claims in proportion to their static desired counts")
@@ -220,6 +230,9 @@ func (o options) validate(rest []string) error {
 		if d.v <= 0 {
 			return fmt.Errorf("-%s must be positive, got %s", d.name, d.v)
 		}
+	}
+	if o.triggerDelay <= 0 {
+		return fmt.Errorf("-trigger-delay must be positive, got %s (-targeted=false turns targeted passes off)", o.triggerDelay)
 	}
 	if o.operatorDelay < 0 {
 		return fmt.Errorf("-operator-delay must not be negative, got %s", o.operatorDelay)

@@ -176,7 +176,7 @@ func TestSimulationDeterministic(t *testing.T) {
 	}
 	first := runOnce(args)
 	require.Contains(t, first, "t=+10m00s running=")
-	require.Contains(t, first, "summary after 10m00s (seed 7, policy coder)")
+	require.Contains(t, first, "summary after 10m00s (seed 7, policy coder, targeted passes 25ms after a change, full passes every 30s)")
 	require.Equal(t, first, runOnce(args), "same seed, same output")
 	require.NotEqual(t, first, runOnce([]string{"-duration=10m", "-seed=8"}), "the seed matters")
 }
