@@ -52,11 +52,11 @@ type sim struct {
 	passes         int // full passes (one per -interval)
 	targetedPasses int
 	dirtied        int // presets the feed named for a targeted pass
-	timedOut     int // stuck builds the Reconciler failed
-	jobsDropped  int
-	canceled     int // queued builds the Reconciler canceled
-	presetErrors int
-	clamped      int
+	timedOut       int // stuck builds the Reconciler failed
+	jobsDropped    int
+	canceled       int // queued builds the Reconciler canceled
+	presetErrors   int
+	clamped        int
 }
 
 // timelineEntry is one notable moment of the run.
