@@ -69,12 +69,16 @@ func (r refillStats) latencyText(q float64) string {
 	return latencyString(d)
 }
 
-// latencyString prints a latency to the millisecond: 25ms, 12.5s, 3m5s.
+// latencyString prints a latency to the millisecond below a minute, to
+// the second above: 25ms, 12.5s, 3m5s.
 func latencyString(d time.Duration) string {
-	if d == 0 {
+	switch {
+	case d == 0:
 		return "0s"
+	case d < time.Minute:
+		return d.Round(time.Millisecond).String()
 	}
-	return d.Round(time.Millisecond).String()
+	return d.Round(time.Second).String()
 }
 
 // shortOf is how many prebuilds a preset's pool lacks at now, as the
