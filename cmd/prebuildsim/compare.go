@@ -165,7 +165,7 @@ func compare(ctx context.Context, opts options, out, stderr io.Writer) error {
 		return err
 	}
 	if opts.chart != "" {
-		return writeChart(opts.chart, chartTitle(opts, true), &runs[0], runs[1:])
+		return writeChart(opts.chart, chartTitle(opts, true), &runs[0], runs[1:3])
 	}
 	return nil
 }
