@@ -110,6 +110,9 @@ func (s *sim) drainFeed(ctx context.Context, now time.Time) error {
 		select {
 		case c, ok := <-s.feed:
 			if !ok {
+				if err := ctx.Err(); err != nil {
+					return fmt.Errorf("simulation interrupted at %s: %w", offset(now, s.opts.start), err)
+				}
 				return fmt.Errorf("change feed closed at %s", offset(now, s.opts.start))
 			}
 			if c.PresetID == barrierPresetID {
