@@ -25,8 +25,12 @@
 //
 // The sub-benchmarks (Snapshot/presets=N, Pass/idle/presets=N,
 // Pass/churn/presets=N, Pass/targeted/presets=N, ColdFill/concurrency=C,
-// Claim, CreatePrebuilds/mode=batched|per-instance) are listed with what
-// they measure in Run's documentation. Seeding goes through the control
+// Claim, CreatePrebuilds/mode=batched|per-instance, Refill/presets=N) are
+// listed with what they measure in Run's documentation. Refill — claim →
+// replacement create committed, with Reconcilers following the store's
+// change feed — runs for a store that implements prebuilds.ChangeFeed and
+// skips the others; Harness.Handle gives its replicas and its claims
+// handles of their own (separate connection pools) on the same data. Seeding goes through the control
 // plane (Seed), so it works for any store; Harness.Load is the hook for a
 // faster path (pgstore clones a template database filled with COPY,
 // package pgfleet). memstore/bench_test.go and pgstore/bench_test.go are

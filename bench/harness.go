@@ -37,12 +37,13 @@ type Harness struct {
 	// then Seed. Default: NewStore, then Seed.
 	Load func(b *testing.B, f *Fleet) Store
 
-	// Presets are the fleet sizes of the Snapshot and Pass benchmarks. The
-	// -bench.presets flag, when given, wins. Default DefaultPresets.
+	// Presets are the fleet sizes of the Snapshot, Pass and Refill
+	// benchmarks. The -bench.presets flag, when given, wins. Default
+	// DefaultPresets.
 	Presets []int
 
-	// Fleet returns the parameters of the fleet of n presets that Snapshot
-	// and Pass run on. It must be a balanced fleet (a pass has nothing to
+	// Fleet returns the parameters of the fleet of n presets that Snapshot,
+	// Pass and Refill run on. It must be a balanced fleet (a pass has nothing to
 	// do) with at least one running prebuild per preset. Default
 	// SteadyFleet.
 	Fleet func(presets int) FleetParams
@@ -68,10 +69,19 @@ type Harness struct {
 	// Claim.
 	Claims []ClaimVariant
 
+	// Handle, when set, returns another handle on the data s holds — for a
+	// database-backed store, a store on its own connection pool to the same
+	// database. Refill runs each of its RefillReplicas Reconcilers on a
+	// handle of its own (s for the first) and claims through another, as
+	// the replicas and the API server of one deployment do; a store's
+	// change feed must deliver a change committed through any handle to
+	// every handle's subscribers. Default: s itself for all of them.
+	Handle func(b *testing.B, s Store) Store
+
 	// Groups restricts Run to these groups of sub-benchmarks: "Snapshot",
-	// "Pass", "ColdFill", "Claim", "CreatePrebuilds" (a variant of a store
-	// that only matters for some of them, such as a slow network). Default:
-	// all of them. go test -bench filters further.
+	// "Pass", "ColdFill", "Claim", "CreatePrebuilds", "Refill" (a variant
+	// of a store that only matters for some of them, such as a slow
+	// network). Default: all of them. go test -bench filters further.
 	Groups []string
 }
 
@@ -90,7 +100,7 @@ var DefaultPresets = []int{100, 1_000, 5_000, 10_000}
 
 // Groups are the groups of sub-benchmarks Run knows, in the order it runs
 // them.
-var Groups = []string{"Snapshot", "Pass", "ColdFill", "Claim", "CreatePrebuilds"}
+var Groups = []string{"Snapshot", "Pass", "ColdFill", "Claim", "CreatePrebuilds", "Refill"}
 
 // ColdDesired is the pool size of every preset of a ColdFleet.
 const ColdDesired = 10
@@ -119,7 +129,7 @@ var presetsFlag presetCounts
 
 func init() {
 	flag.Var(&presetsFlag, "bench.presets",
-		"comma-separated preset counts of bench.Run's Snapshot and Pass benchmarks (overrides Harness.Presets; default 100,1000,5000,10000)")
+		"comma-separated preset counts of bench.Run's Snapshot, Pass and Refill benchmarks (overrides Harness.Presets; default 100,1000,5000,10000)")
 }
 
 // presetCounts is a flag.Value of positive integers, e.g. "100,1000".

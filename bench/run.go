@@ -58,10 +58,26 @@ import (
 //     prebuild in a pool of 10. claims/s.
 //   - CreatePrebuilds/mode=batched and mode=per-instance: 10 prebuilds of
 //     one preset in one Store.CreatePrebuilds call, or in ten. creates/s.
+//   - Refill/presets=N: claim → replacement create committed, on the real
+//     clock, for a store that implements prebuilds.ChangeFeed (others skip
+//     it, saying so). RefillReplicas Reconcilers run Run over the balanced
+//     fleet, each on its own handle (Harness.Handle), and follow the feed;
+//     once both have made their first full pass, each iteration claims a
+//     ready prebuild through a third handle and waits for the replacement's
+//     job to be handed off (the JobSink hand-off follows the create's
+//     commit). ns/op is the mean latency; p50-ms and p99-ms its quantiles
+//     over the iterations, TriggerDelay included (pass -benchtime=300x or
+//     more for a p99 that is not the maximum of a few dozen). Claims go
+//     round-robin over the presets and refills stay pending, so no job
+//     report triggers passes of its own; the fleet gives 5 claims per
+//     preset. Beside it, the interval-only figure: interval-p50-ms and
+//     interval-p99-ms are Interval/2 and 0.99 × Interval — the wait for the
+//     next tick of a claim that comes at random — plus the slowest of
+//     three timed claim → create by a full pass (ReconcileAll).
 //
 // Every sub-benchmark checks what the store did (a balanced pass writes
 // nothing, a churn pass makes exactly its creates and deletes, no claim
-// fails) and fails with the difference. Fleets are built with NewFleet and
+// fails, a claim is refilled once) and fails with the difference. Fleets are built with NewFleet and
 // written with Seed through the control plane unless Harness.Load is set;
 // loading is never timed. History grows with the iterations of the churn,
 // targeted and cold-fill benchmarks (claimed and deleted instances, and
@@ -115,6 +131,12 @@ func Run(b *testing.B, h Harness) {
 			b.Run("CreatePrebuilds", func(b *testing.B) {
 				for _, mode := range []string{"batched", "per-instance"} {
 					b.Run("mode="+mode, func(b *testing.B) { r.createPrebuilds(b, mode == "batched") })
+				}
+			})
+		case "Refill":
+			b.Run("Refill", func(b *testing.B) {
+				for _, n := range h.Presets {
+					b.Run(fmt.Sprintf("presets=%d", n), func(b *testing.B) { r.refill(b, n) })
 				}
 			})
 		}
@@ -255,13 +277,20 @@ type fixture struct {
 	// failed build: a claim leaves them one short, which the next pass
 	// refills.
 	healthy []prebuilds.Preset
-	users   []uuid.UUID
+	// ready counts each preset's running, ready prebuilds.
+	ready map[uuid.UUID]int
+	users []uuid.UUID
 }
 
 func (r *runner) fixture(b *testing.B, n int) *fixture {
 	b.Helper()
 	f := cachedFleet(b, r.h.Fleet(n))
-	fx := &fixture{f: f, s: r.load(b, f), template: make(map[uuid.UUID]uuid.UUID, len(f.Versions))}
+	return r.fixtureOf(f, r.load(b, f))
+}
+
+// fixtureOf returns the fixture of fleet f loaded into s.
+func (r *runner) fixtureOf(f *Fleet, s Store) *fixture {
+	fx := &fixture{f: f, s: s, template: make(map[uuid.UUID]uuid.UUID, len(f.Versions))}
 	for _, v := range f.Versions {
 		fx.template[v.ID] = v.TemplateID
 	}
@@ -283,6 +312,7 @@ func (r *runner) fixture(b *testing.B, n int) *fixture {
 			fx.healthy = append(fx.healthy, p)
 		}
 	}
+	fx.ready = running
 	fx.users = make([]uuid.UUID, 64)
 	for i := range fx.users {
 		fx.users[i] = uuid.New()

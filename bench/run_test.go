@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -26,6 +27,17 @@ type thirdStore struct {
 func newThirdStore(*testing.B) bench.Store {
 	s := memstore.New()
 	return thirdStore{s, s}
+}
+
+// feedStore is the third store with memstore's change feed.
+type feedStore struct {
+	thirdStore
+	prebuilds.ChangeFeed
+}
+
+func newFeedStore(*testing.B) bench.Store {
+	s := memstore.New()
+	return feedStore{thirdStore{s, s}, s}
 }
 
 // noDeletes is a broken store: every delete of a prebuild loses a race.
@@ -65,6 +77,21 @@ func BenchmarkThirdStore(b *testing.B) {
 			}},
 		}
 		bench.Run(b, h)
+	case "refill":
+		h := thirdHarness()
+		h.Groups = []string{"Refill"}
+		h.NewStore = newFeedStore
+		handles := 0
+		h.Handle = func(b *testing.B, s bench.Store) bench.Store {
+			handles++
+			b.Logf("handle %d", handles)
+			return s.(feedStore)
+		}
+		bench.Run(b, h)
+	case "refill-without-feed":
+		h := thirdHarness()
+		h.Groups = []string{"Refill"}
+		bench.Run(b, h)
 	case "no-deletes":
 		h := thirdHarness()
 		h.Groups = []string{"Pass"}
@@ -77,11 +104,12 @@ func BenchmarkThirdStore(b *testing.B) {
 
 // runThirdStore runs BenchmarkThirdStore in a child process (this test
 // binary) with the given mode, once per sub-benchmark, and returns its
-// output and whether it passed.
-func runThirdStore(t *testing.T, mode string) (string, bool) {
+// output and whether it passed. Flags in extra come last and win.
+func runThirdStore(t *testing.T, mode string, extra ...string) (string, bool) {
 	t.Helper()
-	cmd := exec.CommandContext(t.Context(), os.Args[0], "-test.run=^$", "-test.bench=^BenchmarkThirdStore$",
-		"-test.benchtime=1x", "-test.benchmem", "-test.timeout=5m", "-bench.presets=20,40")
+	args := append([]string{"-test.run=^$", "-test.bench=^BenchmarkThirdStore$",
+		"-test.benchtime=1x", "-test.benchmem", "-test.timeout=5m", "-bench.presets=20,40"}, extra...)
+	cmd := exec.CommandContext(t.Context(), os.Args[0], args...)
 	cmd.Env = append(os.Environ(), thirdStoreEnv+"="+mode)
 	out, err := cmd.CombinedOutput()
 	if _, ok := err.(*exec.ExitError); err != nil && !ok {
@@ -186,5 +214,92 @@ func TestRunFailsOnABrokenStore(t *testing.T) {
 	}
 	if _, ok := results(out)["BenchmarkThirdStore/Pass/idle/presets=20"]; !ok {
 		t.Fatalf("Pass/idle, which never deletes, did not run before the failure:\n%s", out)
+	}
+}
+
+// metrics maps each benchmark result line of out (name without the
+// GOMAXPROCS suffix) to its values by unit.
+func metrics(t *testing.T, out string) map[string]map[string]float64 {
+	t.Helper()
+	res := map[string]map[string]float64{}
+	sc := bufio.NewScanner(strings.NewReader(out))
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) < 4 || !strings.HasPrefix(f[0], "Benchmark") || len(f)%2 != 0 {
+			continue
+		}
+		name := f[0]
+		if i := strings.LastIndexByte(name, '-'); i > 0 {
+			name = name[:i]
+		}
+		res[name] = map[string]float64{}
+		for i := 2; i < len(f); i += 2 {
+			v, err := strconv.ParseFloat(f[i], 64)
+			if err != nil {
+				t.Fatalf("value %q of %s in %q: %v", f[i], f[i+1], sc.Text(), err)
+			}
+			res[name][f[i+1]] = v
+		}
+	}
+	return res
+}
+
+// TestRunRefill: a store with a change feed gets Refill/presets=N with the
+// latency quantiles and the interval-only figures beside them; they are
+// what a targeted pass can give (at least TriggerDelay after the claim,
+// well under the Interval), and Harness.Handle supplies the second
+// replica's and the claimer's handles.
+func TestRunRefill(t *testing.T) {
+	t.Parallel()
+	out, ok := runThirdStore(t, "refill", "-test.benchtime=40x")
+	if !ok {
+		t.Fatalf("Refill failed on a store with a change feed:\n%s", out)
+	}
+	got := metrics(t, out)
+	trigger := float64(prebuilds.DefaultTriggerDelay) / 1e6
+	interval := float64(prebuilds.DefaultInterval) / 1e6
+	for _, n := range []int{20, 40} {
+		name := fmt.Sprintf("BenchmarkThirdStore/Refill/presets=%d", n)
+		m, ok := got[name]
+		if !ok {
+			t.Fatalf("no result for %s:\n%s", name, out)
+		}
+		p50, p99 := m["p50-ms"], m["p99-ms"]
+		switch {
+		case p50 < trigger:
+			t.Errorf("%s: p50 %.2f ms is below TriggerDelay (%.0f ms): the figure cannot be a targeted pass's", name, p50, trigger)
+		case p99 < p50:
+			t.Errorf("%s: p99 %.2f ms below p50 %.2f ms", name, p99, p50)
+		case p99 >= interval/2:
+			t.Errorf("%s: p99 %.2f ms is not a targeted pass's (the Interval is %.0f ms)", name, p99, interval)
+		}
+		// ns/op is the mean latency plus the loop's own microseconds; with
+		// 40 claims p99 is the maximum.
+		if mean := m["ns/op"] / 1e6; mean < trigger || mean > p99+1 {
+			t.Errorf("%s: ns/op %.2f ms is not the mean of latencies between %.0f ms and p99 %.2f ms", name, mean, trigger, p99)
+		}
+		if ip50, ip99 := m["interval-p50-ms"], m["interval-p99-ms"]; ip50 < interval/2 || ip99 < 0.99*interval || ip99 < ip50 {
+			t.Errorf("%s: interval-only figures %.0f / %.0f ms, want at least Interval/2 and 0.99 × Interval (%.0f ms)", name, ip50, ip99, interval)
+		}
+	}
+	if c := strings.Count(out, "handle "); c != 2*bench.RefillReplicas {
+		t.Errorf("Harness.Handle was called %d times for two fleets, want %d per fleet (the second replica's and the claimer's):\n%s",
+			c, bench.RefillReplicas, out)
+	}
+}
+
+// TestRunRefillSkipsWithoutFeed: a store without a change feed skips
+// Refill with a message that says why.
+func TestRunRefillSkipsWithoutFeed(t *testing.T) {
+	t.Parallel()
+	out, ok := runThirdStore(t, "refill-without-feed", "-test.v")
+	if !ok {
+		t.Fatalf("Refill failed on a store without a change feed instead of skipping:\n%s", out)
+	}
+	if len(results(out)) != 0 {
+		t.Errorf("Refill reported results for a store without a change feed:\n%s", out)
+	}
+	if !strings.Contains(out, "--- SKIP: BenchmarkThirdStore/Refill/presets=20") || !strings.Contains(out, "does not implement prebuilds.ChangeFeed") {
+		t.Errorf("the skip does not say that the store has no change feed:\n%s", out)
 	}
 }

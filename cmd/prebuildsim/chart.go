@@ -33,13 +33,14 @@ func chartFormat(path string) (string, error) {
 	return "", fmt.Errorf("-chart %q: the file name must end in .png or .svg", path)
 }
 
-// chartTitle names the figure: seed, duration, and what was compared.
+// chartTitle names the figure: seed, duration, mode, and what was
+// compared.
 func chartTitle(opts options, compared bool) string {
 	what := fmt.Sprintf("policy %s", opts.policy)
 	if compared {
 		what = "coder (upper) vs adaptive (lower)"
 	}
-	return fmt.Sprintf("prebuildsim, seed %d, %s, -failure-rate %g: %s", opts.seed, shortDuration(opts.duration), opts.failureRate, what)
+	return fmt.Sprintf("prebuildsim, seed %d, %s, -failure-rate %g, %s passes: %s", opts.seed, shortDuration(opts.duration), opts.failureRate, modeName(opts.targeted), what)
 }
 
 // Chart colours.

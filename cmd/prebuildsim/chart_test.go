@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -98,6 +99,11 @@ func TestChartSVGComparesPolicies(t *testing.T) {
 		require.Greater(t, title(g.name+" — coder: fill "), title(g.name+" — adaptive: fill "),
 			"%s: the coder panel is above the adaptive one", g.name)
 	}
+	for _, text := range texts {
+		require.NotContains(t, text, "interval-only: fill", "the chart draws the policies in the mode of the flags only")
+	}
+	require.True(t, slices.ContainsFunc(texts, func(s string) bool { return strings.Contains(s, "targeted passes: coder (upper) vs adaptive (lower)") }),
+		"the title names the mode")
 	for _, legend := range []string{"backoff", "blocked (hard limit, validation)", "held (probe, canary, budget)",
 		"desired", "eligible (claimable)", "claim missed", "eligible in the failure-free ceiling"} {
 		require.Contains(t, texts, legend)

@@ -15,8 +15,8 @@ import (
 var errClockUnsupported = errors.New("simclock: timers and tickers are not simulated; the simulation calls ReconcileAll itself")
 
 // simClock is a quartz.Clock whose time only moves when the simulation
-// advances it. It implements what the Reconciler's ReconcileAll uses (Now,
-// Since, Until). TickerFunc returns a Waiter that fails at once without
+// advances it. It implements what the Reconciler's ReconcileAll and
+// ReconcilePresets use (Now, Since, Until). TickerFunc returns a Waiter that fails at once without
 // calling f, because the simulation drives every pass itself; NewTicker,
 // NewTimer and AfterFunc cannot be built outside quartz and panic with
 // errClockUnsupported — a programming error in this command, never input.
@@ -35,6 +35,16 @@ func (c *simClock) Advance(d time.Duration) time.Time {
 	defer c.mu.Unlock()
 	if d > 0 {
 		c.now = c.now.Add(d)
+	}
+	return c.now
+}
+
+// AdvanceTo moves simulated time forward to t (never backward).
+func (c *simClock) AdvanceTo(t time.Time) time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if t.After(c.now) {
+		c.now = t
 	}
 	return c.now
 }

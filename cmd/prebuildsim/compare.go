@@ -31,6 +31,7 @@ type groupResult struct {
 	// that hit the hard limit, the run's open ones included.
 	limitCycles            []limitCycle
 	backoff, blocked, held time.Duration
+	refill                 refillStats
 	series                 groupSeries
 }
 
@@ -66,7 +67,7 @@ func (s *sim) result(label string) runResult {
 			builds: g.builds, failed: g.failed, timedOut: g.timedOut, hung: g.hung,
 			hardLimits: g.events[prebuilds.EventHardLimited], limitCycles: cycles,
 			backoff: s.perPreset(g.backoffTime), blocked: s.perPreset(g.blockedTime), held: s.perPreset(g.heldTime),
-			series: g.series,
+			refill: s.refillOf(g), series: g.series,
 		})
 	}
 	return r
@@ -98,34 +99,50 @@ func simulate(ctx context.Context, opts options, out, stderr io.Writer) error {
 	return nil
 }
 
-// Labels of the three runs of -compare.
+// Labels of the runs of -compare.
 const (
 	labelCeiling  = "ceiling"
 	labelCoder    = string(prebuilds.PolicyCoder)
 	labelAdaptive = string(prebuilds.PolicyAdaptive)
 )
 
-// compareRuns are the runs of -compare, in order: the failure-free
-// ceiling, then each policy on the flags as given. The ceiling runs
-// PolicyCoder: with no failures it never holds a healthy pool back, while
-// PolicyAdaptive's canary would delay the cold start, so it is the higher
-// ceiling.
-func compareRuns(opts options) []struct {
+// modeName names a run's mode: "targeted" or "interval-only".
+func modeName(targeted bool) string {
+	if targeted {
+		return "targeted"
+	}
+	return "interval-only"
+}
+
+// compareRun is one run of -compare.
+type compareRun struct {
 	label string
 	opts  options
-} {
+}
+
+// compareRuns are the runs of -compare, in order: the failure-free
+// ceiling, then each policy on the flags as given, then each policy in the
+// other mode (targeted passes off when -targeted, on when not), for the
+// comparison of the modes. The ceiling runs PolicyCoder: with no failures
+// it never holds a healthy pool back, while PolicyAdaptive's canary would
+// delay the cold start, so it is the higher ceiling.
+func compareRuns(opts options) []compareRun {
 	ceiling, coder, adaptive := opts, opts, opts
 	ceiling.failureRate, ceiling.policy = 0, prebuilds.PolicyCoder
 	coder.policy = prebuilds.PolicyCoder
 	adaptive.policy = prebuilds.PolicyAdaptive
-	return []struct {
-		label string
-		opts  options
-	}{{labelCeiling, ceiling}, {labelCoder, coder}, {labelAdaptive, adaptive}}
+	coderOther, adaptiveOther := coder, adaptive
+	coderOther.targeted, adaptiveOther.targeted = !opts.targeted, !opts.targeted
+	return []compareRun{
+		{labelCeiling, ceiling}, {labelCoder, coder}, {labelAdaptive, adaptive},
+		{labelCoder + " " + modeName(coderOther.targeted), coderOther},
+		{labelAdaptive + " " + modeName(adaptiveOther.targeted), adaptiveOther},
+	}
 }
 
-// compare runs the seed three times and prints the policies side by side.
-// Progress lines are never printed; each run's summary is, unless -quiet.
+// compare runs the seed five times and prints the policies side by side,
+// then the modes. Progress lines are never printed; each run's summary is,
+// unless -quiet.
 func compare(ctx context.Context, opts options, out, stderr io.Writer) error {
 	var runs []runResult
 	for _, c := range compareRuns(opts) {
@@ -133,7 +150,7 @@ func compare(ctx context.Context, opts options, out, stderr io.Writer) error {
 		runOut := io.Discard
 		if !opts.quiet {
 			runOut = out
-			fmt.Fprintf(out, "\n=== run %s: policy %s, -failure-rate %g\n", c.label, c.opts.policy, c.opts.failureRate)
+			fmt.Fprintf(out, "\n=== run %s: policy %s, -failure-rate %g, %s\n", c.label, c.opts.policy, c.opts.failureRate, modeText(c.opts))
 		}
 		r, err := runOnce(ctx, c.label, c.opts, runOut, stderr)
 		if err != nil {
@@ -144,8 +161,11 @@ func compare(ctx context.Context, opts options, out, stderr io.Writer) error {
 	if err := printComparison(out, opts, runs[0], runs[1], runs[2]); err != nil {
 		return err
 	}
+	if err := printModes(out, opts, runs[1:]); err != nil {
+		return err
+	}
 	if opts.chart != "" {
-		return writeChart(opts.chart, chartTitle(opts, true), &runs[0], runs[1:])
+		return writeChart(opts.chart, chartTitle(opts, true), &runs[0], runs[1:3])
 	}
 	return nil
 }
@@ -232,7 +252,9 @@ func printComparison(out io.Writer, opts options, ceiling, coder, adaptive runRe
 		hardLimitText(opts.hardLimit), durationOrOff(opts.buildTimeout), budgetText(opts.maxCreates), opts.backoff)
 	fmt.Fprintf(out, "failed build's creation; adaptive %s × 2^(streak-1) from the last failure, up to %s, then one probe at a time; canary %s.\n",
 		opts.backoff, opts.backoffMax, onOff(opts.canary))
-	fmt.Fprintf(out, "Times are per preset; fill is the time average of min(eligible, desired) ÷ desired.\n")
+	fmt.Fprintf(out, "All three runs: %s.\n", modeText(opts))
+	fmt.Fprintf(out, "Times are per preset; fill is the time average of min(eligible, desired) ÷ desired; refill is the\n")
+	fmt.Fprintf(out, "simulated time from a served claim to the commit of its replacement's create.\n")
 
 	var behinds []behind
 	for i := range ceiling.groups {
@@ -271,6 +293,9 @@ func printComparison(out io.Writer, opts options, ceiling, coder, adaptive runRe
 		row("backoff", shortDuration(c.backoff), shortDuration(k.backoff), shortDuration(a.backoff), backoffV, true)
 		row("blocked", shortDuration(c.blocked), shortDuration(k.blocked), shortDuration(a.blocked), 0, false)
 		row("held (probe, canary, budget)", shortDuration(c.held), shortDuration(k.held), shortDuration(a.held), 0, false)
+		for _, q := range refillQuantiles {
+			row("refill "+q.name, c.refill.latencyText(q.q), k.refill.latencyText(q.q), a.refill.latencyText(q.q), 0, false)
+		}
 		if err := tw.Flush(); err != nil {
 			return fmt.Errorf("write comparison: %w", err)
 		}
@@ -294,6 +319,75 @@ func printComparison(out io.Writer, opts options, ceiling, coder, adaptive runRe
 		}
 	}
 	return printTargets(out, opts, ceiling, coder, adaptive, behinds)
+}
+
+// refillQuantiles are the claim-to-refill quantiles the tables print.
+var refillQuantiles = []struct {
+	name string
+	q    float64
+}{{"p50", 0.5}, {"p99", 0.99}, {"max", 1}}
+
+// printModes writes the comparison of the modes: for each policy, its run
+// with targeted passes and its run with full passes every -interval only,
+// per group and over the fleet — claim-to-refill latency, fill ratio and
+// claims missed. runs are coder and adaptive in the mode of the flags, then
+// in the other mode.
+func printModes(out io.Writer, opts options, runs []runResult) error {
+	targetedOpts := opts
+	targetedOpts.targeted = true
+	fmt.Fprintf(out, "\nclaim → refill by mode after %s (seed %d): %s, vs interval-only (full passes every %s).\n",
+		shortDuration(opts.duration), opts.seed, modeText(targetedOpts), opts.interval)
+	fmt.Fprintf(out, "refilled: served claims whose replacement was created; p50, p99, max: of their latency.\n")
+	byMode := func(targeted bool, policy string) runResult {
+		for _, r := range runs {
+			if r.opts.targeted == targeted && string(r.opts.policy) == policy {
+				return r
+			}
+		}
+		return runResult{}
+	}
+	type line struct {
+		policy, mode string
+		r            runResult
+	}
+	var lines []line
+	for _, policy := range []string{labelCoder, labelAdaptive} {
+		for _, targeted := range []bool{true, false} {
+			lines = append(lines, line{policy, modeName(targeted), byMode(targeted, policy)})
+		}
+	}
+	nameWidth := len("all groups")
+	for _, g := range fleet {
+		nameWidth = max(nameWidth, len(g.name))
+	}
+	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintf(tw, "  %-*s\t%-8s\t%-13s\trefilled\tp50\tp99\tmax\tfill\tmissed\t\n", nameWidth, "group", "policy", "mode")
+	write := func(name string, l line, refill refillStats, fill string, missed int) {
+		fmt.Fprintf(tw, "  %-*s\t%-8s\t%-13s\t%d\t%s\t%s\t%s\t%s\t%d\t\n", nameWidth, name, l.policy, l.mode,
+			len(refill.latencies), refill.latencyText(0.5), refill.latencyText(0.99), refill.latencyText(1), fill, missed)
+	}
+	for gi, g := range fleet {
+		for _, l := range lines {
+			if len(l.r.groups) <= gi {
+				return fmt.Errorf("comparison of modes: no %s %s run", l.policy, l.mode)
+			}
+			gr := l.r.groups[gi]
+			write(g.name, l, gr.refill, f3(gr.fill), gr.missed)
+		}
+	}
+	for _, l := range lines {
+		var all refillStats
+		missed := 0
+		for _, gr := range l.r.groups {
+			all.merge(gr.refill)
+			missed += gr.missed
+		}
+		write("all groups", l, all, "", missed)
+	}
+	if err := tw.Flush(); err != nil {
+		return fmt.Errorf("write comparison of modes: %w", err)
+	}
+	return nil
 }
 
 // Target figures.

@@ -7,7 +7,22 @@
 //
 //	go run ./cmd/prebuildsim [flags]
 //	go run ./cmd/prebuildsim -compare -duration 8h -quiet [-chart compare.png]
+//	go run ./cmd/prebuildsim -targeted=false   # full passes every -interval only
 //	go run ./cmd/prebuildsim -h
+//
+// # Passes
+//
+// The simulation reconciles as Reconciler.Run does with a store that has a
+// change feed (prebuilds.ChangeFeed), which memstore has: a full pass
+// (ReconcileAll) every -interval, and, between them, targeted passes
+// (ReconcilePresets) over the presets memstore's feed names — a claim, a
+// build reaching a terminal status, a preset or template written (the
+// operator's reset, the mid-run roll-out) — -trigger-delay (Config
+// TriggerDelay, 25ms by default) after the first change of a burst; changes
+// committed within that delay join the same pass. A backoff's end is not a
+// change: a pool held back by backoff resumes at the next pass that plans
+// it, full or targeted. -targeted=false (Config DisableChangeFeed) runs the
+// full passes only, as Run does without a feed.
 //
 // # The fleet
 //
@@ -76,23 +91,46 @@
 // num_failed × -backoff has spent its window by the time it fails, and the
 // note reads "this pass only".
 //
-// The fill ratio of a group is the time average, sampled every -tick, of
-// min(eligible, desired) ÷ desired over its active presets.
+// Held time (backoff, blocked, held) runs from the pass whose plan held a
+// preset's creation back to the next pass, full or targeted, that planned
+// the preset. The fill ratio of a group is the time average, sampled every
+// -tick, of min(eligible, desired) ÷ desired over its active presets.
 //
-// # Comparing policies
+// Claim → refill is, for each served claim that leaves its pool short, the
+// simulated time from the claim to the commit of the create of its
+// replacement: every prebuild the Reconciler creates for a preset refills
+// the oldest of its claims still waiting. A claim that takes a surplus
+// prebuild (the pool is still at its desired count) waits for nothing
+// (unneeded); a claim whose replacement stops being due — the schedule
+// lowered desired, the version was replaced — leaves the queue unrefilled
+// (obviated); claims still waiting at the end are counted apart. The
+// summary gives, per group and over the fleet, the refilled claims and the
+// p50, p99 and maximum of their latency. With targeted passes a claim in a
+// healthy pool is refilled -trigger-delay after it (or at once, by a full
+// pass at the claim's instant); interval-only, at the next full pass. The
+// tail is the time pools spend held back (backoff, a canary or probe in
+// flight, the hard limit), which no pass shortens.
 //
-// -compare runs the same seed three times: a failure-free ceiling
+// # Comparing policies and modes
+//
+// -compare runs the same seed five times: a failure-free ceiling
 // (-failure-rate 0 under PolicyCoder, which never holds a healthy pool back
 // when nothing fails, while PolicyAdaptive's canary would delay the cold
 // start; broken, broken-big, flaky, misconfigured and hanging's hangs stay
-// as they are), then PolicyCoder, then PolicyAdaptive. It prints one table
-// per group (fill ratio, claims served and missed, start and failed builds,
-// hard limits, failed builds per hard limit — on average and in the worst
-// cycle between resets —, backoff, blocked and held time) with a verdict on
-// fill, claims missed, failed builds and backoff, then the targets: for
-// ci-runner, fill ÷ ceiling fill under each policy and adaptive's backoff ÷
-// coder's; for broken-big, failed builds per hard limit against K; and
-// every figure on which adaptive is behind.
+// as they are), then PolicyCoder, then PolicyAdaptive — these three in the
+// mode the flags set, targeted passes by default — and then each policy in
+// the other mode. It prints one table per group of the first three runs
+// (fill ratio, claims served and missed, start and failed builds, hard
+// limits, failed builds per hard limit — on average and in the worst cycle
+// between resets —, backoff, blocked and held time, claim → refill p50,
+// p99 and maximum) with a verdict on fill, claims missed, failed builds and
+// backoff, then the targets: for ci-runner, fill ÷ ceiling fill under each
+// policy and adaptive's backoff ÷ coder's; for broken-big, failed builds
+// per hard limit against K; and every figure on which adaptive is behind.
+// Last, the modes side by side: per group and over the fleet, for each
+// policy with targeted passes and interval-only, the refilled claims, the
+// p50, p99 and maximum of their latency, the fill ratio and the claims
+// missed.
 //
 // -chart FILE (.png or .svg) draws, per group, desired and eligible
 // prebuilds over time, missed claims, and backoff, blocked and held spans;
@@ -110,4 +148,24 @@
 // run, because the Reconciler names instances with uuid.New and ties between
 // prebuilds created in the same pass are broken by ID. The runs of -compare
 // are sequential.
+//
+// The targeted passes keep it so. The simulation does not run Reconciler.Run:
+// Run follows the feed on a goroutine of its own and arms a timer per
+// burst, and a single-threaded simulation cannot tell when that goroutine
+// has taken a change and armed its timer, so its passes would land at
+// instants that depend on scheduling. Nor does the simulated clock implement
+// timers for the same reason. Instead the simulation subscribes to
+// memstore's feed (Store.Changes) itself and drains it synchronously after
+// every step: memstore delivers changes from a goroutine of its own, so it
+// writes to a hidden preset that has no desired count (in no snapshot, never
+// planned) and whose ID, uuid.Max, sorts after every other, then reads
+// until that change arrives. memstore hands a subscriber its changes in
+// commit order, burst by burst, each burst in preset-ID order, so every
+// change committed before the barrier has arrived by then. What is drained
+// is the set of changed presets — the feed may coalesce a preset's changes
+// or not, which the set does not see — and the targeted pass runs at the
+// simulated instant the trigger delay sets, between two steps if need be.
+// The barrier's template, version and preset have fixed IDs, so a run with
+// -targeted=false draws the same UUIDs it did before targeted passes
+// existed.
 package main

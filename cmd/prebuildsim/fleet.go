@@ -94,10 +94,13 @@ type group struct {
 	// backoffTime, blockedTime and heldTime are summed over the group's
 	// presets: time creation was held back by backoff; blocked by the hard
 	// limit or validation_failed; held by PolicyAdaptive's one probe or
-	// canary at a time, or by the create budget. Report them per preset
-	// (perPreset).
+	// canary at a time, or by the create budget — from the pass whose plan
+	// held it back to the next pass that planned the preset. Report them
+	// per preset (perPreset).
 	backoffTime, blockedTime, heldTime time.Duration
 	events                             map[prebuilds.EventKind]int
+	// refill are the group's claim-to-refill figures (refill.go).
+	refill refillStats
 	// limitCycles are the group's closed cycles that hit the hard limit.
 	limitCycles      []limitCycle
 	operatorResets   int
@@ -153,6 +156,15 @@ type presetState struct {
 	inBackoff       bool
 	lastDesired     int
 	seenDesired     bool
+	// hold is how the last pass that planned the preset held its creation
+	// back, since holdSince: it holds until the next pass that plans it
+	// (full or targeted), when its time is added to the group's.
+	hold      holding
+	holdSince time.Time
+	holdKnown bool
+	// awaiting are the instants of served claims waiting for a
+	// replacement, oldest first (see refill.go).
+	awaiting []time.Time
 	// cycle tallies the failed builds and hard limits since the preset's
 	// last reset or recovery.
 	cycle limitCycle

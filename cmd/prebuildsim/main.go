@@ -57,6 +57,12 @@ type options struct {
 	buildTimeout time.Duration
 	maxCreates   int
 
+	// targeted turns the targeted passes on: the changed presets are
+	// reconciled triggerDelay after a change (Config.TriggerDelay, read
+	// from memstore's change feed) besides the pass every interval.
+	targeted     bool
+	triggerDelay time.Duration
+
 	compare bool
 	chart   string
 }
@@ -91,6 +97,8 @@ func (o options) reconcilerConfig() prebuilds.Config {
 		DisableCanary:     !o.canary,
 		BuildTimeout:      o.buildTimeout,
 		MaxCreatesPerPass: o.maxCreates,
+		TriggerDelay:      o.triggerDelay,
+		DisableChangeFeed: !o.targeted,
 	}
 }
 
@@ -124,16 +132,22 @@ func run(args []string, stdout, stderr io.Writer) int {
 const intro = `prebuildsim runs the prebuilds Reconciler on an in-memory store over a
 simulated fleet (web, ci-runner, gpu, broken, broken-big, flaky,
 misconfigured, hanging), a simulated provisioner and simulated users, on a
-simulated clock. It prints one progress line per reconcile interval — the
-pools as the pass found them, then what it did — a timeline and a summary
-per preset group. -compare runs the same seed three times (a failure-free
-ceiling, PolicyCoder, PolicyAdaptive) and prints the policies side by side;
--chart draws the run(s). The same flags (including -seed) always give the
-same output.
+simulated clock. It reconciles as Reconciler.Run does with a change feed: a
+full pass every -interval, and a targeted pass over the presets the store's
+feed names (a claim, a finished build, a preset written) -trigger-delay
+after their change; -targeted=false runs the full passes only. It prints one
+progress line per full pass — the pools as the pass found them, then what it
+did — a timeline and a summary per preset group, with the claim-to-refill
+latency (claim → commit of the replacement's create). -compare runs the same
+seed five times (a failure-free ceiling, PolicyCoder and PolicyAdaptive, then
+both policies in the other mode) and prints the policies side by side, then
+the modes; -chart draws the run(s). The same flags (including -seed) always
+give the same output.
 
 Usage:
   prebuildsim [flags]
   prebuildsim -compare -duration 8h -quiet -chart compare.png
+  prebuildsim -targeted=false
 
 Flags:
 `
@@ -148,7 +162,7 @@ func newFlagSet(o *options, start, policy *string, stderr io.Writer) *flag.FlagS
 		fs.PrintDefaults()
 	}
 	fs.DurationVar(&o.duration, "duration", time.Hour, "simulated `time` to run")
-	fs.DurationVar(&o.interval, "interval", 30*time.Second, "reconcile interval: one ReconcileAll pass and one progress line per interval")
+	fs.DurationVar(&o.interval, "interval", 30*time.Second, "reconcile interval: one full pass (ReconcileAll) and one progress line per interval")
 	fs.DurationVar(&o.tick, "tick", 5*time.Second, "simulation step; builds, claims, polls and fill-ratio samples are resolved at this granularity (at most -interval)")
 	fs.DurationVar(&o.poll, "poll", time.Minute, "how often the provisioner polls the store for jobs whose hand-off it missed")
 	fs.DurationVar(&o.buildTime, "build-time", 90*time.Second, "median duration of a start build (lognormal); delete builds take a third of it")
@@ -158,6 +172,8 @@ func newFlagSet(o *options, start, policy *string, stderr io.Writer) *flag.FlagS
 	fs.BoolVar(&o.canary, "canary", true, "adaptive: build one canary before filling a preset with no successful build yet (a new version, a cold start, a reset); -canary=false sets Reconciler DisableCanary")
 	fs.DurationVar(&o.buildTimeout, "build-timeout", 0, "Reconciler BuildTimeout: fail start builds still pending or running this long (0: the library default, off under coder and 30m under adaptive; negative: off); the hanging group needs it")
 	fs.IntVar(&o.maxCreates, "max-creates", 0, "Reconciler MaxCreatesPerPass: prebuilds one pass may create, shared by missing fraction (0: unlimited)")
+	fs.BoolVar(&o.targeted, "targeted", true, "targeted passes, as Reconciler.Run makes them with a store's change feed: the presets named by memstore's feed (claims, terminal job reports, preset and template writes) are reconciled -trigger-delay after their change (ReconcilePresets), besides the ReconcileAll every -interval; -targeted=false reconciles every -interval only (Reconciler DisableChangeFeed)")
+	fs.DurationVar(&o.triggerDelay, "trigger-delay", prebuilds.DefaultTriggerDelay, "Reconciler TriggerDelay: how long changes are gathered before one targeted pass over the changed presets (with -targeted)")
 	fs.DurationVar(&o.operatorDelay, "operator-delay", 15*time.Minute, "the operator resets a hard-limited preset and removes its failed prebuilds this long after the hard_limited event (0: no operator)")
 	fs.Float64Var(&o.failureRate, "failure-rate", 0.05, "probability in [0,1] that a start build of a healthy preset fails (broken, broken-big: 1, flaky: 0.5)")
 	fs.Float64Var(&o.claimRate, "claim-rate", 6, "user claims per simulated minute over the fleet (Poisson), multiplied by -presets; groups get claims in proportion to their static desired counts")
@@ -166,7 +182,7 @@ func newFlagSet(o *options, start, policy *string, stderr io.Writer) *flag.FlagS
 	fs.IntVar(&o.sinkBuffer, "sink-buffer", autoSink, "capacity of the JobSink channel (-1: twice the fleet's peak desired count, so no pass overflows it; 0: every hand-off is dropped); dropped hand-offs are found by polling")
 	fs.Uint64Var(&o.seed, "seed", 1, "seed of every random draw")
 	fs.StringVar(start, "start", defaultStart, "simulated start instant (RFC 3339); the default is a Monday 08:40 in New York")
-	fs.BoolVar(&o.compare, "compare", false, "run the seed three times — failure-free ceiling (-failure-rate 0; troubled groups stay troubled), coder, adaptive — and print the policies side by side per group")
+	fs.BoolVar(&o.compare, "compare", false, "run the seed five times — failure-free ceiling (-failure-rate 0; troubled groups stay troubled), coder, adaptive, then coder and adaptive in the other mode (-targeted negated) — and print the policies side by side per group, then claim-to-refill latency by mode")
 	fs.StringVar(&o.chart, "chart", "", "write a chart to this `file` (.png or .svg): per group, desired and eligible prebuilds over time, missed claims, backoff, blocked and held spans; with -compare the coder panel above the adaptive one")
 	fs.BoolVar(&o.verbose, "v", false, "verbose: Reconciler and simulation logs (slog, simulated time) to stderr")
 	fs.BoolVar(&o.quiet, "quiet", false, "print only the final summary, not the per-interval progress lines (with -compare: only the comparison)")
@@ -220,6 +236,9 @@ func (o options) validate(rest []string) error {
 		if d.v <= 0 {
 			return fmt.Errorf("-%s must be positive, got %s", d.name, d.v)
 		}
+	}
+	if o.triggerDelay <= 0 {
+		return fmt.Errorf("-trigger-delay must be positive, got %s (-targeted=false turns targeted passes off)", o.triggerDelay)
 	}
 	if o.operatorDelay < 0 {
 		return fmt.Errorf("-operator-delay must not be negative, got %s", o.operatorDelay)

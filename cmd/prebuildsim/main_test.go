@@ -45,6 +45,9 @@ func TestRunRejectsBadFlags(t *testing.T) {
 		{"empty policy", []string{"-policy="}, `-policy must be coder or adaptive, got ""`},
 		{"policy with compare", []string{"-compare", "-policy=adaptive"}, "-policy cannot be combined with -compare"},
 		{"zero backoff max", []string{"-backoff-max=0"}, "-backoff-max must be positive, got 0s"},
+		{"zero trigger delay", []string{"-trigger-delay=0"}, "-trigger-delay must be positive, got 0s (-targeted=false turns targeted passes off)"},
+		{"negative trigger delay", []string{"-trigger-delay=-5ms"}, "-trigger-delay must be positive, got -5ms"},
+		{"malformed targeted", []string{"-targeted=sometimes"}, `invalid boolean value "sometimes" for -targeted`},
 		{"negative max creates", []string{"-max-creates=-3"}, "-max-creates must not be negative (0: unlimited), got -3"},
 		{"malformed canary", []string{"-canary=maybe"}, `invalid boolean value "maybe" for -canary`},
 		{"chart without extension", []string{"-chart=out"}, `-chart "out": the file name must end in .png or .svg`},
@@ -78,10 +81,10 @@ func TestRunHelpListsEveryFlag(t *testing.T) {
 		require.Regexp(t, `(?m)^  -`+regexp.QuoteMeta(f.Name)+`(\s|$)`, help, "help lists -%s", f.Name)
 		require.NotEmpty(t, f.Usage, "-%s is documented", f.Name)
 	})
-	require.GreaterOrEqual(t, n, 23)
+	require.GreaterOrEqual(t, n, 25)
 	for _, name := range []string{"duration", "interval", "tick", "build-time", "failure-rate", "claim-rate",
 		"hard-limit", "backoff", "seed", "presets", "v", "quiet",
-		"policy", "canary", "backoff-max", "build-timeout", "max-creates", "compare", "chart"} {
+		"policy", "canary", "backoff-max", "build-timeout", "max-creates", "compare", "chart", "targeted", "trigger-delay"} {
 		require.Regexp(t, `(?m)^  -`+regexp.QuoteMeta(name)+`(\s|$)`, help)
 	}
 }
@@ -176,7 +179,7 @@ func TestSimulationDeterministic(t *testing.T) {
 	}
 	first := runOnce(args)
 	require.Contains(t, first, "t=+10m00s running=")
-	require.Contains(t, first, "summary after 10m00s (seed 7, policy coder)")
+	require.Contains(t, first, "summary after 10m00s (seed 7, policy coder, targeted passes 25ms after a change, full passes every 30s)")
 	require.Equal(t, first, runOnce(args), "same seed, same output")
 	require.NotEqual(t, first, runOnce([]string{"-duration=10m", "-seed=8"}), "the seed matters")
 }

@@ -113,8 +113,8 @@ func (s *sim) summary(ctx context.Context) error {
 		return err
 	}
 
-	fmt.Fprintf(s.out, "\nsummary after %s (seed %d, policy %s): %d passes, %d start builds, %d delete builds, %d hand-offs dropped of a JobSink of %d (%d jobs found by polling), %d queued builds canceled, %d stuck builds failed (%d hung, %d late reports refused), %d plan errors, %d clamped creates\n",
-		shortDuration(s.opts.duration), s.opts.seed, s.opts.policy, s.passes, s.prov.builds, s.prov.deletes,
+	fmt.Fprintf(s.out, "\nsummary after %s (seed %d, policy %s, %s): %d full passes, %d targeted passes (over %d presets named by the change feed), %d start builds, %d delete builds, %d hand-offs dropped of a JobSink of %d (%d jobs found by polling), %d queued builds canceled, %d stuck builds failed (%d hung, %d late reports refused), %d plan errors, %d clamped creates\n",
+		shortDuration(s.opts.duration), s.opts.seed, s.opts.policy, modeText(s.opts), s.passes, s.targetedPasses, s.dirtied, s.prov.builds, s.prov.deletes,
 		s.jobsDropped, s.opts.sinkCapacity(), s.prov.polled, s.canceled, s.timedOut, s.prov.hung, s.prov.lateReports, s.presetErrors, s.clamped)
 	tw := tabwriter.NewWriter(s.out, 0, 0, 2, ' ', tabwriter.AlignRight)
 	nameWidth := len("group")
@@ -148,6 +148,10 @@ func (s *sim) summary(ctx context.Context) error {
 		return fmt.Errorf("write summary: %w", err)
 	}
 
+	if err := s.refillSummary(nameWidth); err != nil {
+		return err
+	}
+
 	fmt.Fprint(s.out, "\n"+legend)
 	fmt.Fprintln(s.out, "\ntimeline:")
 	for i, e := range s.timeline {
@@ -158,6 +162,37 @@ func (s *sim) summary(ctx context.Context) error {
 		fmt.Fprintf(s.out, "  t=%-9s %-15s %s\n", offset(e.at, s.opts.start), e.who, e.text)
 	}
 	return nil
+}
+
+// refillSummary prints the claim-to-refill latency per group and overall.
+func (s *sim) refillSummary(nameWidth int) error {
+	fmt.Fprintf(s.out, "\nclaim → refill (%s): simulated time from a served claim to the commit of its replacement's create\n", modeText(s.opts))
+	tw := tabwriter.NewWriter(s.out, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintf(tw, "%-*s\trefilled\tp50\tp99\tmax\tunneeded\tobviated\twaiting\t\n", nameWidth, "group")
+	var total refillStats
+	row := func(name string, r refillStats) {
+		fmt.Fprintf(tw, "%-*s\t%d\t%s\t%s\t%s\t%d\t%d\t%d\t\n", nameWidth, name, len(r.latencies),
+			r.latencyText(0.5), r.latencyText(0.99), r.latencyText(1), r.unneeded, r.obviated, r.waiting)
+	}
+	for _, g := range s.groups {
+		r := s.refillOf(g)
+		row(g.spec.name, r)
+		total.merge(r)
+	}
+	row("total", total)
+	if err := tw.Flush(); err != nil {
+		return fmt.Errorf("write refill summary: %w", err)
+	}
+	return nil
+}
+
+// modeText says how the run reconciles: targeted passes (and their
+// trigger delay) or the interval only.
+func modeText(o options) string {
+	if o.targeted {
+		return fmt.Sprintf("targeted passes %s after a change, full passes every %s", latencyString(o.triggerDelay), o.interval)
+	}
+	return fmt.Sprintf("interval-only: full passes every %s", o.interval)
 }
 
 // perPreset turns a group time summed over its presets into the average
@@ -185,6 +220,9 @@ min(eligible, desired) ÷ desired; backoff / blocked / held: time creation was h
 backoff / blocked by the hard limit or validation_failed / held to one probe or canary at a time
 or by -max-creates, per preset (the average over the group's presets); hard_limited, recovered,
 validation_failed: events; resets: the operator's; status: of the active presets now.
+claim → refill: refilled claims and the quantiles of their latency; unneeded: served claims that
+took a surplus prebuild (no replacement due); obviated: claims whose replacement stopped being
+due (desired lowered, version replaced); waiting: claims still waiting at the end.
 Progress lines: the pools as the pass found them (running/desired, eligible, expired, creating,
 deleting), then what it did (created, deleted, timed_out) and how many presets it held back.
 `

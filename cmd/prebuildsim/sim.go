@@ -18,7 +18,9 @@ import (
 
 // sim is one simulation run. Everything happens on the goroutine that calls
 // simulate, apart from the Reconciler's plan executions, which it runs one
-// at a time (MaxConcurrency 1) while simulate waits for ReconcileAll.
+// at a time (MaxConcurrency 1) while simulate waits for ReconcileAll or
+// ReconcilePresets, and memstore's change-feed goroutine, which the
+// simulation drains synchronously (feed.go).
 type sim struct {
 	opts  options
 	out   io.Writer
@@ -27,6 +29,10 @@ type sim struct {
 	store *memstore.Store
 	rec   *prebuilds.Reconciler
 	sink  chan prebuilds.Job
+	// feed is memstore's change feed (nil without -targeted); trigger the
+	// pending targeted pass (feed.go).
+	feed    <-chan prebuilds.Change
+	trigger trigger
 
 	groups  []*group
 	presets map[uuid.UUID]*presetState
@@ -36,18 +42,21 @@ type sim struct {
 	prov      provisioner
 	nextClaim time.Time
 
-	// mu guards what the Notifier writes: the timeline, event tallies and
-	// presetState.hardLimitedAt. The simulation goroutine reads them
-	// without it only between Reconciler calls.
+	// mu guards what the Notifier and the create hook write: the timeline,
+	// event tallies, presetState.hardLimitedAt and the refill queues. The
+	// simulation goroutine reads them without it only between Reconciler
+	// calls.
 	mu       sync.Mutex
 	timeline []timelineEntry
 
-	passes       int
-	timedOut     int // stuck builds the Reconciler failed
-	jobsDropped  int
-	canceled     int // queued builds the Reconciler canceled
-	presetErrors int
-	clamped      int
+	passes         int // full passes (one per -interval)
+	targetedPasses int
+	dirtied        int // presets the feed named for a targeted pass
+	timedOut       int // stuck builds the Reconciler failed
+	jobsDropped    int
+	canceled       int // queued builds the Reconciler canceled
+	presetErrors   int
+	clamped        int
 }
 
 // timelineEntry is one notable moment of the run.
@@ -90,6 +99,7 @@ func newSim(opts options, out, stderr io.Writer) *sim {
 		store:     memstore.New(),
 		sink:      make(chan prebuilds.Job, opts.sinkCapacity()),
 		presets:   map[uuid.UUID]*presetState{},
+		trigger:   trigger{dirty: map[uuid.UUID]struct{}{}},
 		provRand:  newRand(opts.seed, streamProvisioner),
 		claimRand: newRand(opts.seed, streamClaims),
 		prov: provisioner{
@@ -103,7 +113,7 @@ func newSim(opts options, out, stderr io.Writer) *sim {
 	cfg.Logger = s.log
 	cfg.Notifier = prebuilds.NotifierFunc(s.notify)
 	cfg.JobSink = s.sink
-	s.rec = prebuilds.NewReconciler(s.store, cfg)
+	s.rec = prebuilds.NewReconciler(simStore{Store: s.store, created: s.recordCreate}, cfg)
 	return s
 }
 
@@ -118,6 +128,16 @@ func (s *sim) run(ctx context.Context) error {
 	if err := s.setUpFleet(ctx); err != nil {
 		return fmt.Errorf("set up fleet: %w", err)
 	}
+	if s.opts.targeted {
+		if err := s.setUpBarrier(ctx); err != nil {
+			return err
+		}
+		stop, err := s.subscribe(ctx)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
 	s.scheduleClaim(s.opts.start)
 	s.prov.nextPoll = s.opts.start.Add(s.opts.poll)
 	return s.loop(ctx, s.opts.start)
@@ -125,14 +145,17 @@ func (s *sim) run(ctx context.Context) error {
 
 // loop advances simulated time tick by tick from start to start+duration.
 // At each instant: builds due complete, users claim, and, on interval
-// boundaries, the operator acts and the Reconciler runs one pass; then the
-// provisioner takes the jobs handed off and polls the store.
+// boundaries, the operator acts and the Reconciler runs one full pass; with
+// -targeted the changes these made are drained from the feed and a
+// targeted pass due by now runs; then the provisioner takes the jobs handed
+// off and polls the store. A targeted pass due between two instants runs at
+// its own instant, and the provisioner takes its jobs there.
 func (s *sim) loop(ctx context.Context, start time.Time) error {
 	end := start.Add(s.opts.duration)
 	activateAt := start.Add(s.opts.duration / 2)
 	activated := false
 	nextPass := start
-	for now := start; ; now = s.clock.Advance(s.opts.tick) {
+	for now := start; ; {
 		if err := ctx.Err(); err != nil {
 			return fmt.Errorf("simulation interrupted at %s: %w", offset(now, start), err)
 		}
@@ -157,6 +180,14 @@ func (s *sim) loop(ctx context.Context, start time.Time) error {
 				return err
 			}
 		}
+		if err := s.drainFeed(ctx, now); err != nil {
+			return err
+		}
+		if s.trigger.pending() && !s.trigger.at.After(now) {
+			if err := s.targetedPass(ctx, now); err != nil {
+				return err
+			}
+		}
 		if err := s.takeHandOffs(ctx, now); err != nil {
 			return err
 		}
@@ -167,8 +198,23 @@ func (s *sim) loop(ctx context.Context, start time.Time) error {
 			return err
 		}
 		if !now.Before(end) {
+			s.closeHolds(end)
 			return nil
 		}
+		next := now.Add(s.opts.tick)
+		for s.trigger.pending() && s.trigger.at.Before(next) {
+			at := s.clock.AdvanceTo(s.trigger.at)
+			if err := s.targetedPass(ctx, at); err != nil {
+				return err
+			}
+			if err := s.takeHandOffs(ctx, at); err != nil {
+				return err
+			}
+			if err := s.drainFeed(ctx, at); err != nil {
+				return err
+			}
+		}
+		now = s.clock.AdvanceTo(next)
 	}
 }
 
@@ -210,11 +256,7 @@ func (s *sim) pass(ctx context.Context, now time.Time) error {
 		return errors.New("reconcile: lock held elsewhere, but the simulation is the only reconciler")
 	}
 	s.passes++
-	s.jobsDropped += stats.JobsDropped
-	s.canceled += stats.Canceled
-	s.presetErrors += stats.PresetErrors
-	s.clamped += stats.Clamped
-	s.timedOut += stats.TimedOut
+	s.tally(stats)
 	if s.opts.quiet {
 		return nil
 	}
@@ -229,6 +271,15 @@ func (s *sim) pass(ctx context.Context, now time.Time) error {
 		stats.Created, stats.Deleted, stats.TimedOut, holding.backoff, holding.blocked, holding.held,
 		f.hardLimited, f.validationFailed, s.served(), s.served()+s.missed(), s.jobsDropped)
 	return nil
+}
+
+// tally adds what a pass (full or targeted) did to the run's totals.
+func (s *sim) tally(stats prebuilds.Stats) {
+	s.jobsDropped += stats.JobsDropped
+	s.canceled += stats.Canceled
+	s.presetErrors += stats.PresetErrors
+	s.clamped += stats.Clamped
+	s.timedOut += stats.TimedOut
 }
 
 // holding says how a preset's plan holds creation back.
@@ -268,28 +319,17 @@ func classify(plan prebuilds.Plan) holding {
 	return h
 }
 
-// observe records what the plan of one preset says before the pass: the
-// time its creation is held back (until the next pass), the expired
-// prebuilds and stuck builds it removes, backoff and schedule changes for
-// the timeline. It returns the plan's holding.
+// observe records what the plan of one preset says before a pass, full or
+// targeted: the time its creation is held back (until the next pass that
+// plans it), the expired prebuilds and stuck builds it removes, backoff and
+// schedule changes for the timeline, and how short the pool is for the
+// claims awaiting a refill. It returns the plan's holding.
 func (s *sim) observe(v prebuilds.PresetSnapshot, plan prebuilds.Plan, now time.Time) holding {
 	ps := s.presets[v.Preset.ID]
 	g := ps.group
 	h := classify(plan)
-	from := now.Sub(s.opts.start)
-	to := min(from+s.opts.interval, s.opts.duration)
-	if h.backoff {
-		g.backoffTime += s.opts.interval
-		g.series.backoff = extend(g.series.backoff, from, to)
-	}
-	if h.blocked {
-		g.blockedTime += s.opts.interval
-		g.series.blocked = extend(g.series.blocked, from, to)
-	}
-	if h.held {
-		g.heldTime += s.opts.interval
-		g.series.held = extend(g.series.held, from, to)
-	}
+	s.hold(ps, h, now)
+	s.trimAwaiting(ps, shortOf(v, now))
 	for _, a := range plan.Actions {
 		switch {
 		case a.Kind == prebuilds.ActionBackoff && !ps.inBackoff:
@@ -313,6 +353,49 @@ func (s *sim) observe(v prebuilds.PresetSnapshot, plan prebuilds.Plan, now time.
 	}
 	ps.seenDesired, ps.lastDesired = true, plan.Desired
 	return h
+}
+
+// hold adds the time since the preset's previous pass to the group's time
+// in the holding that pass found, and starts h at now.
+func (s *sim) hold(ps *presetState, h holding, now time.Time) {
+	if ps.holdKnown {
+		s.addHeld(ps.group, ps.hold, ps.holdSince, now)
+	}
+	ps.hold, ps.holdSince, ps.holdKnown = h, now, true
+}
+
+// closeHolds ends every preset's holding at the end of the run.
+func (s *sim) closeHolds(end time.Time) {
+	for _, g := range s.groups {
+		for _, id := range g.presets {
+			ps := s.presets[id]
+			if ps.holdKnown {
+				s.addHeld(g, ps.hold, ps.holdSince, end)
+				ps.holdSince = end
+			}
+		}
+	}
+}
+
+// addHeld adds [from, to) to the group's times and chart spans of h.
+func (s *sim) addHeld(g *group, h holding, from, to time.Time) {
+	d := to.Sub(from)
+	if d <= 0 {
+		return
+	}
+	f, t := from.Sub(s.opts.start), to.Sub(s.opts.start)
+	if h.backoff {
+		g.backoffTime += d
+		g.series.backoff = extend(g.series.backoff, f, t)
+	}
+	if h.blocked {
+		g.blockedTime += d
+		g.series.blocked = extend(g.series.blocked, f, t)
+	}
+	if h.held {
+		g.heldTime += d
+		g.series.held = extend(g.series.held, f, t)
+	}
 }
 
 // backoffNote explains a backoff that starts at this pass. The window is
@@ -475,6 +558,9 @@ func (s *sim) claims(ctx context.Context, now time.Time) error {
 		default:
 			g.served++
 			s.log.DebugContext(ctx, "sim: claim served", slog.String("preset_name", s.presets[presetID].name))
+			if err := s.claimServed(ctx, presetID, now); err != nil {
+				return err
+			}
 		}
 	}
 	return nil

@@ -64,14 +64,22 @@ func TestFlagsMapToConfig(t *testing.T) {
 	require.Equal(t, prebuilds.Config{
 		Interval: 15 * time.Second, BackoffInterval: 20 * time.Second, FailureHardLimit: prebuilds.NoHardLimit,
 		FailurePolicy: prebuilds.PolicyAdaptive, BackoffMax: 3 * time.Minute, DisableCanary: true,
-		BuildTimeout: 7 * time.Minute, MaxCreatesPerPass: 9,
+		BuildTimeout: 7 * time.Minute, MaxCreatesPerPass: 9, TriggerDelay: prebuilds.DefaultTriggerDelay,
 	}, opts.reconcilerConfig())
+
+	opts, err = parseFlags([]string{"-targeted=false", "-trigger-delay=2s"}, io.Discard)
+	require.NoError(t, err)
+	cfg := opts.reconcilerConfig()
+	require.True(t, cfg.DisableChangeFeed, "-targeted=false is Run without the change feed")
+	require.Equal(t, 2*time.Second, cfg.TriggerDelay)
 
 	// The defaults are the library's.
 	opts, err = parseFlags(nil, io.Discard)
 	require.NoError(t, err)
-	cfg := opts.reconcilerConfig()
+	cfg = opts.reconcilerConfig()
 	require.Equal(t, prebuilds.DefaultFailurePolicy, cfg.FailurePolicy)
+	require.False(t, cfg.DisableChangeFeed, "targeted passes are on by default")
+	require.Equal(t, prebuilds.DefaultTriggerDelay, cfg.TriggerDelay)
 	require.Equal(t, prebuilds.DefaultBackoffMax, cfg.BackoffMax)
 	require.Equal(t, prebuilds.DefaultBackoffInterval, cfg.BackoffInterval)
 	require.False(t, cfg.DisableCanary)
@@ -244,7 +252,8 @@ func TestSimulationBackoffNotesExplainUntil(t *testing.T) {
 					continue
 				}
 				notes++
-				at, until := e.at.Sub(s.opts.start), parseOffset(t, m[1])
+				// Offsets print whole seconds; targeted passes run between them.
+				at, until := e.at.Sub(s.opts.start).Truncate(time.Second), parseOffset(t, m[1])
 				require.GreaterOrEqual(t, until, at, "%s %s: a backoff noted when it starts is never over", e.who, e.text)
 				require.Contains(t, e.text, tc.why)
 				if until == at {

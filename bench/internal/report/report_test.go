@@ -40,6 +40,7 @@ BenchmarkStore/Claim-2	 1000	 1000 ns/op	 1000000 claims/s
 BenchmarkStore/Pass/idle-2	 1000	 1000 ns/op
 BenchmarkStore/Pass/chaos/presets=10-2	 1000	 1000 ns/op
 BenchmarkStore/Claim/mode=x-2	 1000	 1000 ns/op
+BenchmarkStore/Refill/presets=1000-2	 300	 26000000 ns/op	 30030 interval-p50-ms	 59430 interval-p99-ms	 25.8 p50-ms	 37.8 p99-ms	 9486 B/op	 82 allocs/op
 BenchmarkFootprint/presets=1000-2	 1	 1000 ns/op	 1080 B/instance
 `
 
@@ -85,8 +86,8 @@ func TestParse(t *testing.T) {
 	if got, ok := rs.Median("pgstore:BenchmarkStore/CreatePrebuilds/mode=per-instance", "creates/s"); !ok || got != 500 {
 		t.Errorf("hyphenated name: %v, %v", got, ok)
 	}
-	if n := len(rs.Names()); n != 15 {
-		t.Errorf("%d benchmarks, want 15: %v", n, rs.Names())
+	if n := len(rs.Names()); n != 16 {
+		t.Errorf("%d benchmarks, want 16: %v", n, rs.Names())
 	}
 	if _, err := Parse(strings.NewReader("BenchmarkX-2 1 abc ns/op\n")); err == nil {
 		t.Error("a malformed value parsed")
@@ -130,6 +131,7 @@ func TestSuite(t *testing.T) {
 		"pgstore RTT500us|Claim|impl=tx|0",
 		"memstore|Pass/idle|presets=1000|1000",
 		"memstore|Claim||0",
+		"memstore|Refill|presets=1000|1000",
 	}
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Fatalf("suite rows (the floor, the footprint and names bench.Run does not make are not rows):\n%s\nwant:\n%s",
@@ -330,6 +332,9 @@ func TestWriteAndChart(t *testing.T) {
 		"| slow | 299 ms (", "| 30k creates/s (concurrency=8) | 50 ms |",
 		"| memstore | 1 µs | — | 1 | 1M |",
 		"| pgstore RTT500us impl=tx |",
+		"## Claim → refill",
+		"| benchmark | time/op | ± | runs | interval-p50-ms | interval-p99-ms | p50-ms | p99-ms | B/op | allocs/op |",
+		"| memstore presets=1000 | 26 ms | — | 1 | 30k | 59.4k | 25.8 | 37.8 | 9486 | 82 |",
 		"> Written by hand for the run `results/raw-old.txt`",
 		"## Analysis\n\n> Written", "EXPLAIN says",
 	} {

@@ -13,7 +13,7 @@ type SuiteRow struct {
 	// BenchmarkStoreRTT500us is "pgstore RTT500us").
 	Store string
 	// Group is "Snapshot", "Pass/idle", "Pass/churn", "Pass/targeted",
-	// "ColdFill", "Claim" or "CreatePrebuilds".
+	// "ColdFill", "Claim", "CreatePrebuilds" or "Refill".
 	Group string
 	// Param is the last element ("presets=1000", "concurrency=8",
 	// "impl=tx", "mode=batched"), "" for a plain Claim; N its number when
@@ -26,13 +26,13 @@ type SuiteRow struct {
 // suiteName matches the names bench.Run gives its sub-benchmarks, after
 // the benchmark function (and any sub-benchmarks the caller wrapped it in).
 var suiteName = regexp.MustCompile(`^(Benchmark[^/]*(?:/[^/]+)*?)/` +
-	`(Snapshot|Pass/idle|Pass/churn|Pass/targeted|ColdFill|Claim|CreatePrebuilds)` +
+	`(Snapshot|Pass/idle|Pass/churn|Pass/targeted|ColdFill|Claim|CreatePrebuilds|Refill)` +
 	`(?:/((?:presets|concurrency|impl|mode)=[^/]+))?$`)
 
 // suiteParams are the parameters each group takes ("" for none).
 var suiteParams = map[string]string{
 	"Snapshot": "presets", "Pass/idle": "presets", "Pass/churn": "presets", "Pass/targeted": "presets",
-	"ColdFill": "concurrency", "Claim": "impl", "CreatePrebuilds": "mode",
+	"ColdFill": "concurrency", "Claim": "impl", "CreatePrebuilds": "mode", "Refill": "presets",
 }
 
 // Suite returns the results of bench.Run in rs, in the order first seen.
