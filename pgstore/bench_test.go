@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/prebuildkit/prebuildkit/bench"
@@ -55,12 +56,41 @@ func benchHarness(rtt time.Duration) bench.Harness {
 	// Enough connections for ColdFill's MaxConcurrency 8 plus the lock's,
 	// and for one claimer per GOMAXPROCS.
 	conns := max(10, runtime.GOMAXPROCS(0)+2)
+	// configs remembers each store's pool configuration, so that Handle can
+	// open another pool on the same database.
+	var (
+		mu      sync.Mutex
+		configs = map[*pgstore.Store]*pgxpool.Config{}
+	)
+	open := func(b *testing.B, cfg *pgxpool.Config) *pgstore.Store {
+		pool, err := pgxpool.NewWithConfig(context.Background(), cfg.Copy())
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(pool.Close)
+		s := pgstore.New(pool)
+		mu.Lock()
+		configs[s] = cfg
+		mu.Unlock()
+		return s
+	}
 	return bench.Harness{
 		NewStore: func(b *testing.B) bench.Store {
-			return pgstore.New(benchPool(b, pgfleet.Migrator{}, conns, rtt))
+			return open(b, benchPoolConfig(b, pgfleet.Migrator{}, conns, rtt))
 		},
 		Load: func(b *testing.B, f *bench.Fleet) bench.Store {
-			return pgstore.New(benchPool(b, pgfleet.Migrator{Fleet: f}, conns, rtt))
+			return open(b, benchPoolConfig(b, pgfleet.Migrator{Fleet: f}, conns, rtt))
+		},
+		// Each replica of Refill, and its claimer, on a pool of its own, as
+		// in a deployment: the change feed crosses connections.
+		Handle: func(b *testing.B, s bench.Store) bench.Store {
+			mu.Lock()
+			cfg, ok := configs[s.(*pgstore.Store)]
+			mu.Unlock()
+			if !ok {
+				b.Fatal("pgstore bench: Handle of a store the harness did not open")
+			}
+			return open(b, cfg)
 		},
 		Claims: claimVariants,
 	}
@@ -83,7 +113,20 @@ func (c latencyConn) Write(p []byte) (int, error) {
 // of the database m migrates, adding rtt to every round trip.
 func benchPool(tb testing.TB, m pgfleet.Migrator, maxConns int, rtt time.Duration) *pgxpool.Pool {
 	tb.Helper()
-	cfg, err := pgxpool.ParseConfig(pgtest.NewDatabase(tb, m))
+	pool, err := pgxpool.NewWithConfig(context.Background(), benchPoolConfig(tb, m, maxConns, rtt))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(pool.Close)
+	return pool
+}
+
+// benchPoolConfig is the configuration of benchPool's pool; it records the
+// server's version for the report.
+func benchPoolConfig(tb testing.TB, m pgfleet.Migrator, maxConns int, rtt time.Duration) *pgxpool.Config {
+	tb.Helper()
+	url := pgtest.NewDatabase(tb, m)
+	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -98,27 +141,28 @@ func benchPool(tb testing.TB, m pgfleet.Migrator, maxConns int, rtt time.Duratio
 			return latencyConn{Conn: c, d: rtt}, nil
 		}
 	}
-	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(pool.Close)
-	recordServerVersion(tb, pool)
-	return pool
+	recordServerVersion(tb, url)
+	return cfg
 }
 
 var serverVersionOnce sync.Once
 
 // recordServerVersion appends "postgres: <version()>" to the file named by
 // $PREBUILDKIT_BENCH_INFO, once per process, for the report's machine table.
-func recordServerVersion(tb testing.TB, pool *pgxpool.Pool) {
+func recordServerVersion(tb testing.TB, url string) {
 	path := os.Getenv("PREBUILDKIT_BENCH_INFO")
 	if path == "" {
 		return
 	}
 	serverVersionOnce.Do(func() {
+		conn, err := pgx.Connect(context.Background(), url)
+		if err != nil {
+			tb.Logf("reading the server version: %v", err)
+			return
+		}
+		defer conn.Close(context.Background())
 		var v string
-		if err := pool.QueryRow(context.Background(), `SELECT version()`).Scan(&v); err != nil {
+		if err := conn.QueryRow(context.Background(), `SELECT version()`).Scan(&v); err != nil {
 			tb.Logf("reading the server version: %v", err)
 			return
 		}
