@@ -57,6 +57,12 @@ type Harness struct {
 	// measures. Default 1, 2, 4, 8.
 	Concurrency []int
 
+	// ShardPresets is the fleet size of the Shards group (default 50,000,
+	// or -bench.shard-presets), reconciled in Shards shards (default 4) by
+	// 1, 2 and 4 replicas at once.
+	ShardPresets int
+	Shards       int
+
 	// Config is the Reconciler configuration of every pass (FailurePolicy,
 	// MaxCreatesPerPass, …). Run sets Clock (a mock at the fleet's Now),
 	// Logger (discarded), Registerer and Notifier (none), JobSink, and for
@@ -100,7 +106,10 @@ var DefaultPresets = []int{100, 1_000, 5_000, 10_000}
 
 // Groups are the groups of sub-benchmarks Run knows, in the order it runs
 // them.
-var Groups = []string{"Snapshot", "Pass", "ColdFill", "Claim", "CreatePrebuilds", "Refill"}
+var Groups = []string{"Snapshot", "Pass", "ColdFill", "Claim", "CreatePrebuilds", "Refill", "Shards"}
+
+// ShardReplicas are the replica counts of the Shards group.
+var ShardReplicas = []int{1, 2, 4}
 
 // ColdDesired is the pool size of every preset of a ColdFleet.
 const ColdDesired = 10
@@ -124,12 +133,17 @@ func ColdFleet(n int) FleetParams {
 	return FleetParams{Presets: n, RunningPerPreset: 0, Desired: ColdDesired, Seed: 2}
 }
 
-// presetsFlag is -bench.presets.
-var presetsFlag presetCounts
+// presetsFlag is -bench.presets; shardPresetsFlag -bench.shard-presets.
+var (
+	presetsFlag      presetCounts
+	shardPresetsFlag int
+)
 
 func init() {
 	flag.Var(&presetsFlag, "bench.presets",
 		"comma-separated preset counts of bench.Run's Snapshot, Pass and Refill benchmarks (overrides Harness.Presets; default 100,1000,5000,10000)")
+	flag.IntVar(&shardPresetsFlag, "bench.shard-presets", 0,
+		"preset count of bench.Run's Shards benchmarks (overrides Harness.ShardPresets; default 50000)")
 }
 
 // presetCounts is a flag.Value of positive integers, e.g. "100,1000".
@@ -184,6 +198,18 @@ func (h Harness) resolved() (Harness, error) {
 	}
 	if h.ColdFillPresets < 0 {
 		return h, fmt.Errorf("bench: Harness.ColdFillPresets: %d is negative", h.ColdFillPresets)
+	}
+	if shardPresetsFlag > 0 {
+		h.ShardPresets = shardPresetsFlag
+	}
+	if h.ShardPresets == 0 {
+		h.ShardPresets = 50_000
+	}
+	if h.Shards == 0 {
+		h.Shards = 4
+	}
+	if h.ShardPresets < 0 || h.Shards < 0 {
+		return h, fmt.Errorf("bench: Harness.ShardPresets %d and Shards %d must not be negative", h.ShardPresets, h.Shards)
 	}
 	if len(h.Concurrency) == 0 {
 		h.Concurrency = []int{1, 2, 4, 8}

@@ -74,6 +74,14 @@ import (
 //     interval-p99-ms are Interval/2 and 0.99 × Interval — the wait for the
 //     next tick of a claim that comes at random — plus the slowest of
 //     three timed claim → create by a full pass (ReconcileAll).
+//   - Shards/presets=N/replicas=R: one full cycle of a sharded deployment
+//     over a balanced fleet of Harness.ShardPresets presets in
+//     Harness.Shards shards (Config.Shards), for a store that implements
+//     prebuilds.ShardLocker (others skip it, saying so): R Reconcilers,
+//     each on its own handle (Harness.Handle), run ReconcileAll at once;
+//     the cycle ends when all have returned, every shard having been passed
+//     by one of them. ns/op is the cycle time, shard-passes/cycle how many
+//     shard passes held their lock (at least Shards). R is 1, 2 and 4.
 //
 // Every sub-benchmark checks what the store did (a balanced pass writes
 // nothing, a churn pass makes exactly its creates and deletes, no claim
@@ -133,6 +141,10 @@ func Run(b *testing.B, h Harness) {
 					b.Run("mode="+mode, func(b *testing.B) { r.createPrebuilds(b, mode == "batched") })
 				}
 			})
+		case "Shards":
+			b.Run("Shards", func(b *testing.B) {
+				b.Run(fmt.Sprintf("presets=%d", h.ShardPresets), func(b *testing.B) { r.shards(b) })
+			})
 		case "Refill":
 			b.Run("Refill", func(b *testing.B) {
 				for _, n := range h.Presets {
@@ -186,7 +198,8 @@ func (r *runner) load(b *testing.B, f *Fleet) Store {
 // reconciler returns a Reconciler over s with Harness.Config, a mock clock
 // at f.Now, no logs and no metrics, handing jobs to sink (nil: none).
 // concurrency > 0 sets MaxConcurrency.
-func (r *runner) reconciler(b *testing.B, s Store, f *Fleet, sink chan<- prebuilds.Job, concurrency int) *prebuilds.Reconciler {
+// shards > 0 sets Shards.
+func (r *runner) reconciler(b *testing.B, s Store, f *Fleet, sink chan<- prebuilds.Job, concurrency int, shards ...int) *prebuilds.Reconciler {
 	b.Helper()
 	cfg := r.h.Config
 	clock := quartz.NewMock(b).WithLogger(quartz.NoOpLogger)
@@ -194,6 +207,9 @@ func (r *runner) reconciler(b *testing.B, s Store, f *Fleet, sink chan<- prebuil
 	cfg.Clock, cfg.Logger, cfg.Registerer, cfg.Notifier, cfg.JobSink = clock, slog.New(slog.DiscardHandler), nil, nil, sink
 	if concurrency > 0 {
 		cfg.MaxConcurrency = concurrency
+	}
+	if len(shards) > 0 && shards[0] > 0 {
+		cfg.Shards = shards[0]
 	}
 	return prebuilds.NewReconciler(s, cfg)
 }
@@ -593,4 +609,64 @@ func (r *runner) createPrebuilds(b *testing.B, batched bool) {
 		}
 	}
 	perSecond(b, createBatch, "creates/s")
+}
+
+// shards measures a full sharded cycle by 1, 2 and 4 replicas.
+func (r *runner) shards(b *testing.B) {
+	f := cachedFleet(b, r.h.Fleet(r.h.ShardPresets))
+	s := r.load(b, f)
+	if _, ok := s.(prebuilds.ShardLocker); !ok {
+		b.Skipf("bench: %T does not implement prebuilds.ShardLocker: no sharded reconciliation to measure", s)
+	}
+	for _, n := range ShardReplicas {
+		b.Run(fmt.Sprintf("replicas=%d", n), func(b *testing.B) {
+			recs := make([]*prebuilds.Reconciler, n)
+			for i := range recs {
+				h := s
+				if i > 0 {
+					h = r.handle(b, s)
+				}
+				recs[i] = r.reconciler(b, h, f, nil, 0, r.h.Shards)
+			}
+			ctx := b.Context()
+			cycle := func() (passes int) {
+				stats := make([]prebuilds.Stats, n)
+				g, ctx := errgroup.WithContext(ctx)
+				for i, rec := range recs {
+					g.Go(func() error {
+						st, err := rec.ReconcileAll(ctx)
+						stats[i] = st
+						return err
+					})
+				}
+				if err := g.Wait(); err != nil {
+					b.Fatal(err)
+				}
+				presets := 0
+				for _, st := range stats {
+					if writes(st) != 0 || st.PresetErrors != 0 {
+						b.Fatalf("a sharded pass over a balanced fleet of %d presets did something: %+v", f.Params.Presets, st)
+					}
+					passes += st.ShardPasses
+					presets += st.Presets
+				}
+				// A replica skips a shard only while another passes it, so
+				// the cycle covers every shard, and so every preset.
+				if passes < r.h.Shards || presets < f.Params.Presets {
+					b.Fatalf("a cycle of %d replicas made %d shard passes over %d presets, want at least %d over %d",
+						n, passes, presets, r.h.Shards, f.Params.Presets)
+				}
+				return passes
+			}
+			cycle() // every handle's connections opened, untimed
+			total := 0
+			b.ReportAllocs()
+			b.ResetTimer()
+			for b.Loop() {
+				total += cycle()
+			}
+			b.ReportMetric(float64(total)/float64(b.N), "shard-passes/cycle")
+			perSecond(b, f.Params.Presets, "presets/s")
+		})
+	}
 }

@@ -91,7 +91,7 @@ suite_pkgs="./bench/ ./memstore/ ./pgstore/"
 {
 	go test -run '^$' -bench . -benchtime 1x -count=1 -timeout 20m \
 		$(go list ./... | grep -v -x -e '.*/prebuildkit/bench' -e '.*/prebuildkit/memstore' -e '.*/prebuildkit/pgstore') &&
-		go test -run '^$' -bench . -benchtime 1x -count=1 -timeout 20m $suite_pkgs -bench.presets=100,1000
+		go test -run '^$' -bench . -benchtime 1x -count=1 -timeout 20m $suite_pkgs -bench.presets=100,1000 -bench.shard-presets=1000
 } >"$smoke" 2>&1 || {
 	cat "$smoke" >&2
 	exit 1

@@ -41,6 +41,8 @@ BenchmarkStore/Pass/idle-2	 1000	 1000 ns/op
 BenchmarkStore/Pass/chaos/presets=10-2	 1000	 1000 ns/op
 BenchmarkStore/Claim/mode=x-2	 1000	 1000 ns/op
 BenchmarkStore/Refill/presets=1000-2	 300	 26000000 ns/op	 30030 interval-p50-ms	 59430 interval-p99-ms	 25.8 p50-ms	 37.8 p99-ms	 9486 B/op	 82 allocs/op
+BenchmarkStore/Shards/presets=50000/replicas=2-2	 3	 900000000 ns/op	 55000 presets/s	 5.0 shard-passes/cycle
+BenchmarkStore/Shards/replicas=2-2	 3	 900000000 ns/op
 BenchmarkFootprint/presets=1000-2	 1	 1000 ns/op	 1080 B/instance
 `
 
@@ -86,8 +88,8 @@ func TestParse(t *testing.T) {
 	if got, ok := rs.Median("pgstore:BenchmarkStore/CreatePrebuilds/mode=per-instance", "creates/s"); !ok || got != 500 {
 		t.Errorf("hyphenated name: %v, %v", got, ok)
 	}
-	if n := len(rs.Names()); n != 16 {
-		t.Errorf("%d benchmarks, want 16: %v", n, rs.Names())
+	if n := len(rs.Names()); n != 18 {
+		t.Errorf("%d benchmarks, want 18: %v", n, rs.Names())
 	}
 	if _, err := Parse(strings.NewReader("BenchmarkX-2 1 abc ns/op\n")); err == nil {
 		t.Error("a malformed value parsed")
@@ -132,6 +134,7 @@ func TestSuite(t *testing.T) {
 		"memstore|Pass/idle|presets=1000|1000",
 		"memstore|Claim||0",
 		"memstore|Refill|presets=1000|1000",
+		"memstore|Shards|replicas=2|2",
 	}
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Fatalf("suite rows (the floor, the footprint and names bench.Run does not make are not rows):\n%s\nwant:\n%s",

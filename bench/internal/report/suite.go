@@ -13,7 +13,7 @@ type SuiteRow struct {
 	// BenchmarkStoreRTT500us is "pgstore RTT500us").
 	Store string
 	// Group is "Snapshot", "Pass/idle", "Pass/churn", "Pass/targeted",
-	// "ColdFill", "Claim", "CreatePrebuilds" or "Refill".
+	// "ColdFill", "Claim", "CreatePrebuilds", "Refill" or "Shards".
 	Group string
 	// Param is the last element ("presets=1000", "concurrency=8",
 	// "impl=tx", "mode=batched"), "" for a plain Claim; N its number when
@@ -26,13 +26,14 @@ type SuiteRow struct {
 // suiteName matches the names bench.Run gives its sub-benchmarks, after
 // the benchmark function (and any sub-benchmarks the caller wrapped it in).
 var suiteName = regexp.MustCompile(`^(Benchmark[^/]*(?:/[^/]+)*?)/` +
-	`(Snapshot|Pass/idle|Pass/churn|Pass/targeted|ColdFill|Claim|CreatePrebuilds|Refill)` +
-	`(?:/((?:presets|concurrency|impl|mode)=[^/]+))?$`)
+	`(Snapshot|Pass/idle|Pass/churn|Pass/targeted|ColdFill|Claim|CreatePrebuilds|Refill|Shards/presets=[0-9]+)` +
+	`(?:/((?:presets|concurrency|impl|mode|replicas)=[^/]+))?$`)
 
 // suiteParams are the parameters each group takes ("" for none).
 var suiteParams = map[string]string{
 	"Snapshot": "presets", "Pass/idle": "presets", "Pass/churn": "presets", "Pass/targeted": "presets",
 	"ColdFill": "concurrency", "Claim": "impl", "CreatePrebuilds": "mode", "Refill": "presets",
+	"Shards": "replicas",
 }
 
 // Suite returns the results of bench.Run in rs, in the order first seen.
@@ -52,6 +53,9 @@ func suiteRow(r *Result) (SuiteRow, bool) {
 		return SuiteRow{}, false
 	}
 	fn, group, param := m[1], m[2], m[3]
+	if strings.HasPrefix(group, "Shards/") {
+		group = "Shards" // its fleet size is the harness's, one per run
+	}
 	key, value, _ := strings.Cut(param, "=")
 	switch {
 	case param == "" && group != "Claim":
