@@ -49,9 +49,8 @@
 // pending builds of not-deleted instances, maintained on every job update
 // and deletion: O(P log P) for P pending jobs, never a scan of all builds.
 // Other operations are O(1) apart from the name check of UpsertPreset
-// (presets of one version). BenchmarkSnapshot/store=mem in package bench
-// measures it at 1,000 and 10,000 presets (bench/REPORT.md, 09:52 run:
-// allocations 3.1k → 31k, time 1.09 ms → 18.7 ms).
+// (presets of one version). BenchmarkStore/Snapshot in this package
+// (bench.Run) measures it from 100 to 10,000 presets (bench/REPORT.md).
 //
 // # Decisions where the contract is silent
 //

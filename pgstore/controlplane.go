@@ -350,16 +350,7 @@ func (s *Store) updateJob(ctx context.Context, p prebuilds.UpdateJobParams) (pre
 		return res, errf(prebuilds.ErrInvalidArgument, "unknown failure kind %q", p.FailureKind)
 	}
 	err := s.inTx(ctx, func(tx pgx.Tx) error {
-		var instanceID uuid.UUID
-		err := tx.QueryRow(ctx, `SELECT instance_id FROM builds WHERE id = $1`, p.BuildID).Scan(&instanceID)
-		if errors.Is(err, pgx.ErrNoRows) {
-			return errf(prebuilds.ErrNotFound, "build %s", p.BuildID)
-		}
-		if err != nil {
-			return err
-		}
-		// Lock order everywhere: instance row, then its builds.
-		inst, err := lockInstance(ctx, tx, instanceID)
+		instanceID, inst, err := lockInstanceOfBuild(ctx, tx, p.BuildID)
 		if err != nil {
 			return err
 		}
@@ -671,6 +662,22 @@ func lockInstance(ctx context.Context, tx pgx.Tx, id uuid.UUID) (lockedInstance,
 		return li, errf(prebuilds.ErrNotFound, "instance %s", id)
 	}
 	return li, err
+}
+
+// lockInstanceOfBuild locks the row of the instance that build belongs to
+// (ErrNotFound for an unknown build). Lock order everywhere: the instance
+// row, then its builds.
+func lockInstanceOfBuild(ctx context.Context, tx pgx.Tx, buildID uuid.UUID) (uuid.UUID, lockedInstance, error) {
+	var instanceID uuid.UUID
+	err := tx.QueryRow(ctx, `SELECT instance_id FROM builds WHERE id = $1`, pgUUID(buildID)).Scan(uuidDest(&instanceID))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return instanceID, lockedInstance{}, errf(prebuilds.ErrNotFound, "build %s", buildID)
+	}
+	if err != nil {
+		return instanceID, lockedInstance{}, err
+	}
+	inst, err := lockInstance(ctx, tx, instanceID)
+	return instanceID, inst, err
 }
 
 type buildHead struct {

@@ -2,7 +2,6 @@ package pgstore
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strconv"
 	"time"
@@ -121,15 +120,7 @@ func (s *Store) failStuckBuild(ctx context.Context, p prebuilds.FailStuckBuildPa
 		return errf(prebuilds.ErrInvalidArgument, "build id must not be nil")
 	}
 	return s.inTx(ctx, func(tx pgx.Tx) error {
-		var instanceID uuid.UUID
-		err := tx.QueryRow(ctx, `SELECT instance_id FROM builds WHERE id = $1`, pgUUID(p.BuildID)).Scan(uuidDest(&instanceID))
-		if errors.Is(err, pgx.ErrNoRows) {
-			return errf(prebuilds.ErrNotFound, "build %s", p.BuildID)
-		}
-		if err != nil {
-			return err
-		}
-		inst, err := lockInstance(ctx, tx, instanceID)
+		instanceID, inst, err := lockInstanceOfBuild(ctx, tx, p.BuildID)
 		if err != nil {
 			return err
 		}
