@@ -10,26 +10,39 @@ import (
 	"text/tabwriter"
 )
 
-// Target is one capacity target of the project: a ratio of two benchmarks' medians.
+// Target is one capacity target of the project: a ratio of two benchmarks'
+// medians, or, without Den, one benchmark's median.
 type Target struct {
 	Title string
 	// Num and Den are benchmark IDs (Result.ID); the ratio is Num's median
-	// over Den's median of Unit.
+	// over Den's median of Unit. With Den empty the figure is Num's median
+	// itself, in Unit.
 	Num, Den string
 	Unit     string
-	// Min and Max bound the ratio (0 = unbounded).
+	// Min and Max bound the figure (0 = unbounded).
 	Min, Max float64
 }
 
-// Ratio computes the target's ratio from rs; ok is false when a benchmark
+// Ratio computes the target's figure from rs; ok is false when a benchmark
 // is missing.
 func (t Target) Ratio(rs *Results) (ratio float64, ok bool) {
 	n, ok1 := rs.Median(t.Num, t.Unit)
+	if t.Den == "" {
+		return n, ok1
+	}
 	d, ok2 := rs.Median(t.Den, t.Unit)
 	if !ok1 || !ok2 || d == 0 {
 		return 0, false
 	}
 	return n / d, true
+}
+
+// format shows a figure of the target: a ratio, or a value in Unit.
+func (t Target) format(v float64, ratioDigits int) string {
+	if t.Den == "" {
+		return Number(v) + " " + t.Unit
+	}
+	return fmt.Sprintf("%.*f×", ratioDigits, v)
 }
 
 // Met reports whether ratio satisfies the bounds.
@@ -38,13 +51,17 @@ func (t Target) Met(ratio float64) bool {
 }
 
 func (t Target) bound() string {
+	unit := "×"
+	if t.Den == "" {
+		unit = " " + t.Unit
+	}
 	switch {
 	case t.Min > 0 && t.Max > 0:
-		return fmt.Sprintf("%g–%g×", t.Min, t.Max)
+		return fmt.Sprintf("%g–%g%s", t.Min, t.Max, unit)
 	case t.Min > 0:
-		return fmt.Sprintf("≥ %g×", t.Min)
+		return fmt.Sprintf("≥ %g%s", t.Min, unit)
 	case t.Max > 0:
-		return fmt.Sprintf("≤ %g×", t.Max)
+		return fmt.Sprintf("≤ %g%s", t.Max, unit)
 	}
 	return "—"
 }
@@ -75,6 +92,33 @@ var Targets = []Target{
 		Title: "pgstore creates with ≥ 0.5 ms added per round trip: per-instance ÷ batched time",
 		Num:   "pgstore:BenchmarkStoreRTT500us/CreatePrebuilds/mode=per-instance", Den: "pgstore:BenchmarkStoreRTT500us/CreatePrebuilds/mode=batched",
 		Unit: "ns/op", Min: 5,
+	},
+	{
+		Title: "pgstore claims/s: one-statement claim ÷ the two-step claim it replaced (their times per claim inverted)",
+		Num:   "pgstore:BenchmarkStore/Claim/impl=two-step", Den: "pgstore:BenchmarkStore/Claim/impl=one-statement",
+		Unit: "ns/op", Min: 2,
+	},
+	{
+		Title: "pgstore claims/s with ≥ 0.5 ms added per round trip: one-statement ÷ two-step",
+		Num:   "pgstore:BenchmarkStoreRTT500us/Claim/impl=two-step", Den: "pgstore:BenchmarkStoreRTT500us/Claim/impl=one-statement",
+		Unit: "ns/op", Min: 2,
+	},
+	{
+		Title: "memstore claim → refill p99 at 10,000 presets",
+		Num:   "memstore:BenchmarkStore/Refill/presets=10000", Unit: "p99-ms", Max: 100,
+	},
+	{
+		Title: "pgstore claim → refill p99 at 10,000 presets",
+		Num:   "pgstore:BenchmarkStore/Refill/presets=10000", Unit: "p99-ms", Max: 250,
+	},
+	{
+		Title: "pgstore claim → refill p99 at 10,000 presets, interval-only (next tick of a 1m Interval)",
+		Num:   "pgstore:BenchmarkStore/Refill/presets=10000", Unit: "interval-p99-ms",
+	},
+	{
+		Title: "pgstore sharded cycle at 50,000 presets: 1 replica ÷ 2 replicas (time)",
+		Num:   "pgstore:BenchmarkStore/Shards/presets=50000/replicas=1", Den: "pgstore:BenchmarkStore/Shards/presets=50000/replicas=2",
+		Unit: "ns/op",
 	},
 	{
 		Title: "pgstore cold fill: creates/s at MaxConcurrency 8 ÷ 1",
@@ -188,20 +232,22 @@ func Write(w io.Writer, rs *Results, o Options) error {
 	}
 	writeExample(&b, rows, sizings, o)
 
-	b.WriteString("\n## Targets\n\n| target | ratio | bound | verdict |\n|---|---:|---:|---|\n")
+	b.WriteString("\n## Targets\n\n| target | measured | bound | verdict |\n|---|---:|---:|---|\n")
 	for _, t := range Targets {
 		ratio, ok := t.Ratio(rs)
 		switch {
 		case !ok:
 			fmt.Fprintf(&b, "| %s | n/a | %s | not measured |\n", t.Title, t.bound())
+		case t.Min == 0 && t.Max == 0 && t.Den == "":
+			fmt.Fprintf(&b, "| %s | %s | %s | (for comparison) |\n", t.Title, t.format(ratio, 2), t.bound())
 		case t.Min == 0 && t.Max == 0:
-			fmt.Fprintf(&b, "| %s | %.2f× | %s | (scaling, no target) |\n", t.Title, ratio, t.bound())
+			fmt.Fprintf(&b, "| %s | %s | %s | (scaling, no target) |\n", t.Title, t.format(ratio, 2), t.bound())
 		default:
 			verdict := "met"
 			if !t.Met(ratio) {
 				verdict = "**missed**"
 			}
-			fmt.Fprintf(&b, "| %s | %.1f× | %s | %s |\n", t.Title, ratio, t.bound(), verdict)
+			fmt.Fprintf(&b, "| %s | %s | %s | %s |\n", t.Title, t.format(ratio, 1), t.bound(), verdict)
 		}
 	}
 

@@ -447,3 +447,42 @@ func TestOnePassMeasured(t *testing.T) {
 		t.Errorf("no pass measured: %+v", a)
 	}
 }
+
+// TestTargets: a ratio target and an absolute one, each met and missed, and
+// one not measured, as the report's Targets table shows them.
+func TestTargets(t *testing.T) {
+	const out = `pkg: github.com/prebuildkit/prebuildkit/pgstore
+BenchmarkStore/Claim/impl=two-step-2	 100	 3000000 ns/op
+BenchmarkStore/Claim/impl=one-statement-2	 100	 1000000 ns/op
+BenchmarkStoreRTT500us/Claim/impl=two-step-2	 100	 3000000 ns/op
+BenchmarkStoreRTT500us/Claim/impl=one-statement-2	 100	 2000000 ns/op
+BenchmarkStore/Refill/presets=10000-2	 300	 30000000 ns/op	 59000 interval-p99-ms	 40.5 p99-ms
+pkg: github.com/prebuildkit/prebuildkit/memstore
+BenchmarkStore/Refill/presets=10000-2	 300	 30000000 ns/op	 59000 interval-p99-ms	 120 p99-ms
+`
+	rs, err := Parse(strings.NewReader(out))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	if err := Write(&b, rs, Options{}); err != nil {
+		t.Fatal(err)
+	}
+	report := b.String()
+	for _, want := range []string{
+		"| pgstore claims/s: one-statement claim ÷ the two-step claim it replaced (their times per claim inverted) | 3.0× | ≥ 2× | met |",
+		"| pgstore claims/s with ≥ 0.5 ms added per round trip: one-statement ÷ two-step | 1.5× | ≥ 2× | **missed** |",
+		"| pgstore claim → refill p99 at 10,000 presets | 40.5 p99-ms | ≤ 250 p99-ms | met |",
+		"| memstore claim → refill p99 at 10,000 presets | 120 p99-ms | ≤ 100 p99-ms | **missed** |",
+		"| pgstore claim → refill p99 at 10,000 presets, interval-only (next tick of a 1m Interval) | 59k interval-p99-ms | — | (for comparison) |",
+		"| pgstore creates: per-instance ÷ batched time (10 prebuilds) | n/a | ≥ 5× | not measured |",
+	} {
+		if !strings.Contains(report, want) {
+			t.Errorf("report lacks %q", want)
+		}
+	}
+	if t.Failed() {
+		i := strings.Index(report, "## Targets")
+		t.Logf("targets:\n%s", report[i:min(len(report), i+3000)])
+	}
+}
