@@ -167,10 +167,22 @@ type replicaHarness struct {
 	running map[uuid.UUID]prebuilds.Job
 }
 
+// TestReplicasUnderFaults runs unsharded (one cluster-wide lock) and with
+// Config.Shards 3 (a lock per shard: replicas pass different shards at once,
+// the stale-replica fault kills every shard lock held).
 func TestReplicasUnderFaults(t *testing.T) {
 	t.Parallel()
-	h := newReplicaHarness(t)
-	t.Logf("seed %d, %d replicas, %d fault rounds", replicaSeed, replicaCount, faultRounds)
+	for _, shards := range []int{1, 3} {
+		t.Run(fmt.Sprintf("shards=%d", shards), func(t *testing.T) {
+			t.Parallel()
+			testReplicasUnderFaults(t, shards)
+		})
+	}
+}
+
+func testReplicasUnderFaults(t *testing.T, shards int) {
+	h := newReplicaHarness(t, shards)
+	t.Logf("seed %d, %d replicas, %d shards, %d fault rounds", replicaSeed, replicaCount, shards, faultRounds)
 
 	h.setFaults(true)
 	for round := range faultRounds {
@@ -213,7 +225,7 @@ func TestReplicasUnderFaults(t *testing.T) {
 	t.Logf("converged after %d clean rounds", clean)
 }
 
-func newReplicaHarness(t *testing.T) *replicaHarness {
+func newReplicaHarness(t *testing.T, shards int) *replicaHarness {
 	t.Helper()
 	// The test's own context: the replicas' connections die mid-query under
 	// it (pg_terminate_backend) and goleak in TestMain checks that pgx
@@ -240,6 +252,7 @@ func newReplicaHarness(t *testing.T) *replicaHarness {
 		r := &replica{name: name, pool: pool, store: store}
 		r.rec = prebuilds.NewReconciler(&staleStore{Store: store, h: h, self: i}, prebuilds.Config{
 			Clock:            clk,
+			Shards:           shards,
 			FailureHardLimit: replicaHardLimit,
 			BackoffInterval:  time.Second,
 			MaxConcurrency:   4,
@@ -644,6 +657,12 @@ type staleStore struct {
 
 func (s *staleStore) WithReconciliationLock(ctx context.Context, fn func(context.Context, prebuilds.SnapshotReader) error) (bool, error) {
 	return s.Store.WithReconciliationLock(ctx, func(ctx context.Context, r prebuilds.SnapshotReader) error {
+		return fn(ctx, staleReader{r: r, s: s})
+	})
+}
+
+func (s *staleStore) WithShardLock(ctx context.Context, shard prebuilds.Shard, fn func(context.Context, prebuilds.SnapshotReader) error) (bool, error) {
+	return s.Store.WithShardLock(ctx, shard, func(ctx context.Context, r prebuilds.SnapshotReader) error {
 		return fn(ctx, staleReader{r: r, s: s})
 	})
 }
