@@ -3,6 +3,7 @@ package prebuilds
 import (
 	"context"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/coder/quartz"
@@ -67,7 +68,9 @@ const targetedRetries = 8
 
 // follow consumes the store's change feed for Run: changed presets are
 // gathered for Config.TriggerDelay, then reconciled by a targeted pass; a
-// resync makes it a full pass. A pass that finds the lock held keeps the
+// resync makes it a full pass. A preset whose plan backed off is made dirty
+// when its backoff ends, so that it refills then rather than at the next
+// Interval tick: the end of a backoff is a change no store writes. A pass that finds the lock held keeps the
 // presets dirty and retries after TriggerDelay, at most targetedRetries
 // times. It returns when ctx is done or the feed closes.
 func (r *Reconciler) follow(ctx context.Context, feed ChangeFeed) {
@@ -81,21 +84,50 @@ func (r *Reconciler) follow(ctx context.Context, feed ChangeFeed) {
 	dirty := map[uuid.UUID]struct{}{}
 	full := false
 	retries := 0
-	var timer *quartz.Timer
-	var fire <-chan time.Time
+	var timer, wakeTimer *quartz.Timer
+	var fire, wake <-chan time.Time
 	arm := func() {
 		timer = r.cfg.Clock.NewTimer(r.cfg.TriggerDelay, "prebuilds", "trigger")
 		fire = timer.C
 	}
+	// rewake makes the presets whose backoff has ended dirty, and sets the
+	// wake-up timer to the next end.
+	rewake := func() {
+		now := r.cfg.Clock.Now()
+		ended, next := r.wakes.due(now)
+		for _, id := range ended {
+			dirty[id] = struct{}{}
+		}
+		if len(ended) > 0 && fire == nil {
+			arm()
+		}
+		if wakeTimer != nil {
+			wakeTimer.Stop()
+			wakeTimer, wake = nil, nil
+		}
+		if !next.IsZero() {
+			// Creation resumes strictly after the end (microsecond
+			// precision, as stores keep time).
+			wakeTimer = r.cfg.Clock.NewTimer(next.Sub(now)+time.Microsecond, "prebuilds", "backoff")
+			wake = wakeTimer.C
+		}
+	}
 	defer func() {
 		if timer != nil {
 			timer.Stop()
+		}
+		if wakeTimer != nil {
+			wakeTimer.Stop()
 		}
 	}()
 	for {
 		select {
 		case <-ctx.Done():
 			return
+		case <-r.wakes.kick:
+			rewake()
+		case <-wake:
+			rewake()
 		case c, ok := <-changes:
 			if !ok {
 				return
@@ -151,4 +183,79 @@ func (r *Reconciler) ReconcilePresets(ctx context.Context, presets []uuid.UUID) 
 		r.metrics.targeted.Inc()
 	}
 	return stats, err
+}
+
+// backoffWakes are the instants at which presets' backoffs end, as the
+// passes of a Reconciler whose Run follows a change feed planned them.
+type backoffWakes struct {
+	mu sync.Mutex
+	on bool
+	at map[uuid.UUID]time.Time
+	// kick wakes the follower when an end was added or moved.
+	kick chan struct{}
+}
+
+func newBackoffWakes() *backoffWakes {
+	return &backoffWakes{at: map[uuid.UUID]time.Time{}, kick: make(chan struct{}, 1)}
+}
+
+// follow turns recording on (true) or off.
+func (w *backoffWakes) follow(on bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.on = on
+	clear(w.at)
+}
+
+// note records the backoff end of every plan of a pass that backs off, and
+// forgets the presets it planned without one.
+func (w *backoffWakes) note(pp PassPlan) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.on {
+		return
+	}
+	changed := false
+	for _, p := range pp.Plans {
+		until, ok := backoffEnd(p)
+		switch {
+		case ok && !w.at[p.PresetID].Equal(until):
+			w.at[p.PresetID] = until
+			changed = true
+		case !ok:
+			delete(w.at, p.PresetID)
+		}
+	}
+	if changed {
+		select {
+		case w.kick <- struct{}{}:
+		default: // a kick is pending already
+		}
+	}
+}
+
+// due removes and returns the presets whose backoff ended before now, and
+// returns the earliest end still to come (zero when none).
+func (w *backoffWakes) due(now time.Time) (ended []uuid.UUID, next time.Time) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for id, until := range w.at {
+		if now.After(until) {
+			ended = append(ended, id)
+			delete(w.at, id)
+		} else if next.IsZero() || until.Before(next) {
+			next = until
+		}
+	}
+	return ended, next
+}
+
+// backoffEnd is the end of the plan's backoff, if it backs off.
+func backoffEnd(p Plan) (time.Time, bool) {
+	for _, a := range p.Actions {
+		if a.Kind == ActionBackoff && !a.Until.IsZero() {
+			return a.Until, true
+		}
+	}
+	return time.Time{}, false
 }

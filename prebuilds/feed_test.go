@@ -156,3 +156,62 @@ func TestTargetedPassGivesUpAfterBoundedRetries(t *testing.T) {
 	require.NoError(t, r.Stop(ctx, nil))
 	require.ErrorIs(t, <-errc, ErrReconcilerStopped)
 }
+
+// TestRunReconcilesWhenBackoffEnds: a pool in backoff is reconciled by a
+// targeted pass TriggerDelay after its backoff ends, not at the next
+// Interval tick; nothing wakes for a backoff once it is lifted.
+func TestRunReconcilesWhenBackoffEnds(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	a, b := presetRow("a", 1), presetRow("b", 1)
+	// a failed twice, the last build a minute ago: with a 1m
+	// BackoffInterval, backoff until t0+1m.
+	until := t0.Add(time.Minute)
+	passes := make(chan SnapshotParams, 8)
+	fs := &feedStore{fakeStore: &fakeStore{snap: GlobalSnapshot{
+		Presets:  []PresetRow{a, b},
+		Running:  []RunningPrebuild{{InstanceID: uuid.New(), PresetID: b.ID, CreatedAt: t0.Add(-time.Hour)}},
+		Backoffs: []BackoffRow{{PresetID: a.ID, NumFailed: 2, LastBuildAt: t0.Add(-time.Minute)}},
+	}, passDone: passes}, changes: make(chan Change)}
+	r, clk, _ := newTestReconciler(t, fs, Config{Interval: time.Hour, BackoffInterval: time.Minute})
+	tick := clk.Trap().TickerFunc("prebuilds", "reconciler")
+	defer tick.Close()
+	wake := clk.Trap().NewTimer("prebuilds", "backoff")
+	defer wake.Close()
+	trigger := clk.Trap().NewTimer("prebuilds", "trigger")
+	defer trigger.Close()
+	errc := make(chan error, 1)
+	go func() { errc <- r.Run(ctx) }()
+	require.Nil(t, (<-passes).Presets, "the first pass is a full pass")
+	call := wake.MustWait(ctx)
+	require.Equal(t, until.Sub(t0)+time.Microsecond, call.Duration, "the wake-up is just after the backoff's end")
+	call.MustRelease(ctx)
+	tick.MustWait(ctx).MustRelease(ctx)
+	require.Empty(t, fs.created(), "the first pass backs off")
+
+	// The store's failures are in the past once the backoff ends: the
+	// targeted pass creates.
+	_, w := clk.AdvanceNext()
+	w.MustWait(ctx)
+	trigger.MustWait(ctx).MustRelease(ctx)
+	clk.Advance(DefaultTriggerDelay).MustWait(ctx)
+	require.Equal(t, []uuid.UUID{a.ID}, (<-passes).Presets, "a targeted pass over the preset whose backoff ended")
+	require.Equal(t, 1, fs.created()[a.ID], "it refilled the pool")
+	require.Equal(t, until.Add(time.Microsecond+DefaultTriggerDelay), clk.Now(), "before the next tick, an hour away")
+
+	require.NoError(t, r.Stop(ctx, nil))
+	require.Len(t, fs.snapshotCalls(), 2, "no other pass ran")
+	require.ErrorIs(t, <-errc, ErrReconcilerStopped)
+}
+
+// created counts the prebuilds created per preset.
+func (f *fakeStore) created() map[uuid.UUID]int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := map[uuid.UUID]int{}
+	for _, c := range f.creates {
+		out[c.PresetID] += len(c.Instances)
+	}
+	return out
+}

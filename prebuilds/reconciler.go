@@ -55,6 +55,8 @@ type Reconciler struct {
 	cfg     Config
 	log     *slog.Logger
 	metrics *metrics
+	// wakes are the backoff ends Run's change-feed follower waits for.
+	wakes *backoffWakes
 
 	// lastPresets caches the preset rows of the last snapshot for event
 	// labels (TrackResourceReplacement).
@@ -76,6 +78,7 @@ func NewReconciler(store Store, cfg Config) *Reconciler {
 		cfg:     cfg,
 		log:     cfg.Logger.With(slog.String("component", "prebuilds.reconciler")),
 		metrics: newMetrics(cfg.Registerer),
+		wakes:   newBackoffWakes(),
 	}
 }
 
@@ -86,8 +89,9 @@ func (r *Reconciler) Config() Config { return r.cfg }
 // is done or Stop is called. It returns the cause of the stop. When the
 // store implements ChangeFeed (and Config.DisableChangeFeed is false), Run
 // also follows the feed: the presets it names are reconciled by targeted
-// passes (ReconcilePresets) Config.TriggerDelay after their change, and a
-// resync triggers a full pass.
+// passes (ReconcilePresets) Config.TriggerDelay after their change, a
+// resync triggers a full pass, and a preset whose backoff ends is
+// reconciled Config.TriggerDelay after the end.
 func (r *Reconciler) Run(ctx context.Context) error {
 	r.mu.Lock()
 	if r.started || r.stopped {
@@ -112,9 +116,11 @@ func (r *Reconciler) Run(ctx context.Context) error {
 	r.log.InfoContext(ctx, "reconciler starting", slog.Duration("interval", r.cfg.Interval), slog.Bool("change_feed", ok))
 	if ok {
 		followed := make(chan struct{})
+		r.wakes.follow(true) // before the first pass, whose backoffs count too
 		defer func() {
 			cancel(nil) // the follower ends with ctx
 			<-followed
+			r.wakes.follow(false)
 		}()
 		go func() {
 			defer close(followed)

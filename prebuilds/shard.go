@@ -125,6 +125,7 @@ func (r *Reconciler) shardPass(ctx context.Context, w shardWork, targeted bool, 
 			return fmt.Errorf("snapshot: %w", err)
 		}
 		pp := planAll(snap, r.cfg.PlanConfig(), params.StuckBefore)
+		r.wakes.note(pp)
 		if !targeted {
 			r.remember(pp)
 			r.metrics.presets.update(metricsShard, pp)

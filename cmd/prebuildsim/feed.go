@@ -162,6 +162,7 @@ func (s *sim) targetedPass(ctx context.Context, now time.Time) error {
 	for i, v := range pp.Views {
 		s.observe(v, pp.Plans[i], now)
 	}
+	s.noteWakes(pp)
 	var stats prebuilds.Stats
 	if full {
 		stats, err = s.rec.ReconcileAll(ctx)
@@ -195,4 +196,58 @@ func (s simStore) CreatePrebuilds(ctx context.Context, p prebuilds.CreatePrebuil
 		s.created(p, len(jobs))
 	}
 	return jobs, err
+}
+
+// noteWakes records, with targeted passes, the end of every backoff a pass
+// planned and forgets the presets it planned without one, as Run does.
+func (s *sim) noteWakes(pp prebuilds.PassPlan) {
+	if s.feed == nil {
+		return
+	}
+	if s.wakes == nil {
+		s.wakes = map[uuid.UUID]time.Time{}
+	}
+	for _, p := range pp.Plans {
+		end := time.Time{}
+		for _, a := range p.Actions {
+			if a.Kind == prebuilds.ActionBackoff && !a.Until.IsZero() {
+				end = a.Until
+			}
+		}
+		if end.IsZero() {
+			delete(s.wakes, p.PresetID)
+		} else {
+			s.wakes[p.PresetID] = end
+		}
+	}
+}
+
+// nextWake is the instant Run wakes for the earliest backoff end: a
+// microsecond after it, when creation may resume.
+func (s *sim) nextWake() (time.Time, bool) {
+	var next time.Time
+	for _, end := range s.wakes {
+		if next.IsZero() || end.Before(next) {
+			next = end
+		}
+	}
+	return next.Add(time.Microsecond), !next.IsZero()
+}
+
+// wakeUp makes the presets whose backoff ended before now dirty and, if no
+// targeted pass is pending, sets one -trigger-delay later, as Run's
+// follower does.
+func (s *sim) wakeUp(now time.Time) {
+	for id, end := range s.wakes {
+		if !now.After(end) {
+			continue
+		}
+		delete(s.wakes, id)
+		if _, ok := s.trigger.dirty[id]; !ok {
+			s.trigger.dirty[id] = struct{}{}
+		}
+		if !s.trigger.pending() {
+			s.trigger.at = now.Add(s.rec.Config().TriggerDelay)
+		}
+	}
 }

@@ -189,3 +189,41 @@ func TestSimulationDeterministicInBothModes(t *testing.T) {
 		}
 	}
 }
+
+// TestWakeAtBackoffEnd: with targeted passes, the end of a planned backoff
+// makes its preset dirty a microsecond after the end and sets the pass
+// -trigger-delay later, as Run does; a plan without backoff forgets it;
+// interval-only runs never wake.
+func TestWakeAtBackoffEnd(t *testing.T) {
+	opts, err := parseFlags([]string{"-trigger-delay=40ms"}, io.Discard)
+	require.NoError(t, err)
+	s := newSim(opts, io.Discard, io.Discard)
+	s.feed = make(chan prebuilds.Change)
+	t0 := time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC)
+	a, b := uuid.New(), uuid.New()
+	s.noteWakes(prebuilds.PassPlan{Plans: []prebuilds.Plan{
+		{PresetID: a, Actions: []prebuilds.Action{{Kind: prebuilds.ActionBackoff, Until: t0.Add(2 * time.Minute)}}},
+		{PresetID: b, Actions: []prebuilds.Action{{Kind: prebuilds.ActionBackoff, Until: t0.Add(time.Minute)}}},
+	}})
+	wake, ok := s.nextWake()
+	require.True(t, ok)
+	require.Equal(t, t0.Add(time.Minute+time.Microsecond), wake, "the earliest end, a microsecond on")
+
+	s.wakeUp(t0.Add(time.Minute)) // at the end itself: creation has not resumed
+	require.False(t, s.trigger.pending())
+	s.wakeUp(wake)
+	require.Equal(t, map[uuid.UUID]struct{}{b: {}}, s.trigger.dirty)
+	require.Equal(t, wake.Add(40*time.Millisecond), s.trigger.at)
+
+	// a's backoff is lifted by a later pass: nothing wakes for it.
+	s.noteWakes(prebuilds.PassPlan{Plans: []prebuilds.Plan{{PresetID: a}}})
+	_, ok = s.nextWake()
+	require.False(t, ok)
+
+	s.feed = nil // interval-only
+	s.noteWakes(prebuilds.PassPlan{Plans: []prebuilds.Plan{
+		{PresetID: a, Actions: []prebuilds.Action{{Kind: prebuilds.ActionBackoff, Until: t0}}},
+	}})
+	_, ok = s.nextWake()
+	require.False(t, ok, "interval-only runs do not wake")
+}

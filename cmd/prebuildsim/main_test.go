@@ -220,7 +220,7 @@ func TestSimulationFullDefaultRun(t *testing.T) {
 	require.Positive(t, web.served)
 
 	require.Positive(t, groupByName(t, s, "broken").events[prebuilds.EventHardLimited])
-	require.Positive(t, groupByName(t, s, "flaky").operatorResets, "the operator resets flaky in the default run")
+	require.Positive(t, groupByName(t, s, "broken").operatorResets, "the operator resets broken in the default run")
 	require.Equal(t, 1, groupByName(t, s, "misconfigured").events[prebuilds.EventValidationFailed])
 	require.Zero(t, s.jobsDropped, "the default JobSink holds every hand-off of a pass")
 	require.Zero(t, s.prov.polled)

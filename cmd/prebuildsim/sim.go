@@ -33,6 +33,10 @@ type sim struct {
 	// pending targeted pass (feed.go).
 	feed    <-chan prebuilds.Change
 	trigger trigger
+	// wakes are the ends of the backoffs the last passes planned, per
+	// preset: with targeted passes, Run reconciles a preset when its
+	// backoff ends (feed.go).
+	wakes map[uuid.UUID]time.Time
 
 	groups  []*group
 	presets map[uuid.UUID]*presetState
@@ -183,6 +187,7 @@ func (s *sim) loop(ctx context.Context, start time.Time) error {
 		if err := s.drainFeed(ctx, now); err != nil {
 			return err
 		}
+		s.wakeUp(now)
 		if s.trigger.pending() && !s.trigger.at.After(now) {
 			if err := s.targetedPass(ctx, now); err != nil {
 				return err
@@ -202,17 +207,26 @@ func (s *sim) loop(ctx context.Context, start time.Time) error {
 			return nil
 		}
 		next := now.Add(s.opts.tick)
-		for s.trigger.pending() && s.trigger.at.Before(next) {
-			at := s.clock.AdvanceTo(s.trigger.at)
-			if err := s.targetedPass(ctx, at); err != nil {
-				return err
+		for {
+			wake, waking := s.nextWake()
+			switch {
+			case s.trigger.pending() && s.trigger.at.Before(next) && (!waking || !wake.Before(s.trigger.at)):
+				at := s.clock.AdvanceTo(s.trigger.at)
+				if err := s.targetedPass(ctx, at); err != nil {
+					return err
+				}
+				if err := s.takeHandOffs(ctx, at); err != nil {
+					return err
+				}
+				if err := s.drainFeed(ctx, at); err != nil {
+					return err
+				}
+				continue
+			case waking && wake.Before(next):
+				s.wakeUp(s.clock.AdvanceTo(wake))
+				continue
 			}
-			if err := s.takeHandOffs(ctx, at); err != nil {
-				return err
-			}
-			if err := s.drainFeed(ctx, at); err != nil {
-				return err
-			}
+			break
 		}
 		now = s.clock.AdvanceTo(next)
 	}
@@ -248,6 +262,7 @@ func (s *sim) pass(ctx context.Context, now time.Time) error {
 	for i, v := range pp.Views {
 		holding.add(s.observe(v, pp.Plans[i], now))
 	}
+	s.noteWakes(pp)
 	stats, err := s.rec.ReconcileAll(ctx)
 	if err != nil {
 		return fmt.Errorf("reconcile at %s: %w", offset(now, s.opts.start), err)
