@@ -19,10 +19,11 @@
 // build reaching a terminal status, a preset or template written (the
 // operator's reset, the mid-run roll-out) — -trigger-delay (Config
 // TriggerDelay, 25ms by default) after the first change of a burst; changes
-// committed within that delay join the same pass. A backoff's end is not a
-// change: a pool held back by backoff resumes at the next pass that plans
-// it, full or targeted. -targeted=false (Config DisableChangeFeed) runs the
-// full passes only, as Run does without a feed.
+// committed within that delay join the same pass. As Run does, it also
+// wakes a microsecond after the end of every backoff a pass planned and
+// reconciles that preset -trigger-delay later, so a pool held back by
+// backoff resumes when the backoff ends. -targeted=false (Config
+// DisableChangeFeed) runs the full passes only, as Run does without a feed.
 //
 // # The fleet
 //
