@@ -613,6 +613,13 @@ func (r *runner) createPrebuilds(b *testing.B, batched bool) {
 
 // shards measures a full sharded cycle by 1, 2 and 4 replicas.
 func (r *runner) shards(b *testing.B) {
+	if r.h.NewStore != nil { // a fresh store says what it can do without a fleet
+		if s := r.h.NewStore(b); s != nil {
+			if _, ok := s.(prebuilds.ShardLocker); !ok {
+				b.Skipf("bench: %T does not implement prebuilds.ShardLocker: no sharded reconciliation to measure", s)
+			}
+		}
+	}
 	f := cachedFleet(b, r.h.Fleet(r.h.ShardPresets))
 	s := r.load(b, f)
 	if _, ok := s.(prebuilds.ShardLocker); !ok {

@@ -40,6 +40,17 @@ func newFeedStore(*testing.B) bench.Store {
 	return feedStore{thirdStore{s, s}, s}
 }
 
+// shardStore is the third store with memstore's shard locks.
+type shardStore struct {
+	thirdStore
+	prebuilds.ShardLocker
+}
+
+func newShardStore(*testing.B) bench.Store {
+	s := memstore.New()
+	return shardStore{thirdStore{s, s}, s}
+}
+
 // noDeletes is a broken store: every delete of a prebuild loses a race.
 type noDeletes struct{ thirdStore }
 
@@ -87,6 +98,12 @@ func BenchmarkThirdStore(b *testing.B) {
 			b.Logf("handle %d", handles)
 			return s.(feedStore)
 		}
+		bench.Run(b, h)
+	case "shards":
+		h := thirdHarness()
+		h.Groups = []string{"Shards"}
+		h.NewStore = newShardStore
+		h.Handle = func(b *testing.B, s bench.Store) bench.Store { return s.(shardStore) }
 		bench.Run(b, h)
 	case "refill-without-feed":
 		h := thirdHarness()
@@ -301,5 +318,31 @@ func TestRunRefillSkipsWithoutFeed(t *testing.T) {
 	}
 	if !strings.Contains(out, "--- SKIP: BenchmarkThirdStore/Refill/presets=20") || !strings.Contains(out, "does not implement prebuilds.ChangeFeed") {
 		t.Errorf("the skip does not say that the store has no change feed:\n%s", out)
+	}
+}
+
+// TestRunShards: the Shards group measures a full cycle by 1, 2 and 4
+// replicas at -bench.shard-presets, each cycle covering every shard; a
+// store without shard locks skips it without loading a fleet.
+func TestRunShards(t *testing.T) {
+	t.Parallel()
+	out, ok := runThirdStore(t, "shards", "-bench.shard-presets=40")
+	if !ok {
+		t.Fatalf("the suite failed on a correct store:\n%s", out)
+	}
+	got := results(out)
+	for _, n := range []int{1, 2, 4} {
+		name := fmt.Sprintf("BenchmarkThirdStore/Shards/presets=40/replicas=%d", n)
+		if units := got[name]; !slices.Contains(units, "shard-passes/cycle") || !slices.Contains(units, "presets/s") {
+			t.Errorf("%s reports %v, want shard-passes/cycle and presets/s\n%s", name, units, out)
+		}
+	}
+	if len(got) != 3 {
+		t.Errorf("%d results, want 3:\n%s", len(got), out)
+	}
+	// "all" runs the Shards group too, on a store without shard locks.
+	out, ok = runThirdStore(t, "all", "-test.v")
+	if !ok || !strings.Contains(out, "does not implement prebuilds.ShardLocker") {
+		t.Errorf("a store without shard locks: passed %v, want a skip that says why:\n%s", ok, out)
 	}
 }
