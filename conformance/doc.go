@@ -49,7 +49,8 @@
 //	Claim/VsDelete                   a claim racing a delete of the same prebuild: one wins
 //	Claim/OldestFirst                claims take the oldest claimable (created_at, then ID)
 //	Claim/NeverClaimable/<state>     not ready, starting, failed, stopping, deleted, inactive,
-//	                                 claimed, user-owned, other preset: never handed out
+//	                                 claimed, user-owned, other preset, moved to another preset:
+//	                                 never handed out
 //	Claim/Boundary/<edge>/<side>     claims on each side of the TTL and invalidation edges
 //	                                 (TTL/Inside: aged exactly ttl is handed out; TTL/Outside:
 //	                                 aged ttl + 1µs is refused; Invalidation/Inside and /Outside:

@@ -125,6 +125,12 @@ func effectCases() []effectCase {
 				return st.ResetPreset(ctx, id("p2"), epoch.Add(time.Second))
 			}),
 			getPreset("p2")),
+		fx("UpsertPreset", "InsertKeepsEveryField", "UpsertPreset of a new preset stores every field as given (a status too, schedules in order), times to the microsecond.", nil,
+			upsert("UpsertPreset(p2, hard_limited, two schedules)", prebuilds.Preset{ID: id("p2"), TemplateVersionID: id("v1"), Name: "ws", Desired: count(2),
+				TTL: 90 * time.Minute, InvalidatedAt: epoch.Add(123 * time.Nanosecond), Timezone: "America/Los_Angeles",
+				Schedules:  []prebuilds.Schedule{{Cron: "* 2-4 * * 1", Instances: 3}, {Cron: "* 6-8 * * 1", Instances: 0}},
+				Parameters: map[string]string{"a": "1", "b": "2"}, Status: prebuilds.PresetHardLimited, ResetAt: epoch.Add(time.Second)}),
+			getPreset("p2")),
 
 		fx("RemoveInstance", "Idempotent", "RemoveInstance of a removed instance succeeds and writes nothing (no build).", readyOps("i1"),
 			returns("RemoveInstance(i1)", func(ctx context.Context, st Store, _ time.Time) error { return st.RemoveInstance(ctx, id("i1")) }),
@@ -207,12 +213,16 @@ func effectCases() []effectCase {
 
 	// A validation failure marks the preset validation_failed only for a
 	// prebuild's start build naming a healthy preset.
-	validation := func(name, rule string, setup []op, n int, pre ...effectCall) effectCase {
+	validationKind := func(name, rule string, setup []op, n int, kind prebuilds.FailureKind, pre ...effectCall) effectCase {
 		c := fx("UpdateJob", "ValidationFailure/"+name, rule, setup)
-		c.calls = append(pre, result(fmt.Sprintf("UpdateJob(i1 #%d, failed: validation)", n), func(ctx context.Context, st Store, now time.Time) (prebuilds.UpdateJobResult, error) {
-			return st.UpdateJob(ctx, prebuilds.UpdateJobParams{BuildID: buildID("i1", n), Status: prebuilds.JobFailed,
-				FailureKind: prebuilds.FailureValidation, Now: now})
+		c.calls = append(pre, result(fmt.Sprintf("UpdateJob(i1 #%d, failed: %s)", n, kind), func(ctx context.Context, st Store, now time.Time) (prebuilds.UpdateJobResult, error) {
+			return st.UpdateJob(ctx, prebuilds.UpdateJobParams{BuildID: buildID("i1", n), Status: prebuilds.JobFailed, FailureKind: kind, Now: now})
 		}), getPreset("p1"))
+		c.pos = scenario.Here(1)
+		return c
+	}
+	validation := func(name, rule string, setup []op, n int, pre ...effectCall) effectCase {
+		c := validationKind(name, rule, setup, n, prebuilds.FailureValidation, pre...)
 		c.pos = scenario.Here(1)
 		return c
 	}
@@ -220,6 +230,8 @@ func effectCases() []effectCase {
 	cases = append(cases,
 		validation("MarksPreset", "A validation failure of a prebuild's start build naming a healthy preset must mark it validation_failed and name it in the result.",
 			[]op{prebuildOp("i1"), jobOp("i1", prebuilds.JobRunning)}, 1),
+		validationKind("Transient", "A failure of another kind than validation (here transient) must leave the preset's status alone and name no preset.",
+			[]op{prebuildOp("i1")}, 1, prebuilds.FailureTransient),
 		validation("AlreadyMarked", ignored+"the preset is validation_failed already.",
 			[]op{prebuildOp("i0"), failed("i0", 1, prebuilds.FailureValidation), prebuildOp("i1")}, 1),
 		validation("HardLimitedKept", ignored+"the preset is hard_limited.",

@@ -388,6 +388,8 @@ func errorCases() []errorCase {
 		ec("Claim", "ForNobody", argument, "the new owner is nil", readyOps("i1"), claim("p1", uuid.Nil)),
 		ec("Claim", "Order/ArgumentBeforeMissingPreset", argument, "the new owner is the system owner and the preset does not exist (arguments are checked first)",
 			nil, claim("p9", prebuilds.SystemOwner)),
+		ec("Claim", "Order/NilOwnerBeforeMissingPreset", argument, "the new owner is nil and the preset does not exist (arguments are checked first)",
+			nil, claim("p9", uuid.Nil)),
 
 		ec("GetInstance", "Missing", notFound, "the instance does not exist", nil, func(ctx context.Context, s Store, _ time.Time) error {
 			_, err := s.GetInstance(ctx, id("i9"))
@@ -414,6 +416,8 @@ func errorCases() []errorCase {
 			PresetID: id("p1"), TemplateVersionID: id("v1"), Instances: []prebuilds.NewPrebuild{{InstanceID: id("n1"), BuildID: buildID("n1", 1)}, {BuildID: id("b")}}})),
 		ec("CreatePrebuilds", "Order/ArgumentBeforeMissingPreset", argument, "a build ID is nil and the preset does not exist (arguments are checked first)", nil,
 			createRaw(prebuilds.CreatePrebuildsParams{PresetID: id("p9"), TemplateVersionID: id("v1"), Instances: []prebuilds.NewPrebuild{{InstanceID: id("n1")}}})),
+		ec("CreatePrebuilds", "Order/NilInstanceIDBeforeMissingPreset", argument, "an instance ID is nil and the preset does not exist (arguments are checked first)", nil,
+			createRaw(prebuilds.CreatePrebuildsParams{PresetID: id("p9"), TemplateVersionID: id("v1"), Instances: []prebuilds.NewPrebuild{{BuildID: id("b")}}})),
 		ec("CreatePrebuilds", "NilBuildID", argument, "a build ID is nil", nil, createRaw(prebuilds.CreatePrebuildsParams{
 			PresetID: id("p1"), TemplateVersionID: id("v1"), Instances: []prebuilds.NewPrebuild{{InstanceID: id("n1")}}})),
 		ec("CreatePrebuilds", "Order/MissingPresetBeforeDuplicateID", notFound, "the preset does not exist and an instance ID exists (the preset is checked first)",
