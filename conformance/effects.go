@@ -193,7 +193,6 @@ func effectCases() []effectCase {
 		c := fx("CancelPending", "Inactive/"+d.name,
 			"CancelPending of an inactive preset cancels (job canceled at Now, instance deleted) exactly its prebuilds whose only build is a pending start, returns their IDs in UUID order, and nothing the second time.",
 			seq(victims, spared, d.ops), cancelCall("CancelPending(p1)"), cancelCall("the second CancelPending(p1)"))
-		c.pos = scenario.Here(0)
 		cases = append(cases, c)
 	}
 
@@ -207,7 +206,6 @@ func effectCases() []effectCase {
 			result("UpdateJob(i1 #1, "+string(tr.to)+")", func(ctx context.Context, st Store, now time.Time) (prebuilds.UpdateJobResult, error) {
 				return st.UpdateJob(ctx, prebuilds.UpdateJobParams{BuildID: buildID("i1", 1), Status: tr.to, Now: now})
 			}))
-		c.pos = scenario.Here(0)
 		cases = append(cases, c)
 	}
 
@@ -218,12 +216,12 @@ func effectCases() []effectCase {
 		c.calls = append(pre, result(fmt.Sprintf("UpdateJob(i1 #%d, failed: %s)", n, kind), func(ctx context.Context, st Store, now time.Time) (prebuilds.UpdateJobResult, error) {
 			return st.UpdateJob(ctx, prebuilds.UpdateJobParams{BuildID: buildID("i1", n), Status: prebuilds.JobFailed, FailureKind: kind, Now: now})
 		}), getPreset("p1"))
-		c.pos = scenario.Here(1)
+		c.pos = scenario.Here(0)
 		return c
 	}
 	validation := func(name, rule string, setup []op, n int, pre ...effectCall) effectCase {
 		c := validationKind(name, rule, setup, n, prebuilds.FailureValidation, pre...)
-		c.pos = scenario.Here(1)
+		c.pos = scenario.Here(0)
 		return c
 	}
 	ignored := "A validation failure must leave the preset's status alone (and name no preset) unless it is of a prebuild's start build naming a healthy preset: "

@@ -32,7 +32,7 @@ type rowCase struct {
 }
 
 func row(name, rule string, at time.Duration, steps []scenario.Step, check func(*prebuilds.GlobalSnapshot) string) rowCase {
-	return rowCase{name: name, rule: rule, pos: scenario.Here(1), steps: steps, at: at, check: check}
+	return rowCase{name: name, rule: rule, pos: scenario.Here(0), steps: steps, at: at, check: check}
 }
 
 // rowsGroup: Snapshot/Rows/<row>/<case>.
