@@ -364,6 +364,9 @@ func neverClaimable() []claimCase {
 		never("AlreadyClaimed", "already claimed", seq(readyOps("i1"), []op{scenario.Claim{Preset: "p1", Want: "i1"}}), nil, at),
 		never("UserOwned", "owned by a user", []op{scenario.CreateInstance{Key: "i1", Template: "t1", Version: "v1", Preset: "p1", Owner: "someone"},
 			jobOp("i1", prebuilds.JobSucceeded), ready}, nil, at),
+		never("MovedToOtherPreset", "moved to another preset (a later start build named it)", []op{p2, prebuildOp("i1"), jobOp("i1", prebuilds.JobSucceeded),
+			scenario.StartBuild{Instance: "i1", Number: 2, Version: "v1", Preset: "p2", Transition: prebuilds.TransitionStart},
+			scenario.UpdateJob{Instance: "i1", Number: 2, Status: prebuilds.JobSucceeded}, ready}, nil, at),
 		never("OtherPreset", "of another preset", []op{p2, scenario.CreateInstance{Key: "i1", Template: "t1", Version: "v1", Preset: "p2"},
 			jobOp("i1", prebuilds.JobSucceeded), ready}, nil, at),
 	}

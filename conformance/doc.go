@@ -33,6 +33,12 @@
 //	                                 prebuilds.SortSnapshot) and the planner fed that snapshot
 //	                                 must produce the hand-written plan
 //	Snapshot/RankTieBreak/...        builds created in the same microsecond rank by build ID
+//	Snapshot/Rows/<row>/<case>       one rule of a snapshot row on a set-up the scenarios do
+//	                                 not make, or at parameters no scenario configuration gives
+//	                                 (Backoffs/Scope/Deprecated, Backoffs/Lookback/NanosecondAfter,
+//	                                 HardLimited/IgnoresLookback, InProgress/WhatCounts,
+//	                                 PendingInactive/WhatCounts, Counters/WhatCounts, ...): the
+//	                                 snapshot must equal the model's and meet the rule
 //	Reconcile/<scenario>             the real prebuilds.Reconciler on the same scenarios: on a
 //	                                 fresh replay per check, one pass must write exactly the plan
 //	                                 (creates per preset, deleted instances, pending builds
@@ -43,7 +49,8 @@
 //	Claim/VsDelete                   a claim racing a delete of the same prebuild: one wins
 //	Claim/OldestFirst                claims take the oldest claimable (created_at, then ID)
 //	Claim/NeverClaimable/<state>     not ready, starting, failed, stopping, deleted, inactive,
-//	                                 claimed, user-owned, other preset: never handed out
+//	                                 claimed, user-owned, other preset, moved to another preset:
+//	                                 never handed out
 //	Claim/Boundary/<edge>/<side>     claims on each side of the TTL and invalidation edges
 //	                                 (TTL/Inside: aged exactly ttl is handed out; TTL/Outside:
 //	                                 aged ttl + 1µs is refused; Invalidation/Inside and /Outside:
@@ -60,9 +67,19 @@
 //	                                 terminal job update and preset write, after the commit, in
 //	                                 order; nothing for failed writes or the Reconciler's own
 //	PendingJobs/...                  order, limit, exclusions, bad limits, racing takers
-//	Errors/<operation>/<case>        the sentinel of docs/spec.md for each failing
+//	Errors/<operation>/<case>        the sentinel of docs/spec.md, and no other, for each failing
 //	                                 case of each operation (UpsertPreset/Invalid/... for
-//	                                 prebuilds.ErrInvalidPreset), and nothing changed
+//	                                 prebuilds.ErrInvalidPreset; Order/<a>Before<b> when two
+//	                                 cases meet: the first check wins; UpdateJob/<From>To<To> for
+//	                                 every refused job transition), and nothing changed: every
+//	                                 preset, instance and build reads back as the model has it
+//	Effects/<operation>/<case>       a call that succeeds returns what the model's returns and
+//	                                 writes what it writes (every preset, instance and build read
+//	                                 back alike, times in UTC; snapshots equal): idempotent
+//	                                 deletes and removals, preset updates, the delete build's
+//	                                 version, CancelPending, SetPresetStatus's compare-and-set,
+//	                                 UpdateJob/Transition/<From>To<To> for every allowed job
+//	                                 transition and UpdateJob/ValidationFailure/...
 //	StateMachine/Reconcile           random operations and passes of the real Reconciler on the
 //	                                 store and the model; after every step the snapshots must be
 //	                                 equal, every operation must fail alike (same sentinel), every

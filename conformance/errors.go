@@ -227,14 +227,29 @@ func errorCases() []errorCase {
 		return func(ctx context.Context, s Store, now time.Time) error { return o.ApplyStore(ctx, s, now) }
 	}
 	stop := scenario.StartBuild{Instance: "i1", Number: 2, Version: "v1", Transition: prebuilds.TransitionStop}
-	return []errorCase{
+	cases := []errorCase{
 		ec("CreateTemplate", "Duplicate", conflict, "the template ID exists", nil, apply(addT{Key: "t1"})),
+		ec("CreateTemplate", "NilID", argument, "the template ID is nil", nil, func(ctx context.Context, s Store, _ time.Time) error {
+			return s.CreateTemplate(ctx, prebuilds.Template{Name: "t9"})
+		}),
+		ec("CreateTemplate", "EmptyName", argument, "the name is empty", nil, func(ctx context.Context, s Store, _ time.Time) error {
+			return s.CreateTemplate(ctx, prebuilds.Template{ID: id("t9")})
+		}),
+		ec("CreateTemplate", "Order/ArgumentBeforeDuplicate", argument, "the name is empty and the ID exists (arguments are checked first)", nil,
+			func(ctx context.Context, s Store, _ time.Time) error {
+				return s.CreateTemplate(ctx, prebuilds.Template{ID: id("t1")})
+			}),
 		ec("CreateTemplate", "WithActiveVersion", argument, "the template comes with an active version", nil, func(ctx context.Context, s Store, _ time.Time) error {
 			return s.CreateTemplate(ctx, prebuilds.Template{ID: id("t9"), Name: "t9", ActiveVersionID: id("v1")})
 		}),
 
 		ec("CreateTemplateVersion", "MissingTemplate", notFound, "the template does not exist", nil, apply(addV{Key: "v9", Template: "t9"})),
 		ec("CreateTemplateVersion", "Duplicate", conflict, "the version ID exists", nil, apply(addV{Key: "v1", Template: "t1"})),
+		ec("CreateTemplateVersion", "NilID", argument, "the version ID is nil", nil, func(ctx context.Context, s Store, now time.Time) error {
+			return s.CreateTemplateVersion(ctx, prebuilds.TemplateVersion{TemplateID: id("t1"), Name: "v9", CreatedAt: now})
+		}),
+		ec("CreateTemplateVersion", "Order/MissingTemplateBeforeDuplicate", notFound, "the template does not exist and the version ID exists (the template is checked first)",
+			nil, apply(addV{Key: "v1", Template: "t9"})),
 		ec("CreateTemplateVersion", "NilTemplate", argument, "the template ID is nil", nil, func(ctx context.Context, s Store, now time.Time) error {
 			return s.CreateTemplateVersion(ctx, prebuilds.TemplateVersion{ID: id("v9"), Name: "v9", CreatedAt: now})
 		}),
@@ -242,14 +257,26 @@ func errorCases() []errorCase {
 		ec("SetActiveVersion", "MissingTemplate", notFound, "the template does not exist", nil, apply(scenario.Activate{Template: "t9", Version: "v1"})),
 		ec("SetActiveVersion", "VersionOfOtherTemplate", notFound, "the version belongs to another template", otherTemplate,
 			apply(scenario.Activate{Template: "t1", Version: "v2"})),
+		ec("SetActiveVersion", "MissingVersion", notFound, "the version does not exist", nil, apply(scenario.Activate{Template: "t1", Version: "v9"})),
+		ec("SetActiveVersion", "Order/MissingVersionBeforeDeletedTemplate", notFound, "the template is deleted and the version does not exist (the version is checked first)",
+			[]op{scenario.DeleteTemplate{Template: "t1"}}, apply(scenario.Activate{Template: "t1", Version: "v9"})),
 		ec("SetActiveVersion", "DeletedTemplate", conflict, "the template is deleted", []op{addV{Key: "v2", Template: "t1"}, scenario.DeleteTemplate{Template: "t1"}},
 			apply(scenario.Activate{Template: "t1", Version: "v2"})),
 
 		ec("SetTemplateDeprecated", "MissingTemplate", notFound, "the template does not exist", nil, apply(scenario.Deprecate{Template: "t9"})),
+		ec("DeleteTemplate", "MissingTemplate", notFound, "the template does not exist", nil, apply(scenario.DeleteTemplate{Template: "t9"})),
 
 		ec("UpsertPreset", "MissingVersion", notFound, "the version does not exist", nil, apply(scenario.UpsertPreset{Key: "p9", Version: "v9", Desired: count(1)})),
 		ec("UpsertPreset", "NameTakenInVersion", conflict, "another preset of the version has the name", nil, func(ctx context.Context, s Store, _ time.Time) error {
 			return s.UpsertPreset(ctx, prebuilds.Preset{ID: id("p9"), TemplateVersionID: id("v1"), Name: "p1", Desired: count(1)})
+		}),
+		ec("UpsertPreset", "Order/NameTakenBeforeUnsetDesired", conflict, "another preset of the version has the name and the update unsets desired (the name is checked first)",
+			[]op{scenario.UpsertPreset{Key: "p2", Version: "v1", Desired: count(1)}}, func(ctx context.Context, s Store, _ time.Time) error {
+				return s.UpsertPreset(ctx, prebuilds.Preset{ID: id("p2"), TemplateVersionID: id("v1"), Name: "p1"})
+			}),
+		ec("GetPreset", "Missing", notFound, "the preset does not exist", nil, func(ctx context.Context, s Store, _ time.Time) error {
+			_, err := s.GetPreset(ctx, id("p9"))
+			return err
 		}),
 		ec("UpsertPreset", "MovedToOtherVersion", conflict, "the preset exists on another version", []op{addV{Key: "v2", Template: "t1"}},
 			apply(scenario.UpsertPreset{Key: "p1", Version: "v2", Desired: count(1)})),
@@ -265,12 +292,42 @@ func errorCases() []errorCase {
 		ec("CreateInstance", "DuplicateID", conflict, "the instance ID exists", running("i1"), apply(prebuildOp("i1"))),
 		ec("CreateInstance", "ExistingBuildID", conflict, "the build ID exists", running("i1"),
 			instance(func(p *prebuilds.CreateInstanceParams) { p.BuildID = buildID("i1", 1) })),
+		ec("CreateInstance", "NilID", argument, "the instance ID is nil", nil, instance(func(p *prebuilds.CreateInstanceParams) { p.InstanceID = uuid.Nil })),
+		ec("CreateInstance", "NilBuildID", argument, "the build ID is nil", nil, instance(func(p *prebuilds.CreateInstanceParams) { p.BuildID = uuid.Nil })),
+		ec("CreateInstance", "NilTemplate", argument, "the template ID is nil", nil, instance(func(p *prebuilds.CreateInstanceParams) { p.TemplateID = uuid.Nil })),
+		ec("CreateInstance", "NilVersion", argument, "the version ID is nil", nil, instance(func(p *prebuilds.CreateInstanceParams) { p.TemplateVersionID = uuid.Nil })),
+		ec("CreateInstance", "UnknownTransition", argument, "the transition is unknown", nil, instance(func(p *prebuilds.CreateInstanceParams) { p.Transition = "restart" })),
+		ec("CreateInstance", "MissingVersion", notFound, "the version does not exist", nil, instance(func(p *prebuilds.CreateInstanceParams) { p.TemplateVersionID = id("v9") })),
+		ec("CreateInstance", "Order/ArgumentBeforeMissingTemplate", argument, "the transition is unknown and the template does not exist (arguments are checked first)", nil,
+			instance(func(p *prebuilds.CreateInstanceParams) { p.Transition, p.TemplateID = "restart", id("t9") })),
+		ec("CreateInstance", "Order/MissingPresetBeforeDuplicateID", notFound, "the preset does not exist and the instance ID exists (the preset is checked first)",
+			running("n1"), instance(func(p *prebuilds.CreateInstanceParams) { p.BuildID, p.PresetID = id("n1/other"), id("p9") })),
+		ec("CreateInstance", "Order/PresetOfOtherVersionBeforeDuplicateID", argument, "the preset belongs to another version and the instance ID exists (the preset is checked first)",
+			also(running("n1"), addV{Key: "v2", Template: "t1"}, scenario.UpsertPreset{Key: "p2", Version: "v2"}),
+			instance(func(p *prebuilds.CreateInstanceParams) { p.BuildID, p.PresetID = id("n1/other"), id("p2") })),
 		ec("CreateInstance", "NilOwner", argument, "the owner is nil", nil, instance(func(p *prebuilds.CreateInstanceParams) { p.OwnerID = uuid.Nil })),
 		ec("CreateInstance", "PresetOfOtherVersion", argument, "the preset belongs to another version", []op{addV{Key: "v2", Template: "t1"}},
 			instance(func(p *prebuilds.CreateInstanceParams) { p.TemplateVersionID = id("v2") })),
 		ec("CreateInstance", "Order/MissingTemplateBeforeDuplicateID", notFound, "the template does not exist and the instance ID exists (the template is checked first)",
 			running("n1"), instance(func(p *prebuilds.CreateInstanceParams) { p.TemplateID = id("t9") })),
 
+		ec("StartBuild", "NilInstance", argument, "the instance ID is nil", running("i1"), startBuild(func(p *prebuilds.StartBuildParams) { p.InstanceID = uuid.Nil })),
+		ec("StartBuild", "NilBuildID", argument, "the build ID is nil", running("i1"), startBuild(func(p *prebuilds.StartBuildParams) { p.BuildID = uuid.Nil })),
+		ec("StartBuild", "NilVersion", argument, "the version ID is nil", running("i1"), startBuild(func(p *prebuilds.StartBuildParams) { p.TemplateVersionID = uuid.Nil })),
+		ec("StartBuild", "Order/ArgumentBeforeMissingInstance", argument, "the transition is empty and the instance does not exist (arguments are checked first)", nil,
+			startBuild(func(p *prebuilds.StartBuildParams) { p.Transition = "" })),
+		ec("StartBuild", "WhileJobCanceling", conflict, "the latest job is canceling", []op{prebuildOp("i1"), jobOp("i1", prebuilds.JobRunning), jobOp("i1", prebuilds.JobCanceling)},
+			apply(stop)),
+		ec("StartBuild", "Order/JobPendingBeforeMissingVersion", conflict, "the latest job is not finished and the version does not exist (the job is checked first)",
+			[]op{prebuildOp("i1")}, startBuild(func(p *prebuilds.StartBuildParams) { p.TemplateVersionID = id("v9") })),
+		ec("StartBuild", "Order/JobPendingBeforeMissingPreset", conflict, "the latest job is not finished and the preset does not exist (the job is checked first)",
+			[]op{prebuildOp("i1")}, startBuild(func(p *prebuilds.StartBuildParams) { p.PresetID, p.Transition = id("p9"), prebuilds.TransitionStart })),
+		ec("StartBuild", "Order/MissingVersionBeforeExistingBuildID", notFound, "the version does not exist and the build ID exists (the version is checked first)",
+			running("i1"), startBuild(func(p *prebuilds.StartBuildParams) { p.TemplateVersionID, p.BuildID = id("v9"), buildID("i1", 1) })),
+		ec("StartBuild", "Order/MissingPresetBeforeExistingBuildID", notFound, "the preset does not exist and the build ID exists (the preset is checked first)",
+			running("i1"), startBuild(func(p *prebuilds.StartBuildParams) {
+				p.PresetID, p.Transition, p.BuildID = id("p9"), prebuilds.TransitionStart, buildID("i1", 1)
+			})),
 		ec("StartBuild", "MissingInstance", notFound, "the instance does not exist", nil,
 			apply(scenario.StartBuild{Instance: "i9", Number: 2, Version: "v1", Transition: prebuilds.TransitionStop})),
 		ec("StartBuild", "MissingVersion", notFound, "the version does not exist", running("i1"),
@@ -329,6 +386,10 @@ func errorCases() []errorCase {
 		ec("Claim", "MissingPreset", notFound, "the preset does not exist", nil, claim("p9", id("user"))),
 		ec("Claim", "ForSystemOwner", argument, "the new owner is the system owner", readyOps("i1"), claim("p1", prebuilds.SystemOwner)),
 		ec("Claim", "ForNobody", argument, "the new owner is nil", readyOps("i1"), claim("p1", uuid.Nil)),
+		ec("Claim", "Order/ArgumentBeforeMissingPreset", argument, "the new owner is the system owner and the preset does not exist (arguments are checked first)",
+			nil, claim("p9", prebuilds.SystemOwner)),
+		ec("Claim", "Order/NilOwnerBeforeMissingPreset", argument, "the new owner is nil and the preset does not exist (arguments are checked first)",
+			nil, claim("p9", uuid.Nil)),
 
 		ec("GetInstance", "Missing", notFound, "the instance does not exist", nil, func(ctx context.Context, s Store, _ time.Time) error {
 			_, err := s.GetInstance(ctx, id("i9"))
@@ -349,6 +410,14 @@ func errorCases() []errorCase {
 			PresetID: id("p1"), TemplateVersionID: id("v1"), Instances: []prebuilds.NewPrebuild{{InstanceID: id("n1"), BuildID: id("b")}, {InstanceID: id("n2"), BuildID: id("b")}}})),
 		ec("CreatePrebuilds", "NilPreset", argument, "the preset ID is nil", nil, createRaw(prebuilds.CreatePrebuildsParams{
 			TemplateVersionID: id("v1"), Instances: []prebuilds.NewPrebuild{{InstanceID: id("n1"), BuildID: buildID("n1", 1)}}})),
+		ec("CreatePrebuilds", "NilVersion", argument, "the version ID is nil", nil, createRaw(prebuilds.CreatePrebuildsParams{
+			PresetID: id("p1"), Instances: []prebuilds.NewPrebuild{{InstanceID: id("n1"), BuildID: buildID("n1", 1)}}})),
+		ec("CreatePrebuilds", "NilInstanceID", argument, "an instance ID is nil", nil, createRaw(prebuilds.CreatePrebuildsParams{
+			PresetID: id("p1"), TemplateVersionID: id("v1"), Instances: []prebuilds.NewPrebuild{{InstanceID: id("n1"), BuildID: buildID("n1", 1)}, {BuildID: id("b")}}})),
+		ec("CreatePrebuilds", "Order/ArgumentBeforeMissingPreset", argument, "a build ID is nil and the preset does not exist (arguments are checked first)", nil,
+			createRaw(prebuilds.CreatePrebuildsParams{PresetID: id("p9"), TemplateVersionID: id("v1"), Instances: []prebuilds.NewPrebuild{{InstanceID: id("n1")}}})),
+		ec("CreatePrebuilds", "Order/NilInstanceIDBeforeMissingPreset", argument, "an instance ID is nil and the preset does not exist (arguments are checked first)", nil,
+			createRaw(prebuilds.CreatePrebuildsParams{PresetID: id("p9"), TemplateVersionID: id("v1"), Instances: []prebuilds.NewPrebuild{{BuildID: id("b")}}})),
 		ec("CreatePrebuilds", "NilBuildID", argument, "a build ID is nil", nil, createRaw(prebuilds.CreatePrebuildsParams{
 			PresetID: id("p1"), TemplateVersionID: id("v1"), Instances: []prebuilds.NewPrebuild{{InstanceID: id("n1")}}})),
 		ec("CreatePrebuilds", "Order/MissingPresetBeforeDuplicateID", notFound, "the preset does not exist and an instance ID exists (the preset is checked first)",
@@ -368,6 +437,14 @@ func errorCases() []errorCase {
 			_, err := s.DeletePrebuild(ctx, prebuilds.DeletePrebuildParams{InstanceID: id("i1"), BuildID: id("i1/delete2"), Now: now})
 			return err
 		}),
+		ec("DeletePrebuild", "NilInstance", argument, "the instance ID is nil", nil, delRaw(prebuilds.DeletePrebuildParams{BuildID: id("i1/delete")})),
+		ec("DeletePrebuild", "Stopped", conflict, "the prebuild is stopped (its latest build is a stop that succeeded)",
+			also(running("i1"), stop, scenario.UpdateJob{Instance: "i1", Number: 2, Status: prebuilds.JobSucceeded}), del("i1")),
+		ec("DeletePrebuild", "Order/StartingBeforeExistingBuildID", conflict, "the prebuild is still starting and the build ID exists (the state is checked first)",
+			[]op{prebuildOp("i1")}, delRaw(prebuilds.DeletePrebuildParams{InstanceID: id("i1"), BuildID: buildID("i1", 1)})),
+		ec("DeletePrebuild", "Order/ClaimedBeforeExistingBuildID", conflict, "the prebuild was claimed and the build ID exists (the state is checked first)",
+			also(readyOps("i1"), scenario.Claim{Preset: "p1", Want: "i1"}, prebuildOp("i2")),
+			delRaw(prebuilds.DeletePrebuildParams{InstanceID: id("i1"), BuildID: buildID("i2", 1)})),
 		ec("DeletePrebuild", "NilBuildID", argument, "the build ID is nil", running("i1"), delRaw(prebuilds.DeletePrebuildParams{InstanceID: id("i1")})),
 		ec("DeletePrebuild", "ExistingBuildID", conflict, "the build ID exists", running("i1"),
 			delRaw(prebuilds.DeletePrebuildParams{InstanceID: id("i1"), BuildID: buildID("i1", 1)})),
@@ -385,6 +462,15 @@ func errorCases() []errorCase {
 			_, err := s.SetPresetStatus(ctx, id("p1"), prebuilds.PresetHealthy, "sleepy")
 			return err
 		}),
+		ec("SetPresetStatus", "UnknownFromStatus", argument, "the status to change from is unknown (empty)", nil, func(ctx context.Context, s Store, _ time.Time) error {
+			_, err := s.SetPresetStatus(ctx, id("p1"), "", prebuilds.PresetHardLimited)
+			return err
+		}),
+		ec("SetPresetStatus", "Order/ArgumentBeforeMissingPreset", argument, "a status is unknown and the preset does not exist (arguments are checked first)", nil,
+			func(ctx context.Context, s Store, _ time.Time) error {
+				_, err := s.SetPresetStatus(ctx, id("p9"), prebuilds.PresetHealthy, "")
+				return err
+			}),
 
 		ec("FailStuckBuild", "NilBuildID", argument, "the build ID is nil", nil, failStuck("", 0)),
 		ec("FailStuckBuild", "MissingBuild", notFound, "the build does not exist", nil, failStuck("i9", 40*time.Second)),
@@ -402,6 +488,20 @@ func errorCases() []errorCase {
 		ec("Snapshot", "ShardOutOfRange", argument, "SnapshotParams.Shard's index is not below its count", nil,
 			snapshotWith(func(p *prebuilds.SnapshotParams) { p.Shard = prebuilds.Shard{Index: 3, Count: 3} })),
 	}
+	// Every refused job transition (the allowed ones are
+	// Effects/UpdateJob/Transition/<From>To<To>).
+	named := map[string]bool{}
+	for _, c := range cases {
+		named[c.op+"/"+c.name] = true
+	}
+	for _, tr := range jobTransitions() {
+		if tr.allowed || named["UpdateJob/"+tr.name()] {
+			continue
+		}
+		c := ec("UpdateJob", tr.name(), transition, fmt.Sprintf("a %s job is set %s", tr.from, tr.to), tr.reach(), job("i1", 1, tr.to, ""))
+		cases = append(cases, c)
+	}
+	return cases
 }
 
 // failStuck fails build #1 of key with a cut-off `after` the setup instant
@@ -456,7 +556,7 @@ func sentinelName(err error) string {
 // errorCase: the call fails with the sentinel, the model agrees, and the
 // failed call changed nothing.
 func (s *suite) errorCase(t *testing.T, tc errorCase) {
-	rule := fmt.Sprintf("%s must fail with %s when %s (docs/spec.md), and change nothing.", tc.op, sentinelName(tc.want), tc.when)
+	rule := fmt.Sprintf("%s must fail with %s (and no other sentinel) when %s (docs/spec.md), and change nothing.", tc.op, sentinelName(tc.want), tc.when)
 	e := s.claimFixture(t, rule, tc.pos)
 	setup := epoch.Add(10 * time.Second)
 	e.clock.Set(setup)
@@ -468,13 +568,14 @@ func (s *suite) errorCase(t *testing.T, tc errorCase) {
 		t.Fatalf("conformance: the model returns %v, want %v (a bug in the suite)", merr, tc.want)
 	}
 	v := e.verdict()
-	if err := tc.call(e.ctx, e.store, now); !errors.Is(err, tc.want) {
+	if err := tc.call(e.ctx, e.store, now); !errors.Is(err, tc.want) || errClass(err) != sentinelName(tc.want) {
 		msg := "nil"
 		if err != nil {
 			msg = strings.TrimSpace(err.Error())
 		}
 		v.addf("%s returned %s: %s", tc.op, errClass(err), msg)
 	}
+	e.checkWorld(v, "after the failed call")
 	e.checkSnapshot(v, defaultParams(now), "after the failed call")
 	v.report(t)
 }

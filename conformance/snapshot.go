@@ -11,12 +11,13 @@ import (
 )
 
 // snapshotGroup: Snapshot/<scenario> for every scenario of the table, and
-// Snapshot/RankTieBreak/....
+// Snapshot/RankTieBreak/... and Snapshot/Rows/....
 func (s *suite) snapshotGroup(t *testing.T) {
 	for _, sc := range scenario.Table() {
 		s.run(t, sc.Name, func(t *testing.T) { s.scenarioSnapshot(t, sc) })
 	}
 	s.ties(t)
+	s.rowsGroup(t)
 }
 
 // checkName names a check of a scenario by its offset, e.g. "at +1m30s".

@@ -62,6 +62,7 @@ func Run(t *testing.T, h Harness) {
 	t.Run("PendingJobs", s.pendingJobsGroup)
 	t.Run("ChangeFeed", func(t *testing.T) { s.run(t, "CommitsInOrder", s.changeFeed) })
 	t.Run("Errors", s.errorsGroup)
+	t.Run("Effects", s.effectsGroup)
 	s.fixedFailed = t.Failed()
 	t.Run("StateMachine", s.stateMachineGroup)
 }

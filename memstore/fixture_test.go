@@ -29,8 +29,6 @@ type fixture struct {
 	tmpl  uuid.UUID
 	ver   uuid.UUID
 	users uuid.UUID
-	// seeded lets table tests hand instances from setup to their cases.
-	seeded []uuid.UUID
 }
 
 func newFixture(t testing.TB) *fixture {
@@ -68,14 +66,6 @@ func (f *fixture) presetOn(version uuid.UUID, desired *int) uuid.UUID {
 		ID: id, TemplateVersionID: version, Name: "p-" + id.String(), Desired: desired,
 		Parameters: map[string]string{"size": "large"},
 	}))
-	return id
-}
-
-// version creates another version of f.tmpl (not active).
-func (f *fixture) version() uuid.UUID {
-	f.t.Helper()
-	id := uuid.New()
-	require.NoError(f.t, f.s.CreateTemplateVersion(f.ctx, prebuilds.TemplateVersion{ID: id, TemplateID: f.tmpl, Name: id.String()}))
 	return id
 }
 
@@ -158,8 +148,6 @@ func (f *fixture) running(preset uuid.UUID) uuid.UUID {
 	return id
 }
 
-func (f *fixture) advance(d time.Duration) { f.now = f.now.Add(d) }
-
 // snapshot takes a snapshot under the lock at f.now with a one-hour lookback
 // and hard limit k.
 func (f *fixture) snapshot(k int) *prebuilds.GlobalSnapshot {
@@ -191,16 +179,6 @@ func view(t testing.TB, snap *prebuilds.GlobalSnapshot, id uuid.UUID) prebuilds.
 	}
 	t.Fatalf("preset %s not in snapshot", id)
 	return prebuilds.PresetSnapshot{}
-}
-
-// ids returns n UUIDs in ascending byte order.
-func ids(n int) []uuid.UUID {
-	out := make([]uuid.UUID, n)
-	for i := range out {
-		out[i] = uuid.New()
-		out[i][0] = byte(i + 1) // ascending first byte
-	}
-	return out
 }
 
 // hardLimit encodes k for SnapshotParams: k > 0 is K, 0 turns it off here.
