@@ -68,11 +68,12 @@ const targetedRetries = 8
 
 // follow consumes the store's change feed for Run: changed presets are
 // gathered for Config.TriggerDelay, then reconciled by a targeted pass; a
-// resync makes it a full pass. A preset whose plan backed off is made dirty
-// when its backoff ends, so that it refills then rather than at the next
-// Interval tick: the end of a backoff is a change no store writes. A pass that finds the lock held keeps the
-// presets dirty and retries after TriggerDelay, at most targetedRetries
-// times. It returns when ctx is done or the feed closes.
+// resync makes it a full pass. A preset whose plan backed off is made
+// dirty when its backoff ends, so that it refills then rather than at the
+// next Interval tick: the end of a backoff is a change no store writes. A
+// pass that finds the lock held keeps the presets dirty and retries after
+// TriggerDelay, at most targetedRetries times. It returns when ctx is done
+// or the feed closes.
 func (r *Reconciler) follow(ctx context.Context, feed ChangeFeed) {
 	changes, err := feed.Changes(ctx)
 	if err != nil {

@@ -159,7 +159,7 @@ func TestTargetedPassGivesUpAfterBoundedRetries(t *testing.T) {
 
 // TestRunReconcilesWhenBackoffEnds: a pool in backoff is reconciled by a
 // targeted pass TriggerDelay after its backoff ends, not at the next
-// Interval tick; nothing wakes for a backoff once it is lifted.
+// Interval tick (TestBackoffWakes covers moved and lifted backoffs).
 func TestRunReconcilesWhenBackoffEnds(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -214,4 +214,55 @@ func (f *fakeStore) created() map[uuid.UUID]int {
 		out[c.PresetID] += len(c.Instances)
 	}
 	return out
+}
+
+// TestBackoffWakes: a pass's plans set, move and lift the backoff ends the
+// follower waits for; each addition or move kicks it once; nothing is
+// recorded while no follower runs.
+func TestBackoffWakes(t *testing.T) {
+	t.Parallel()
+	a, b := uuid.New(), uuid.New()
+	backoff := func(id uuid.UUID, until time.Time) Plan {
+		return Plan{PresetID: id, Actions: []Action{{Kind: ActionBackoff, Reason: ReasonBackoff, Count: 1, Until: until}}}
+	}
+	kicked := func(w *backoffWakes) bool {
+		select {
+		case <-w.kick:
+			return true
+		default:
+			return false
+		}
+	}
+	w := newBackoffWakes()
+	w.note(PassPlan{Plans: []Plan{backoff(a, t0)}})
+	require.False(t, kicked(w), "nothing is recorded while no follower runs")
+	ended, next := w.due(t0.Add(time.Hour))
+	require.Empty(t, ended)
+	require.True(t, next.IsZero())
+
+	w.follow(true)
+	w.note(PassPlan{Plans: []Plan{backoff(a, t0.Add(time.Minute)), backoff(b, t0.Add(2*time.Minute))}})
+	require.True(t, kicked(w))
+	w.note(PassPlan{Plans: []Plan{backoff(a, t0.Add(time.Minute))}})
+	require.False(t, kicked(w), "the same end again is no news")
+	ended, next = w.due(t0)
+	require.Empty(t, ended)
+	require.Equal(t, t0.Add(time.Minute), next)
+
+	// A later pass moves a's end and lifts b's backoff.
+	w.note(PassPlan{Plans: []Plan{backoff(a, t0.Add(3*time.Minute)), {PresetID: b}}})
+	require.True(t, kicked(w), "a moved end wakes the follower")
+	ended, next = w.due(t0.Add(2*time.Minute + time.Microsecond))
+	require.Empty(t, ended, "b's lifted backoff wakes nothing")
+	require.Equal(t, t0.Add(3*time.Minute), next)
+	ended, _ = w.due(t0.Add(3 * time.Minute))
+	require.Empty(t, ended, "creation resumes strictly after the end")
+	ended, next = w.due(t0.Add(3*time.Minute + time.Microsecond))
+	require.Equal(t, []uuid.UUID{a}, ended)
+	require.True(t, next.IsZero(), "a woken preset is forgotten")
+
+	w.follow(false)
+	w.note(PassPlan{Plans: []Plan{backoff(a, t0.Add(time.Hour))}})
+	_, next = w.due(t0)
+	require.True(t, next.IsZero(), "recording stops with the follower")
 }

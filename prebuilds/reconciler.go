@@ -120,10 +120,10 @@ func (r *Reconciler) Run(ctx context.Context) error {
 		defer func() {
 			cancel(nil) // the follower ends with ctx
 			<-followed
-			r.wakes.follow(false)
 		}()
 		go func() {
 			defer close(followed)
+			defer r.wakes.follow(false) // nobody waits for a wake-up any more
 			r.follow(ctx, feed)
 		}()
 	}
@@ -241,13 +241,14 @@ func (r *Reconciler) reconcile(ctx context.Context, presets []uuid.UUID) (Stats,
 // remember caches the preset rows of pp for event and metric labels
 // (ReportJob, TrackResourceReplacement).
 func (r *Reconciler) remember(pp PassPlan) {
-	cache := make(map[uuid.UUID]PresetRow, len(pp.Views))
-	for _, v := range pp.Views {
-		cache[v.Preset.ID] = v.Preset
-	}
 	r.mu.Lock()
-	r.lastPresets = cache
-	r.mu.Unlock()
+	defer r.mu.Unlock()
+	if r.lastPresets == nil {
+		r.lastPresets = make(map[uuid.UUID]PresetRow, len(pp.Views))
+	}
+	for _, v := range pp.Views {
+		r.lastPresets[v.Preset.ID] = v.Preset
+	}
 }
 
 // presetRow returns the labels of a preset as of the last snapshot this
@@ -261,7 +262,9 @@ func (r *Reconciler) presetRow(ctx context.Context, id uuid.UUID) PresetRow {
 	if ok {
 		return row
 	}
-	if snap, err := r.store.Snapshot(ctx, r.cfg.SnapshotParams(r.cfg.Clock.Now())); err == nil {
+	params := r.cfg.SnapshotParams(r.cfg.Clock.Now())
+	params.Presets = []uuid.UUID{id} // that preset's rows only
+	if snap, err := r.store.Snapshot(ctx, params); err == nil {
 		for _, p := range snap.Presets {
 			if p.ID == id {
 				return p

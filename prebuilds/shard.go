@@ -79,9 +79,12 @@ type shardWork struct {
 }
 
 // work lists the shard passes of a pass. Unsharded: one pass. A full
-// sharded pass visits every shard, starting one further each time so that
-// replicas whose passes start together spread over the shards. A targeted
-// pass visits the shards of the given presets.
+// sharded pass visits every shard in order, starting one further at each
+// pass of this replica. Replicas whose passes start together spread over
+// the shards because a replica skips a shard whose lock another holds and
+// moves on: they leapfrog. A replica may pass a shard again that another
+// passed moments before in the same cycle (Stats.ShardPasses counts every
+// shard pass). A targeted pass visits the shards of the given presets.
 func (r *Reconciler) work(ctx context.Context, presets []uuid.UUID) []shardWork {
 	n := r.cfg.Shards
 	if n <= 1 {
@@ -126,8 +129,8 @@ func (r *Reconciler) shardPass(ctx context.Context, w shardWork, targeted bool, 
 		}
 		pp := planAll(snap, r.cfg.PlanConfig(), params.StuckBefore)
 		r.wakes.note(pp)
+		r.remember(pp)
 		if !targeted {
-			r.remember(pp)
 			r.metrics.presets.update(metricsShard, pp)
 		}
 		var s Stats

@@ -243,9 +243,7 @@ func (s *sim) wakeUp(now time.Time) {
 			continue
 		}
 		delete(s.wakes, id)
-		if _, ok := s.trigger.dirty[id]; !ok {
-			s.trigger.dirty[id] = struct{}{}
-		}
+		s.trigger.dirty[id] = struct{}{}
 		if !s.trigger.pending() {
 			s.trigger.at = now.Add(s.rec.Config().TriggerDelay)
 		}
