@@ -121,9 +121,11 @@
 // oldest first. Anything else that writes builds must keep it too (the
 // benchmark loader, bench/pgfleet, does). Migration 0005 adds the column
 // and fills it from the builds, adds the pool index, and rebuilds
-// builds_preset_idx over every transition; it does so without
-// CONCURRENTLY, blocking writes to instances and builds while it runs: on a
-// large database run it in a maintenance window.
+// builds_preset_idx over every transition, in one transaction and without
+// CONCURRENTLY: its ALTER TABLE and DROP INDEX take ACCESS EXCLUSIVE locks
+// on instances and builds, so every read and write of them (claims and
+// snapshots included) waits until it commits. On a large database run it
+// in a maintenance window, or set lock_timeout and retry.
 //
 // FailStuckBuild locks the instance row, then the build, as UpdateJob does,
 // and fails the build only if it is still a start build in progress created
