@@ -57,11 +57,13 @@ type Harness struct {
 	// measures. Default 1, 2, 4, 8.
 	Concurrency []int
 
-	// ShardPresets is the fleet size of the Shards group (default 50,000,
-	// or -bench.shard-presets), reconciled in Shards shards (default 4) by
-	// 1, 2 and 4 replicas at once.
+	// ShardPresets is the fleet size of the Shards group, reconciled by 1,
+	// 2 and 4 replicas at once. Default 50,000; -bench.shard-presets
+	// overrides it.
 	ShardPresets int
-	Shards       int
+	// Shards is the Config.Shards of the Shards group, at least 2.
+	// Default 4.
+	Shards int
 
 	// Config is the Reconciler configuration of every pass (FailurePolicy,
 	// MaxCreatesPerPass, …). Run sets Clock (a mock at the fleet's Now),
@@ -142,8 +144,22 @@ var (
 func init() {
 	flag.Var(&presetsFlag, "bench.presets",
 		"comma-separated preset counts of bench.Run's Snapshot, Pass and Refill benchmarks (overrides Harness.Presets; default 100,1000,5000,10000)")
-	flag.IntVar(&shardPresetsFlag, "bench.shard-presets", 0,
-		"preset count of bench.Run's Shards benchmarks (overrides Harness.ShardPresets; default 50000)")
+	flag.Func("bench.shard-presets",
+		"preset count of bench.Run's Shards benchmarks (overrides Harness.ShardPresets; default 50000)",
+		func(v string) error {
+			n, err := parseShardPresets(v)
+			shardPresetsFlag = n
+			return err
+		})
+}
+
+// parseShardPresets parses -bench.shard-presets: a positive count.
+func parseShardPresets(v string) (int, error) {
+	n, err := strconv.Atoi(strings.ReplaceAll(strings.TrimSpace(v), "_", ""))
+	if err != nil || n <= 0 {
+		return 0, fmt.Errorf("%q is not a positive preset count (want e.g. 50000)", v)
+	}
+	return n, nil
 }
 
 // presetCounts is a flag.Value of positive integers, e.g. "100,1000".
@@ -208,8 +224,11 @@ func (h Harness) resolved() (Harness, error) {
 	if h.Shards == 0 {
 		h.Shards = 4
 	}
-	if h.ShardPresets < 0 || h.Shards < 0 {
-		return h, fmt.Errorf("bench: Harness.ShardPresets %d and Shards %d must not be negative", h.ShardPresets, h.Shards)
+	if h.ShardPresets < 0 {
+		return h, fmt.Errorf("bench: Harness.ShardPresets: %d is not a positive preset count", h.ShardPresets)
+	}
+	if h.Shards < 2 {
+		return h, fmt.Errorf("bench: Harness.Shards: %d shards is no sharding (want at least 2, or 0 for the default 4)", h.Shards)
 	}
 	if len(h.Concurrency) == 0 {
 		h.Concurrency = []int{1, 2, 4, 8}

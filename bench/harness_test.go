@@ -15,7 +15,7 @@ func TestHarnessDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	if !slices.Equal(h.Presets, DefaultPresets) || !slices.Equal(h.Groups, Groups) || !slices.Equal(h.Concurrency, []int{1, 2, 4, 8}) ||
-		h.ColdFillPresets != 1_000 || h.Fleet == nil {
+		h.ColdFillPresets != 1_000 || h.Fleet == nil || h.ShardPresets != 50_000 || h.Shards != 4 {
 		t.Fatalf("defaults not applied: %+v", h)
 	}
 }
@@ -38,6 +38,8 @@ func TestHarnessRejectsWhatRunCannotUse(t *testing.T) {
 		{"unknown group", Harness{NewStore: store, Groups: []string{"Pass", "Passes"}}, `unknown group "Passes"`},
 		{"claim without function", Harness{NewStore: store, Claims: []ClaimVariant{{Name: "a"}}}, `"a" has no Claim function`},
 		{"claim name with slash", Harness{NewStore: store, Claims: []ClaimVariant{{Name: "a/b", Claim: claim}}}, `"a/b"`},
+		{"one shard", Harness{NewStore: store, Shards: 1}, "Harness.Shards: 1 shards is no sharding"},
+		{"negative shard fleet", Harness{NewStore: store, ShardPresets: -1}, "Harness.ShardPresets: -1"},
 		{"claim name twice", Harness{NewStore: store, Claims: []ClaimVariant{{Name: "a", Claim: claim}, {Name: "a", Claim: claim}}}, "appears twice"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -57,6 +59,17 @@ func TestPresetsFlag(t *testing.T) {
 	for _, bad := range []string{"", "100,", "-5", "1e3", "ten"} {
 		if err := p.Set(bad); err == nil {
 			t.Errorf("Set(%q) succeeded: %v", bad, p)
+		}
+	}
+}
+
+func TestShardPresetsFlag(t *testing.T) {
+	if n, err := parseShardPresets(" 50_000"); err != nil || n != 50_000 {
+		t.Fatalf("parseShardPresets = %d, %v", n, err)
+	}
+	for _, bad := range []string{"", "0", "-5", "1e3", "ten"} {
+		if n, err := parseShardPresets(bad); err == nil {
+			t.Errorf("parseShardPresets(%q) = %d, want an error", bad, n)
 		}
 	}
 }

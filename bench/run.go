@@ -198,8 +198,7 @@ func (r *runner) load(b *testing.B, f *Fleet) Store {
 // reconciler returns a Reconciler over s with Harness.Config, a mock clock
 // at f.Now, no logs and no metrics, handing jobs to sink (nil: none).
 // concurrency > 0 sets MaxConcurrency.
-// shards > 0 sets Shards.
-func (r *runner) reconciler(b *testing.B, s Store, f *Fleet, sink chan<- prebuilds.Job, concurrency int, shards ...int) *prebuilds.Reconciler {
+func (r *runner) reconciler(b *testing.B, s Store, f *Fleet, sink chan<- prebuilds.Job, concurrency int) *prebuilds.Reconciler {
 	b.Helper()
 	cfg := r.h.Config
 	clock := quartz.NewMock(b).WithLogger(quartz.NoOpLogger)
@@ -207,9 +206,6 @@ func (r *runner) reconciler(b *testing.B, s Store, f *Fleet, sink chan<- prebuil
 	cfg.Clock, cfg.Logger, cfg.Registerer, cfg.Notifier, cfg.JobSink = clock, slog.New(slog.DiscardHandler), nil, nil, sink
 	if concurrency > 0 {
 		cfg.MaxConcurrency = concurrency
-	}
-	if len(shards) > 0 && shards[0] > 0 {
-		cfg.Shards = shards[0]
 	}
 	return prebuilds.NewReconciler(s, cfg)
 }
@@ -613,18 +609,32 @@ func (r *runner) createPrebuilds(b *testing.B, batched bool) {
 
 // shards measures a full sharded cycle by 1, 2 and 4 replicas.
 func (r *runner) shards(b *testing.B) {
-	if r.h.NewStore != nil { // a fresh store says what it can do without a fleet
-		if s := r.h.NewStore(b); s != nil {
-			if _, ok := s.(prebuilds.ShardLocker); !ok {
-				b.Skipf("bench: %T does not implement prebuilds.ShardLocker: no sharded reconciliation to measure", s)
-			}
-		}
+	// A store without shard locks is skipped before a fleet is generated
+	// and written to it (when Harness.Load writes it, after).
+	var (
+		f *Fleet
+		s Store
+	)
+	if r.h.Load != nil {
+		f = cachedFleet(b, r.h.Fleet(r.h.ShardPresets))
+		s = r.h.Load(b, f)
+	} else {
+		s = r.h.NewStore(b)
 	}
-	f := cachedFleet(b, r.h.Fleet(r.h.ShardPresets))
-	s := r.load(b, f)
+	if s == nil {
+		b.Fatal("bench: Harness.Load or NewStore returned nil")
+	}
 	if _, ok := s.(prebuilds.ShardLocker); !ok {
 		b.Skipf("bench: %T does not implement prebuilds.ShardLocker: no sharded reconciliation to measure", s)
 	}
+	if f == nil {
+		f = cachedFleet(b, r.h.Fleet(r.h.ShardPresets))
+		if err := Seed(b.Context(), s, f); err != nil {
+			b.Fatal(err)
+		}
+	}
+	sharded := *r
+	sharded.h.Config.Shards = r.h.Shards
 	for _, n := range ShardReplicas {
 		b.Run(fmt.Sprintf("replicas=%d", n), func(b *testing.B) {
 			recs := make([]*prebuilds.Reconciler, n)
@@ -633,7 +643,7 @@ func (r *runner) shards(b *testing.B) {
 				if i > 0 {
 					h = r.handle(b, s)
 				}
-				recs[i] = r.reconciler(b, h, f, nil, 0, r.h.Shards)
+				recs[i] = sharded.reconciler(b, h, f, nil, 0)
 			}
 			ctx := b.Context()
 			cycle := func() (passes int) {

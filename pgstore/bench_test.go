@@ -26,10 +26,10 @@ import (
 // bench/REPORT.md.
 func BenchmarkStore(b *testing.B) { bench.Run(b, benchHarness(0)) }
 
-// BenchmarkStoreRTT500us is BenchmarkStore's creates, claims and sharded cycles with every
-// client write delayed 0.5 ms (at least 0.5 ms more per round trip), as
-// across a network: what batching and one-statement operations save is
-// round trips.
+// BenchmarkStoreRTT500us is BenchmarkStore's creates, claims and sharded
+// cycles with every client write delayed 0.5 ms (at least 0.5 ms more per
+// round trip), as across a network: what batching and one-statement
+// operations save is round trips.
 func BenchmarkStoreRTT500us(b *testing.B) {
 	h := benchHarness(500 * time.Microsecond)
 	h.Groups = []string{"CreatePrebuilds", "Claim", "Shards"}
@@ -67,11 +67,16 @@ func benchHarness(rtt time.Duration) bench.Harness {
 		if err != nil {
 			b.Fatal(err)
 		}
-		b.Cleanup(pool.Close)
 		s := pgstore.New(pool)
 		mu.Lock()
 		configs[s] = cfg
 		mu.Unlock()
+		b.Cleanup(func() {
+			mu.Lock()
+			delete(configs, s)
+			mu.Unlock()
+			pool.Close()
+		})
 		return s
 	}
 	return bench.Harness{
@@ -81,8 +86,9 @@ func benchHarness(rtt time.Duration) bench.Harness {
 		Load: func(b *testing.B, f *bench.Fleet) bench.Store {
 			return open(b, benchPoolConfig(b, pgfleet.Migrator{Fleet: f}, conns, rtt))
 		},
-		// Each replica of Refill, and its claimer, on a pool of its own, as
-		// in a deployment: the change feed crosses connections.
+		// Each replica of Refill and Shards, and Refill's claimer, on a
+		// pool of its own, as in a deployment: the change feed and the
+		// locks cross connections.
 		Handle: func(b *testing.B, s bench.Store) bench.Store {
 			mu.Lock()
 			cfg, ok := configs[s.(*pgstore.Store)]

@@ -134,7 +134,7 @@ func TestSuite(t *testing.T) {
 		"memstore|Pass/idle|presets=1000|1000",
 		"memstore|Claim||0",
 		"memstore|Refill|presets=1000|1000",
-		"memstore|Shards|replicas=2|2",
+		"memstore|Shards|presets=50000/replicas=2|2",
 	}
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Fatalf("suite rows (the floor, the footprint and names bench.Run does not make are not rows):\n%s\nwant:\n%s",

@@ -16,8 +16,9 @@ type SuiteRow struct {
 	// "ColdFill", "Claim", "CreatePrebuilds", "Refill" or "Shards".
 	Group string
 	// Param is the last element ("presets=1000", "concurrency=8",
-	// "impl=tx", "mode=batched"), "" for a plain Claim; N its number when
-	// it has one.
+	// "impl=tx", "mode=batched"; "presets=50000/replicas=2" for Shards),
+	// "" for a plain Claim; N the number of the last element when it has
+	// one.
 	Param string
 	N     int
 	*Result
@@ -53,8 +54,9 @@ func suiteRow(r *Result) (SuiteRow, bool) {
 		return SuiteRow{}, false
 	}
 	fn, group, param := m[1], m[2], m[3]
-	if strings.HasPrefix(group, "Shards/") {
-		group = "Shards" // its fleet size is the harness's, one per run
+	fleet := "" // Shards/presets=N: the fleet of every replica count
+	if rest, ok := strings.CutPrefix(group, "Shards/"); ok {
+		group, fleet = "Shards", rest
 	}
 	key, value, _ := strings.Cut(param, "=")
 	switch {
@@ -64,6 +66,9 @@ func suiteRow(r *Result) (SuiteRow, bool) {
 		return SuiteRow{}, false
 	}
 	row := SuiteRow{Store: storeLabel(r.Pkg, fn), Group: group, Param: param, Result: r}
+	if fleet != "" {
+		row.Param = fleet + "/" + param
+	}
 	if n, err := strconv.Atoi(value); err == nil {
 		row.N = n
 	}
