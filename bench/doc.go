@@ -58,9 +58,8 @@
 // The answer of the last full run (bench/REPORT.md; scripts/bench.sh rewrites the table, do not edit it):
 //
 //	store     Interval 1m (pass ≤ 6 s)  Interval 30s (pass ≤ 3 s)  Interval 10s (pass ≤ 1 s)
-//	memstore  > 40,000*                 > 40,000*                  > 40,000*
-//	pgstore   > 40,000*                 > 40,000*                  25,000 (17,000)*
-//	* idle pass only: the churn pass was not measured.
+//	memstore  > 40,000                  > 40,000                   > 40,000
+//	pgstore   > 40,000                  > 40,000                   12,000 (8,100)
 //
 // In parentheses: the cautious figure, where the upper bound of the
 // prediction band reaches the budget. The report also works a fleet of
