@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"slices"
@@ -150,22 +151,14 @@ func runThirdStore(t *testing.T, mode string, extra ...string) (string, bool) {
 }
 
 // results maps each benchmark result line of out (name without the
-// GOMAXPROCS suffix) to its units.
-func results(out string) map[string][]string {
+// GOMAXPROCS suffix) to its units, sorted (one parser: metrics).
+func results(t *testing.T, out string) map[string][]string {
+	t.Helper()
 	res := map[string][]string{}
-	sc := bufio.NewScanner(strings.NewReader(out))
-	for sc.Scan() {
-		f := strings.Fields(sc.Text())
-		if len(f) < 4 || !strings.HasPrefix(f[0], "Benchmark") || len(f)%2 != 0 {
-			continue
-		}
-		name := f[0]
-		if i := strings.LastIndexByte(name, '-'); i > 0 {
-			name = name[:i]
-		}
-		for i := 3; i < len(f); i += 2 {
-			res[name] = append(res[name], f[i])
-		}
+	for name, byUnit := range metrics(t, out) {
+		units := slices.Collect(maps.Keys(byUnit))
+		slices.Sort(units)
+		res[name] = units
 	}
 	return res
 }
@@ -179,7 +172,7 @@ func TestRunThirdStore(t *testing.T) {
 	if !ok {
 		t.Fatalf("the suite failed on a correct store:\n%s", out)
 	}
-	got := results(out)
+	got := results(t, out)
 	want := map[string]string{}
 	for _, n := range []int{20, 40} {
 		want[fmt.Sprintf("Snapshot/presets=%d", n)] = "presets/s"
@@ -219,7 +212,7 @@ func TestRunClaimVariants(t *testing.T) {
 	if !ok {
 		t.Fatalf("the suite failed:\n%s", out)
 	}
-	got := results(out)
+	got := results(t, out)
 	names := make([]string, 0, len(got))
 	for name := range got {
 		names = append(names, name)
@@ -243,7 +236,7 @@ func TestRunFailsOnABrokenStore(t *testing.T) {
 	if !strings.Contains(out, "a churn pass over 20 presets wrote") || !strings.Contains(out, "want 1 creates and 1 deletes") {
 		t.Fatalf("the failure does not say what the churn pass wrote and what it should have:\n%s", out)
 	}
-	if _, ok := results(out)["BenchmarkThirdStore/Pass/idle/presets=20"]; !ok {
+	if _, ok := results(t, out)["BenchmarkThirdStore/Pass/idle/presets=20"]; !ok {
 		t.Fatalf("Pass/idle, which never deletes, did not run before the failure:\n%s", out)
 	}
 }
@@ -327,7 +320,7 @@ func TestRunRefillSkipsWithoutFeed(t *testing.T) {
 	if !ok {
 		t.Fatalf("Refill failed on a store without a change feed instead of skipping:\n%s", out)
 	}
-	if len(results(out)) != 0 {
+	if len(results(t, out)) != 0 {
 		t.Errorf("Refill reported results for a store without a change feed:\n%s", out)
 	}
 	if !strings.Contains(out, "--- SKIP: BenchmarkThirdStore/Refill/presets=20") || !strings.Contains(out, "does not implement prebuilds.ChangeFeed") {
@@ -344,7 +337,7 @@ func TestRunShards(t *testing.T) {
 	if !ok {
 		t.Fatalf("the suite failed on a correct store:\n%s", out)
 	}
-	got := results(out)
+	got := results(t, out)
 	for _, n := range []int{1, 2, 4} {
 		name := fmt.Sprintf("BenchmarkThirdStore/Shards/presets=40/replicas=%d", n)
 		if units := got[name]; !slices.Contains(units, "shard-passes/cycle") || !slices.Contains(units, "presets/s") {
