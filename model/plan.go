@@ -134,10 +134,18 @@ func (w *World) adaptive(pr prebuilds.Preset, now time.Time, cfg prebuilds.PlanC
 		}
 		return out
 	}
-	if n, lastFailedAt := w.streak(pr, p.Lookback); n >= 1 {
-		until := lastFailedAt.Add(adaptiveWait(n, cfg.BackoffInterval, cfg.BackoffMax))
-		if !now.After(until) {
-			return []prebuilds.Action{{Kind: prebuilds.ActionBackoff, Reason: prebuilds.ReasonBackoff, Count: want, Until: until}}
+	if streak, lastFailedAt := w.streak(pr, p.Lookback); streak >= 1 {
+		// The failures that back off: all of them, or all but the first
+		// when the preset is proven (its first failure gets a probe now).
+		n := streak
+		if w.proven(pr) {
+			n = streak - 1
+		}
+		if n >= 1 {
+			until := lastFailedAt.Add(adaptiveWait(n, cfg.BackoffInterval, cfg.BackoffMax))
+			if !now.After(until) {
+				return []prebuilds.Action{{Kind: prebuilds.ActionBackoff, Reason: prebuilds.ReasonBackoff, Count: want, Until: until}}
+			}
 		}
 		return single(prebuilds.ReasonProbe)
 	}

@@ -194,10 +194,10 @@ func (w *World) FailStuckBuild(p prebuilds.FailStuckBuildParams) error {
 	return nil
 }
 
-// adaptiveWait is min(interval × 2^(streak−1), max), computed by doubling.
-func adaptiveWait(streak int, interval, maxWait time.Duration) time.Duration {
+// adaptiveWait is min(interval × 2^(n−1), max), computed by doubling.
+func adaptiveWait(n int, interval, maxWait time.Duration) time.Duration {
 	wait := interval
-	for i := 1; i < streak; i++ {
+	for i := 1; i < n; i++ {
 		if wait > maxWait/2 {
 			return maxWait
 		}

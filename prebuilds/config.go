@@ -35,8 +35,9 @@ func (h HardLimit) K() int {
 type Config struct {
 	// Interval between reconciliation passes of Run. Default 1m.
 	Interval time.Duration
-	// BackoffInterval is multiplied by the number of recent failures to get
-	// the backoff window. Default 1m.
+	// BackoffInterval is the unit of backoff: PolicyCoder multiplies it by
+	// the number of recent failures, PolicyAdaptive doubles it per failure
+	// of a streak (see PolicyAdaptive). Default 1m.
 	BackoffInterval time.Duration
 	// BackoffLookback is how far back failures count toward backoff.
 	// Default 1h.

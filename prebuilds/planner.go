@@ -257,8 +257,9 @@ func PlanPreset(s PresetSnapshot, now time.Time, cfg PlanConfig) Plan {
 }
 
 // adaptiveGate appends PolicyAdaptive's decision for a preset that wants
-// more prebuilds: back off after a failure streak, then probe one build at
-// a time; build one canary before a preset is proven; otherwise create.
+// more prebuilds: back off after a failure streak (from its second failure
+// when the preset is proven), then probe one build at a time; build one
+// canary before a preset is proven; otherwise create.
 func adaptiveGate(actions []Action, s PresetSnapshot, now time.Time, cfg PlanConfig, want, starting int) []Action {
 	one := func(r Reason) []Action {
 		if starting > 0 {
@@ -272,8 +273,10 @@ func adaptiveGate(actions []Action, s PresetSnapshot, now time.Time, cfg PlanCon
 	}
 	switch {
 	case s.Streak >= 1:
-		if until := adaptiveUntil(s.LastFailedAt, s.Streak, cfg.BackoffInterval, cfg.BackoffMax); !now.After(until) {
-			return append(actions, Action{Kind: ActionBackoff, Reason: ReasonBackoff, Count: want, Until: until})
+		if n := backoffSteps(s.Streak, s.Proven); n >= 1 {
+			if until := adaptiveUntil(s.LastFailedAt, n, cfg.BackoffInterval, cfg.BackoffMax); !now.After(until) {
+				return append(actions, Action{Kind: ActionBackoff, Reason: ReasonBackoff, Count: want, Until: until})
+			}
 		}
 		return one(ReasonProbe)
 	case cfg.Canary && !s.Proven:

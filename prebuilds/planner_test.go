@@ -285,6 +285,13 @@ func TestPlanPresetAdaptive(t *testing.T) {
 			return v
 		}
 	}
+	unprovenStreak := func(n int, ago time.Duration) func() PresetSnapshot {
+		return func() PresetSnapshot {
+			v := streak(n, ago)()
+			v.Proven = false
+			return v
+		}
+	}
 	tests := []struct {
 		name string
 		v    func() PresetSnapshot
@@ -293,11 +300,19 @@ func TestPlanPresetAdaptive(t *testing.T) {
 	}{
 		{name: "proven and healthy creates all", v: func() PresetSnapshot { return proven(4, 1) },
 			want: []Action{{Kind: ActionCreate, Reason: ReasonMissing, Count: 3}}},
-		{name: "streak 1 backs off one interval, until inclusive", v: streak(1, 10*time.Second),
+		{name: "unproven streak 1 backs off one interval, until inclusive", v: unprovenStreak(1, 10*time.Second),
 			want: []Action{{Kind: ActionBackoff, Reason: ReasonBackoff, Count: 3, Until: t0}}},
-		{name: "streak 1 after its interval probes once", v: streak(1, 10*time.Second+time.Microsecond),
+		{name: "unproven streak 1 after its interval probes once", v: unprovenStreak(1, 10*time.Second+time.Microsecond),
 			want: []Action{{Kind: ActionCreate, Reason: ReasonProbe, Count: 1}, {Kind: ActionBlocked, Reason: ReasonProbe, Count: 2}}},
-		{name: "streak 3 doubles twice", v: streak(3, 39*time.Second),
+		{name: "unproven streak 3 doubles twice", v: unprovenStreak(3, 39*time.Second),
+			want: []Action{{Kind: ActionBackoff, Reason: ReasonBackoff, Count: 3, Until: t0.Add(time.Second)}}},
+		{name: "proven streak 1 probes at once", v: streak(1, 0),
+			want: []Action{{Kind: ActionCreate, Reason: ReasonProbe, Count: 1}, {Kind: ActionBlocked, Reason: ReasonProbe, Count: 2}}},
+		{name: "proven streak 2 backs off one interval, until inclusive", v: streak(2, 10*time.Second),
+			want: []Action{{Kind: ActionBackoff, Reason: ReasonBackoff, Count: 3, Until: t0}}},
+		{name: "proven streak 2 after its interval probes once", v: streak(2, 10*time.Second+time.Microsecond),
+			want: []Action{{Kind: ActionCreate, Reason: ReasonProbe, Count: 1}, {Kind: ActionBlocked, Reason: ReasonProbe, Count: 2}}},
+		{name: "proven streak 3 doubles once", v: streak(3, 19*time.Second),
 			want: []Action{{Kind: ActionBackoff, Reason: ReasonBackoff, Count: 3, Until: t0.Add(time.Second)}}},
 		{name: "streak 5 is capped at BackoffMax", v: streak(5, 59*time.Second),
 			want: []Action{{Kind: ActionBackoff, Reason: ReasonBackoff, Count: 3, Until: t0.Add(time.Second)}}},

@@ -250,7 +250,7 @@ func printComparison(out io.Writer, opts options, ceiling, coder, adaptive runRe
 	fmt.Fprintf(out, "Troubled groups (broken, broken-big, flaky, misconfigured; hanging's hangs) stay troubled in the ceiling.\n")
 	fmt.Fprintf(out, "Both policies: hard limit K = %s, build timeout %s, create budget %s. coder backs off failed × %s from the newest\n",
 		hardLimitText(opts.hardLimit), durationOrOff(opts.buildTimeout), budgetText(opts.maxCreates), opts.backoff)
-	fmt.Fprintf(out, "failed build's creation; adaptive %s × 2^(streak-1) from the last failure, up to %s, then one probe at a time; canary %s.\n",
+	fmt.Fprintf(out, "failed build's creation; adaptive %s × 2^(n-1) from the last failure (n the streak, less one once proven), up to %s,\nthen one probe at a time; canary %s.\n",
 		opts.backoff, opts.backoffMax, onOff(opts.canary))
 	fmt.Fprintf(out, "All three runs: %s.\n", modeText(opts))
 	fmt.Fprintf(out, "Times are per preset; fill is the time average of min(eligible, desired) ÷ desired; refill is the\n")

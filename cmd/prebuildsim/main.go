@@ -167,7 +167,7 @@ func newFlagSet(o *options, start, policy *string, stderr io.Writer) *flag.FlagS
 	fs.DurationVar(&o.poll, "poll", time.Minute, "how often the provisioner polls the store for jobs whose hand-off it missed")
 	fs.DurationVar(&o.buildTime, "build-time", 90*time.Second, "median duration of a start build (lognormal); delete builds take a third of it")
 	fs.StringVar(policy, "policy", string(prebuilds.DefaultFailurePolicy), "Reconciler FailurePolicy: coder (backoff of failed × -backoff from the newest failed build's creation) or adaptive (failure streaks in completion order, exponential backoff, probes, canary); not with -compare, which runs both")
-	fs.DurationVar(&o.backoff, "backoff", prebuilds.DefaultBackoffInterval, "Reconciler BackoffInterval: coder backs off failed builds × this; adaptive this × 2^(streak-1)")
+	fs.DurationVar(&o.backoff, "backoff", prebuilds.DefaultBackoffInterval, "Reconciler BackoffInterval: coder backs off failed builds × this; adaptive this × 2^(n-1), n the failure streak (less its first failure once the preset is proven)")
 	fs.DurationVar(&o.backoffMax, "backoff-max", prebuilds.DefaultBackoffMax, "Reconciler BackoffMax: the cap of adaptive's exponential backoff")
 	fs.BoolVar(&o.canary, "canary", true, "adaptive: build one canary before filling a preset with no successful build yet (a new version, a cold start, a reset); -canary=false sets Reconciler DisableCanary")
 	fs.DurationVar(&o.buildTimeout, "build-timeout", 0, "Reconciler BuildTimeout: fail start builds still pending or running this long (0: the library default, off under coder and 30m under adaptive; negative: off); the hanging group needs it")

@@ -427,8 +427,12 @@ func (s *sim) backoffNote(v prebuilds.PresetSnapshot, a prebuilds.Action, now ti
 		why = fmt.Sprintf("coder: newest failed build created at %s + %d failed × %s",
 			offset(v.Backoff.LastBuildAt, s.opts.start), v.Backoff.NumFailed, s.opts.backoff)
 	case v.Streak > 0:
-		why = fmt.Sprintf("adaptive: streak of %d failures, the last at %s + %s",
-			v.Streak, offset(v.LastFailedAt, s.opts.start), a.Until.Sub(v.LastFailedAt))
+		proven := ""
+		if v.Proven {
+			proven = ", proven: the first probed at once"
+		}
+		why = fmt.Sprintf("adaptive: streak of %d failures%s, the last at %s + %s",
+			v.Streak, proven, offset(v.LastFailedAt, s.opts.start), a.Until.Sub(v.LastFailedAt))
 	}
 	if a.Until.Equal(now) {
 		return fmt.Sprintf("backoff until %s, this pass only (%s)", until, why)

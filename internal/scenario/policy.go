@@ -111,13 +111,13 @@ func policies() []Scenario {
 		def(Scenario{
 			Name:   "Adaptive/Streak/EndedBySuccess",
 			Rule:   "A success that completes after a failure ends the failure streak, even if its build was created before the failure's.",
-			Config: adaptive,
-			Steps: steps(f1.active(3), f1.running("i1", 0), f1.starting("i2", 20*sec), f1.starting("i3", 30*sec),
+			Config: withConfig(adaptive, func(c *Config) { c.DisableCanary = true }),
+			Steps: steps(f1.active(3), f1.starting("i2", 20*sec), f1.starting("i3", 30*sec),
 				f1.finish("i3", 40*sec, prebuilds.JobFailed), f1.finish("i2", 60*sec, prebuilds.JobSucceeded)),
 			Checks: []Check{
-				check(45*sec, want("p1", 3, backoff(1, 50*sec))),
-				check(55*sec, want("p1", 3, probe(0, 1)...)), // i2 still in flight: one probe at a time
-				check(61*sec, want("p1", 3, create(1))),
+				check(45*sec, want("p1", 3, backoff(2, 50*sec))), // not proven yet: the first failure backs off
+				check(55*sec, want("p1", 3, probe(0, 2)...)),     // i2 still in flight: one probe at a time
+				check(61*sec, want("p1", 3, create(2))),
 			},
 		}),
 		def(Scenario{
@@ -126,34 +126,47 @@ func policies() []Scenario {
 			Config: adaptive,
 			Steps: steps(f1.active(3), f1.running("i1", 0), f1.starting("i2", 20*sec), f1.starting("i3", 30*sec),
 				f1.finish("i3", 35*sec, prebuilds.JobSucceeded), f1.finish("i2", 40*sec, prebuilds.JobFailed)),
-			Checks: []Check{check(45*sec, want("p1", 3, backoff(1, 50*sec)))},
+			Checks: []Check{check(45*sec, want("p1", 3, probe(1, 0)...))}, // in creation order i3 is newest: create(1)
 		}),
 		def(Scenario{
 			Name:   "Adaptive/Streak/ExponentialAndCapped",
-			Rule:   "The adaptive backoff is BackoffInterval × 2^(streak−1), at most BackoffMax, from the last failure's completion.",
+			Rule:   "The adaptive backoff of a preset not proven yet is BackoffInterval × 2^(streak−1), at most BackoffMax, from the last failure's completion.",
 			Config: withConfig(adaptive, func(c *Config) { c.FailureHardLimit = 5 }),
-			Steps: steps(f1.active(3), f1.running("ok", 0),
+			Steps: steps(f1.active(3),
 				f1.failed("f1", sec, ""), f1.failed("f2", 2*sec, ""), f1.failed("f3", 3*sec, ""),
 				Step{100 * sec, f1.create("f4")}, f1.finish("f4", 110*sec, prebuilds.JobFailed)),
 			Checks: []Check{
-				check(4*sec, want("p1", 3, backoff(2, 3*sec+40*sec))),          // streak 3: 10s × 4
-				check(111*sec, want("p1", 3, backoff(2, 110*sec+time.Minute))), // streak 4: 80s, capped at 1m
-				check(170*sec+us, want("p1", 3, probe(1, 1)...)),
+				check(4*sec, want("p1", 3, backoff(3, 3*sec+40*sec))),          // streak 3: 10s × 4
+				check(111*sec, want("p1", 3, backoff(3, 110*sec+time.Minute))), // streak 4: 80s, capped at 1m
+				check(170*sec+us, want("p1", 3, probe(1, 2)...)),
+			},
+		}),
+		def(Scenario{
+			Name:   "Adaptive/Streak/ProvenFirstFailureProbes",
+			Rule:   "A proven preset answers the first failure of a streak with one probe at once; its backoff is BackoffInterval × 2^(streak−2), at most BackoffMax.",
+			Config: withConfig(adaptive, func(c *Config) { c.FailureHardLimit = 5 }),
+			Steps: steps(f1.active(3), f1.running("ok", 0),
+				f1.failed("f1", 10*sec, ""), f1.failed("f2", 20*sec, ""), f1.failed("f3", 30*sec, "")),
+			Checks: []Check{
+				check(10*sec, want("p1", 3, probe(1, 1)...)),     // streak 1: no backoff
+				check(20*sec, want("p1", 3, backoff(2, 30*sec))), // streak 2: 10s
+				check(30*sec, want("p1", 3, backoff(2, 50*sec))), // streak 3: 20s
+				check(50*sec+us, want("p1", 3, probe(1, 1)...)),
 			},
 		}),
 		def(Scenario{
 			Name:   "Boundary/AdaptiveUntil/Inside",
-			Rule:   "Under the adaptive policy creation is held while now ≤ last_failed_at + min(BackoffInterval × 2^(streak−1), BackoffMax).",
+			Rule:   "Under the adaptive policy creation is held while now ≤ last_failed_at + min(BackoffInterval × 2^(n−1), BackoffMax), n the streak of a preset not proven yet.",
 			Config: adaptive,
-			Steps:  steps(f1.active(2), f1.running("ok", 0), f1.failed("f1", 10*sec, ""), f1.failed("f2", 20*sec, "")),
-			Checks: []Check{check(20*sec+20*sec, want("p1", 2, backoff(1, 40*sec)))},
+			Steps:  steps(f1.active(2), f1.failed("f1", 10*sec, ""), f1.failed("f2", 20*sec, "")),
+			Checks: []Check{check(20*sec+20*sec, want("p1", 2, backoff(2, 40*sec)))},
 		}),
 		def(Scenario{
 			Name:   "Boundary/AdaptiveUntil/Outside",
 			Rule:   "Under the adaptive policy a probe is built 1µs after the backoff of a failure streak ends.",
 			Config: adaptive,
-			Steps:  steps(f1.active(2), f1.running("ok", 0), f1.failed("f1", 10*sec, ""), f1.failed("f2", 20*sec, "")),
-			Checks: []Check{check(40*sec+us, want("p1", 2, probe(1, 0)...))},
+			Steps:  steps(f1.active(2), f1.failed("f1", 10*sec, ""), f1.failed("f2", 20*sec, "")),
+			Checks: []Check{check(40*sec+us, want("p1", 2, probe(1, 1)...))},
 		}),
 		def(Scenario{
 			Name:   "Adaptive/Probe/HeldWhileInFlight",
