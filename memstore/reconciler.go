@@ -66,6 +66,67 @@ func (s *Store) WithShardLock(ctx context.Context, shard prebuilds.Shard, fn fun
 	return true, fn(ctx, r)
 }
 
+var _ prebuilds.ShardPassLog = (*Store)(nil)
+
+// shardPasses are one shard's pass numbers: passes begun, and the number
+// of the newest that completed.
+type shardPasses struct{ begun, completed int64 }
+
+// checkShardPassLog validates a shard for the ShardPassLog methods.
+func checkShardPassLog(op string, shard prebuilds.Shard) error {
+	if !shard.Valid() || shard.All() {
+		return fmt.Errorf("memstore: %s: shard %d of %d is not one of several shards: %w", op, shard.Index, shard.Count, prebuilds.ErrInvalidArgument)
+	}
+	return nil
+}
+
+// ShardPassesBegun implements prebuilds.ShardPassLog.
+func (s *Store) ShardPassesBegun(_ context.Context, count int) ([]int64, error) {
+	if count < 2 {
+		return nil, fmt.Errorf("memstore: shard passes begun: %d shards is not several shards: %w", count, prebuilds.ErrInvalidArgument)
+	}
+	s.shardMu.Lock()
+	defer s.shardMu.Unlock()
+	begun := make([]int64, count)
+	for i := range begun {
+		begun[i] = s.shardPasses[prebuilds.Shard{Index: i, Count: count}].begun
+	}
+	return begun, nil
+}
+
+// BeginShardPass implements prebuilds.ShardPassLog.
+func (s *Store) BeginShardPass(_ context.Context, shard prebuilds.Shard) (number, completed int64, err error) {
+	if err := checkShardPassLog("begin shard pass", shard); err != nil {
+		return 0, 0, err
+	}
+	s.shardMu.Lock()
+	defer s.shardMu.Unlock()
+	if s.shardPasses == nil {
+		s.shardPasses = map[prebuilds.Shard]shardPasses{}
+	}
+	p := s.shardPasses[shard]
+	p.begun++
+	s.shardPasses[shard] = p
+	return p.begun, p.completed, nil
+}
+
+// CompleteShardPass implements prebuilds.ShardPassLog.
+func (s *Store) CompleteShardPass(_ context.Context, shard prebuilds.Shard, number int64) error {
+	if err := checkShardPassLog("complete shard pass", shard); err != nil {
+		return err
+	}
+	s.shardMu.Lock()
+	defer s.shardMu.Unlock()
+	p := s.shardPasses[shard]
+	if number < 1 || number > p.begun {
+		return fmt.Errorf("memstore: complete shard pass %d of shard %d of %d: %d passes have begun: %w",
+			number, shard.Index, shard.Count, p.begun, prebuilds.ErrInvalidArgument)
+	}
+	p.completed = max(p.completed, number)
+	s.shardPasses[shard] = p
+	return nil
+}
+
 // CreatePrebuilds implements prebuilds.Store. All entries are written or
 // none.
 func (s *Store) CreatePrebuilds(_ context.Context, p prebuilds.CreatePrebuildsParams) ([]prebuilds.Job, error) {

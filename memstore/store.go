@@ -28,6 +28,8 @@ type Store struct {
 	// created on first use under shardMu; like reconcile, only TryLock'ed.
 	shardMu    sync.Mutex
 	shardLocks map[prebuilds.Shard]*sync.Mutex
+	// shardPasses is the ShardPassLog, under shardMu.
+	shardPasses map[prebuilds.Shard]shardPasses
 
 	// mu guards everything below. Every operation holds it for its whole
 	// duration, which makes each operation atomic (a transaction).

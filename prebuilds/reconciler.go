@@ -17,13 +17,20 @@ var ErrReconcilerStopped = errors.New("prebuilds: reconciler stopped")
 
 // Stats describes one ReconcileAll pass.
 type Stats struct {
-	// Acquired is false when another replica held the lock: nothing was done.
+	// Acquired is false when another replica held the lock: nothing was
+	// done. (Sharded: no shard pass held its lock and ran, because other
+	// replicas held the locks or, with a ShardPassLog, had just passed the
+	// shards.)
 	Acquired bool
 	// Targeted is true for a pass over some presets only (ReconcilePresets).
 	Targeted bool
 	// ShardPasses counts the shard passes that held their lock (1 for an
 	// unsharded pass that did).
 	ShardPasses int
+	// ShardsFresh counts the shards a sharded full pass skipped because
+	// another replica passed them after this pass began (the store's
+	// ShardPassLog says so).
+	ShardsFresh int
 	// Paused is true when the pause switch was on: nothing was written.
 	Paused bool
 	// Presets is the number of presets in the snapshot.
@@ -209,11 +216,15 @@ func (r *Reconciler) reconcile(ctx context.Context, presets []uuid.UUID) (Stats,
 	start := r.cfg.Clock.Now()
 	var stats Stats
 	var errs []error
+	var pl *passLog
+	if !targeted {
+		pl = r.passLog(ctx)
+	}
 	for _, w := range r.work(ctx, presets) {
 		if ctx.Err() != nil {
 			break
 		}
-		acquired, err := r.shardPass(ctx, w, targeted, &stats)
+		acquired, err := r.shardPass(ctx, w, targeted, pl, &stats)
 		stats.Acquired = stats.Acquired || acquired
 		if err != nil {
 			errs = append(errs, err)

@@ -3,6 +3,7 @@ package prebuilds
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -50,6 +51,31 @@ type ShardLocker interface {
 	WithShardLock(ctx context.Context, shard Shard, fn func(ctx context.Context, r SnapshotReader) error) (acquired bool, err error)
 }
 
+// ShardPassLog is an optional Store capability that stops sharded replicas
+// from repeating each other's work. The store numbers the passes of each
+// shard as they begin and remembers the newest one that completed; a
+// replica notes how many passes of every shard had begun when its full pass
+// started, and skips a shard whose newest completed pass began after that
+// (Stats.ShardsFresh): that pass read the shard at least as recently as
+// this one would have. Without it a replica passes a shard again that
+// another replica finished a moment before. Numbers are per Shard (Index
+// and Count); every method returns ErrInvalidArgument for a shard that is
+// not Valid or is every preset (Count ≤ 1).
+type ShardPassLog interface {
+	// ShardPassesBegun returns, for each shard of count (index i for shard
+	// i), how many of its passes have begun: 0 for a shard never passed.
+	ShardPassesBegun(ctx context.Context, count int) ([]int64, error)
+	// BeginShardPass numbers a new pass of shard, whose lock the caller
+	// holds: number is one more than the shard's previous pass number, and
+	// completed is the number of its newest pass that completed (0: none).
+	BeginShardPass(ctx context.Context, shard Shard) (number, completed int64, err error)
+	// CompleteShardPass records that pass number of shard completed. The
+	// newest completed number never decreases: completing an older pass
+	// after a newer one changes nothing. A number that has not begun is
+	// ErrInvalidArgument.
+	CompleteShardPass(ctx context.Context, shard Shard, number int64) error
+}
+
 // check reports a Reconciler that cannot run: an invalid Config, or shards
 // without a store that locks them.
 func (r *Reconciler) check() error {
@@ -82,9 +108,11 @@ type shardWork struct {
 // sharded pass visits every shard in order, starting one further at each
 // pass of this replica. Replicas whose passes start together spread over
 // the shards because a replica skips a shard whose lock another holds and
-// moves on: they leapfrog. A replica may pass a shard again that another
-// passed moments before in the same cycle (Stats.ShardPasses counts every
-// shard pass). A targeted pass visits the shards of the given presets.
+// moves on: they leapfrog. Without a ShardPassLog a replica may pass a shard
+// again that another passed moments before in the same cycle
+// (Stats.ShardPasses counts every shard pass); with one it skips it
+// (Stats.ShardsFresh). A targeted pass visits the shards of the given
+// presets.
 func (r *Reconciler) work(ctx context.Context, presets []uuid.UUID) []shardWork {
 	n := r.cfg.Shards
 	if n <= 1 {
@@ -115,11 +143,67 @@ func (r *Reconciler) work(ctx context.Context, presets []uuid.UUID) []shardWork 
 	return out
 }
 
+// passLog is the store's ShardPassLog when a full pass of a sharded
+// Reconciler can use it, with the number of passes of each shard begun
+// before the pass: a shard whose newest completed pass has a larger number
+// was passed by another replica since, and is skipped. A log that fails is
+// not used for the pass (the pass repeats work rather than skip it).
+type passLog struct {
+	log   ShardPassLog
+	begun []int64
+}
+
+// fresh reports whether shard's newest completed pass began after the
+// full pass that p was read for.
+func (p *passLog) fresh(shard Shard, completed int64) bool {
+	return p != nil && shard.Index < len(p.begun) && completed > p.begun[shard.Index]
+}
+
+// passLog reads the passes begun so far, for a full sharded pass whose
+// store keeps a ShardPassLog; nil otherwise.
+func (r *Reconciler) passLog(ctx context.Context) *passLog {
+	l, ok := r.store.(ShardPassLog)
+	if !ok || r.cfg.Shards <= 1 {
+		return nil
+	}
+	begun, err := l.ShardPassesBegun(ctx, r.cfg.Shards)
+	if err != nil {
+		r.log.WarnContext(ctx, "reading the shard pass log failed; this pass may repeat other replicas' shard passes", slog.Any("error", err))
+		return nil
+	}
+	if len(begun) != r.cfg.Shards {
+		r.log.WarnContext(ctx, "the shard pass log returned the wrong number of shards; not using it",
+			slog.Int("shards", r.cfg.Shards), slog.Int("returned", len(begun)))
+		return nil
+	}
+	return &passLog{log: l, begun: begun}
+}
+
+// errShardFresh ends a shard pass that found the shard passed by another
+// replica since its full pass began.
+var errShardFresh = errors.New("shard passed since this pass began")
+
 // shardPass runs one pass under the lock of w.shard: snapshot (restricted
-// to the shard and, when targeted, to its presets), plan, execute.
-func (r *Reconciler) shardPass(ctx context.Context, w shardWork, targeted bool, stats *Stats) (bool, error) {
+// to the shard and, when targeted, to its presets), plan, execute. With a
+// pass log (full sharded passes), it numbers the pass in the log first,
+// skips the shard if another replica passed it since the full pass began,
+// and records the pass as completed after executing it.
+func (r *Reconciler) shardPass(ctx context.Context, w shardWork, targeted bool, pl *passLog, stats *Stats) (bool, error) {
 	metricsShard := max(w.shard.Index, 0)
 	acquired, err := r.withLock(ctx, w.shard, func(ctx context.Context, sr SnapshotReader) error {
+		var number int64
+		if pl != nil {
+			n, completed, err := pl.log.BeginShardPass(ctx, w.shard)
+			switch {
+			case err != nil:
+				r.log.WarnContext(ctx, "numbering a shard pass failed; passing the shard without the log",
+					slog.Int("shard", w.shard.Index), slog.Int("shards", w.shard.Count), slog.Any("error", err))
+			case pl.fresh(w.shard, completed):
+				return errShardFresh
+			default:
+				number = n
+			}
+		}
 		params := r.cfg.SnapshotParams(r.cfg.Clock.Now())
 		params.Presets = w.presets
 		params.Shard = w.shard
@@ -138,8 +222,23 @@ func (r *Reconciler) shardPass(ctx context.Context, w shardWork, targeted bool, 
 		stats.add(s)
 		stats.Presets += s.Presets
 		stats.Paused = stats.Paused || s.Paused
+		if number > 0 {
+			if err := pl.log.CompleteShardPass(ctx, w.shard, number); err != nil {
+				r.log.WarnContext(ctx, "recording a completed shard pass failed; other replicas may pass the shard again",
+					slog.Int("shard", w.shard.Index), slog.Int("shards", w.shard.Count), slog.Any("error", err))
+			}
+		}
 		return nil
 	})
+	if errors.Is(err, errShardFresh) {
+		if !targeted {
+			r.metrics.presets.clear(metricsShard)
+		}
+		r.log.DebugContext(ctx, "shard passed by another replica since this pass began, skipping it",
+			slog.Int("shard", w.shard.Index), slog.Int("shards", w.shard.Count))
+		stats.ShardsFresh++
+		return false, nil
+	}
 	if !acquired && err == nil {
 		if !targeted {
 			r.metrics.presets.clear(metricsShard)

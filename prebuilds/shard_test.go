@@ -2,8 +2,10 @@ package prebuilds_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
@@ -135,4 +137,82 @@ func TestShardsNeedAShardLocker(t *testing.T) {
 	_, err := r.ReconcileAll(context.Background())
 	require.ErrorIs(t, err, prebuilds.ErrInvalidArgument)
 	require.ErrorContains(t, err, "ShardLocker")
+}
+
+// hookedShards is a memstore whose lock of shard 0 runs hook while held,
+// before the pass inside it.
+type hookedShards struct {
+	*memstore.Store
+	hook func()
+}
+
+func (h hookedShards) WithShardLock(ctx context.Context, shard prebuilds.Shard, fn func(context.Context, prebuilds.SnapshotReader) error) (bool, error) {
+	return h.Store.WithShardLock(ctx, shard, func(ctx context.Context, sr prebuilds.SnapshotReader) error {
+		if shard.Index == 0 && h.hook != nil {
+			h.hook()
+		}
+		return fn(ctx, sr)
+	})
+}
+
+func TestShardedPassSkipsShardsPassedSinceItBegan(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s, _ := shardedFleet(t)
+	quiet := prebuilds.Config{Shards: 4, Logger: slog.New(slog.DiscardHandler)}
+	other := prebuilds.NewReconciler(s, quiet)
+	var otherStats prebuilds.Stats
+	h := hookedShards{Store: s}
+	h.hook = func() {
+		// While this replica holds shard 0, the other makes a whole pass:
+		// shard 0 is held, so it passes 1, 2 and 3.
+		h.hook = nil
+		st, err := other.ReconcileAll(ctx)
+		require.NoError(t, err)
+		otherStats = st
+	}
+	r := prebuilds.NewReconciler(&h, quiet)
+	stats, err := r.ReconcileAll(ctx)
+	require.NoError(t, err)
+	require.Equal(t, 3, otherStats.ShardPasses)
+	require.Equal(t, 9, otherStats.Created)
+	require.Equal(t, 1, stats.ShardPasses, "shards 1-3 were passed by the other replica after this pass began")
+	require.Equal(t, 3, stats.ShardsFresh)
+	require.Equal(t, 3, stats.Created)
+
+	// The next pass began after those passes: it passes every shard.
+	stats, err = r.ReconcileAll(ctx)
+	require.NoError(t, err)
+	require.Equal(t, 4, stats.ShardPasses)
+	require.Zero(t, stats.ShardsFresh)
+	require.Zero(t, stats.Created, "every pool was already filled")
+}
+
+// failingPassLog is a memstore whose ShardPassLog always fails.
+type failingPassLog struct{ *memstore.Store }
+
+var errPassLog = errors.New("pass log unavailable")
+
+func (failingPassLog) ShardPassesBegun(context.Context, int) ([]int64, error) {
+	return nil, errPassLog
+}
+
+func (failingPassLog) BeginShardPass(context.Context, prebuilds.Shard) (int64, int64, error) {
+	return 0, 0, errPassLog
+}
+
+func TestShardPassLogFailureRepeatsRatherThanSkips(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s, _ := shardedFleet(t)
+	var logs strings.Builder
+	cfg := prebuilds.Config{Shards: 4, Logger: slog.New(slog.NewTextHandler(&logs, nil))}
+	// Another replica passed every shard, and recorded it, a moment ago.
+	_, err := prebuilds.NewReconciler(s, cfg).ReconcileAll(ctx)
+	require.NoError(t, err)
+	stats, err := prebuilds.NewReconciler(failingPassLog{s}, cfg).ReconcileAll(ctx)
+	require.NoError(t, err)
+	require.Equal(t, 4, stats.ShardPasses, "without a readable log every shard is passed")
+	require.Zero(t, stats.ShardsFresh)
+	require.Contains(t, logs.String(), "reading the shard pass log failed")
 }
