@@ -81,7 +81,10 @@ import (
 //     each on its own handle (Harness.Handle), run ReconcileAll at once;
 //     the cycle ends when all have returned, every shard having been passed
 //     by one of them. ns/op is the cycle time, shard-passes/cycle how many
-//     shard passes held their lock (at least Shards). R is 1, 2 and 4.
+//     shard passes held their lock (at least Shards; exactly Shards when the
+//     store keeps a prebuilds.ShardPassLog, as replicas then skip a shard
+//     another passed during the cycle), shards-fresh/cycle how many shards
+//     were skipped that way. R is 1, 2 and 4.
 //
 // Every sub-benchmark checks what the store did (a balanced pass writes
 // nothing, a churn pass makes exactly its creates and deletes, no claim
@@ -646,7 +649,7 @@ func (r *runner) shards(b *testing.B) {
 				recs[i] = sharded.reconciler(b, h, f, nil, 0)
 			}
 			ctx := b.Context()
-			cycle := func() (passes int) {
+			cycle := func() (passes, fresh int) {
 				stats := make([]prebuilds.Stats, n)
 				g, ctx := errgroup.WithContext(ctx)
 				for i, rec := range recs {
@@ -665,6 +668,7 @@ func (r *runner) shards(b *testing.B) {
 						b.Fatalf("a sharded pass over a balanced fleet of %d presets did something: %+v", f.Params.Presets, st)
 					}
 					passes += st.ShardPasses
+					fresh += st.ShardsFresh
 					presets += st.Presets
 				}
 				// A replica skips a shard only while another passes it, so
@@ -673,16 +677,19 @@ func (r *runner) shards(b *testing.B) {
 					b.Fatalf("a cycle of %d replicas made %d shard passes over %d presets, want at least %d over %d",
 						n, passes, presets, r.h.Shards, f.Params.Presets)
 				}
-				return passes
+				return passes, fresh
 			}
 			cycle() // every handle's connections opened, untimed
-			total := 0
+			total, skipped := 0, 0
 			b.ReportAllocs()
 			b.ResetTimer()
 			for b.Loop() {
-				total += cycle()
+				p, f := cycle()
+				total += p
+				skipped += f
 			}
 			b.ReportMetric(float64(total)/float64(b.N), "shard-passes/cycle")
+			b.ReportMetric(float64(skipped)/float64(b.N), "shards-fresh/cycle")
 			perSecond(b, f.Params.Presets, "presets/s")
 		})
 	}

@@ -3,6 +3,8 @@ package conformance
 import (
 	"context"
 	"errors"
+	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -99,6 +101,70 @@ func (s *suite) shardLocks(t *testing.T) {
 	if ok, err := sl.WithShardLock(ctx, prebuilds.Shard{Index: 3, Count: 3}, func(context.Context, prebuilds.SnapshotReader) error { return nil }); ok || !errors.Is(err, prebuilds.ErrInvalidArgument) {
 		v.addf("WithShardLock of shard 3 of 3 = (%v, %v), want (false, ErrInvalidArgument)", ok, err)
 	}
+	v.report(t)
+}
+
+// shardPassLog: a store that implements prebuilds.ShardPassLog numbers each
+// shard's passes from 1 as they begin, keeps the newest completed number
+// (never decreasing), keeps shards and shard counts apart, and refuses bad
+// input with ErrInvalidArgument without changing anything. Stores without
+// the capability skip it (it is optional).
+func (s *suite) shardPassLog(t *testing.T) {
+	e := s.newEnv(t, epoch, "ShardPassLog numbers a shard's passes from 1 as they begin and keeps the newest completed number, per shard and shard count; bad input is ErrInvalidArgument and changes nothing.", defined())
+	pl, ok := e.store.(prebuilds.ShardPassLog)
+	if !ok {
+		t.Skip("the store does not implement prebuilds.ShardPassLog (optional)")
+	}
+	v := e.verdict()
+	ctx := e.ctx
+	one := prebuilds.Shard{Index: 1, Count: 3}
+	begun := func(count int, want ...int64) {
+		got, err := pl.ShardPassesBegun(ctx, count)
+		if err != nil || !slices.Equal(got, want) {
+			v.addf("ShardPassesBegun(%d) = (%v, %v), want (%v, nil)", count, got, err, want)
+		}
+	}
+	begin := func(shard prebuilds.Shard, number, completed int64) {
+		n, c, err := pl.BeginShardPass(ctx, shard)
+		if err != nil || n != number || c != completed {
+			v.addf("BeginShardPass(%+v) = (%d, %d, %v), want (%d, %d, nil)", shard, n, c, err, number, completed)
+		}
+	}
+	complete := func(shard prebuilds.Shard, number int64) {
+		if err := pl.CompleteShardPass(ctx, shard, number); err != nil {
+			v.addf("CompleteShardPass(%+v, %d) = %v, want nil", shard, number, err)
+		}
+	}
+	invalid := func(what string, err error) {
+		if !errors.Is(err, prebuilds.ErrInvalidArgument) {
+			v.addf("%s = %v, want ErrInvalidArgument", what, err)
+		}
+	}
+
+	begun(3, 0, 0, 0)
+	begin(one, 1, 0)
+	begin(one, 2, 0)
+	complete(one, 2)
+	begin(one, 3, 2)
+	complete(one, 1) // an older pass completing late: the newest stays 2
+	begin(one, 4, 2)
+	begun(3, 0, 4, 0)
+	begun(2, 0, 0) // another shard count is another set of shards
+	begin(prebuilds.Shard{Index: 1, Count: 2}, 1, 0)
+
+	for _, bad := range []prebuilds.Shard{{}, {Index: 0, Count: 1}, {Index: 3, Count: 3}, {Index: -1, Count: 3}} {
+		_, _, err := pl.BeginShardPass(ctx, bad)
+		invalid(fmt.Sprintf("BeginShardPass(%+v)", bad), err)
+		invalid(fmt.Sprintf("CompleteShardPass(%+v, 1)", bad), pl.CompleteShardPass(ctx, bad, 1))
+	}
+	_, err := pl.ShardPassesBegun(ctx, 1)
+	invalid("ShardPassesBegun(1)", err)
+	invalid("CompleteShardPass of a pass that has not begun (5 of 4)", pl.CompleteShardPass(ctx, one, 5))
+	invalid("CompleteShardPass of pass 0", pl.CompleteShardPass(ctx, one, 0))
+	invalid("CompleteShardPass of a shard never passed", pl.CompleteShardPass(ctx, prebuilds.Shard{Index: 0, Count: 3}, 1))
+	// Nothing above changed the log.
+	begun(3, 0, 4, 0)
+	begin(one, 5, 2)
 	v.report(t)
 }
 

@@ -25,6 +25,7 @@ func (s *suite) lockGroup(t *testing.T) {
 	s.run(t, "HardLimitRace", s.lockHardLimitRace)
 	s.run(t, "SnapshotWithoutLock", s.lockFreeSnapshot)
 	s.run(t, "Shards", s.shardLocks)
+	s.run(t, "ShardPassLog", s.shardPassLog)
 }
 
 // lockExclusive: 5 goroutines contend for the lock, round after round. The
