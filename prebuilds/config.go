@@ -36,8 +36,9 @@ type Config struct {
 	// Interval between reconciliation passes of Run. Default 1m.
 	Interval time.Duration
 	// BackoffInterval is the unit of backoff: PolicyCoder multiplies it by
-	// the number of recent failures, PolicyAdaptive doubles it per failure
-	// of a streak (see PolicyAdaptive). Default 1m.
+	// the number of recent failures; PolicyAdaptive waits
+	// BackoffInterval × 2^(n−1), at most BackoffMax (n as PolicyAdaptive
+	// says). Default 1m.
 	BackoffInterval time.Duration
 	// BackoffLookback is how far back failures count toward backoff.
 	// Default 1h.

@@ -50,8 +50,8 @@ const (
 	// retrying cannot fix; creation stops until an admin reset or a new
 	// version.
 	ReasonValidationFailed Reason = "validation_failed"
-	// ReasonProbe (PolicyAdaptive): after a failure streak's backoff, one
-	// build at a time tests whether the preset works again.
+	// ReasonProbe (PolicyAdaptive): after a failure (and its backoff, if
+	// any), one build at a time tests whether the preset works again.
 	ReasonProbe Reason = "probe"
 	// ReasonCanary (PolicyAdaptive): the preset has no successful build yet
 	// (new version, cold start, reset); one build goes first.

@@ -387,9 +387,33 @@ func TestAdaptiveUntil(t *testing.T) {
 		{MaxStreak, time.Hour, 1<<63 - 1, 1<<63 - 1},
 		{40, 1 << 40, 1 << 62, 1 << 62},
 		{3, 0, time.Minute, 0},
+		{MaxStreak, 0, time.Minute, 0},
 	} {
 		if got := adaptiveUntil(t0, tt.streak, tt.interval, tt.max).Sub(t0); got != tt.want {
 			t.Errorf("streak %d, interval %s, max %s: wait %s, want %s", tt.streak, tt.interval, tt.max, got, tt.want)
+		}
+	}
+}
+
+// TestAdaptiveUntilDoubles checks adaptiveUntil against doubling, one step
+// at a time, for every n a streak can give.
+func TestAdaptiveUntilDoubles(t *testing.T) {
+	t.Parallel()
+	for _, interval := range []time.Duration{0, time.Microsecond, time.Second, time.Minute, time.Hour} {
+		for _, maxWait := range []time.Duration{0, time.Second, 10 * time.Minute, 1<<63 - 1} {
+			want := interval
+			for n := 1; n <= MaxStreak; n++ {
+				if n > 1 {
+					if want > maxWait/2 {
+						want = maxWait
+					} else {
+						want *= 2
+					}
+				}
+				if got := adaptiveUntil(t0, n, interval, maxWait).Sub(t0); got != min(want, maxWait) {
+					t.Fatalf("n %d, interval %s, max %s: wait %s, want %s", n, interval, maxWait, got, min(want, maxWait))
+				}
+			}
 		}
 	}
 }

@@ -49,7 +49,10 @@ const MaxStreak = 64
 // without overflow.
 func adaptiveUntil(lastFailedAt time.Time, n int, interval, maxWait time.Duration) time.Time {
 	wait := maxWait
-	if n >= 1 && n-1 < 63 && interval <= maxWait>>(n-1) {
+	switch {
+	case interval <= 0:
+		wait = min(0, maxWait) // 0 doubled is 0
+	case n >= 1 && n-1 < 63 && interval <= maxWait>>(n-1):
 		wait = min(interval<<(n-1), maxWait)
 	}
 	return lastFailedAt.Add(wait)

@@ -111,7 +111,7 @@ func policies() []Scenario {
 		def(Scenario{
 			Name:   "Adaptive/Streak/EndedBySuccess",
 			Rule:   "A success that completes after a failure ends the failure streak, even if its build was created before the failure's.",
-			Config: withConfig(adaptive, func(c *Config) { c.DisableCanary = true }),
+			Config: adaptive,
 			Steps: steps(f1.active(3), f1.starting("i2", 20*sec), f1.starting("i3", 30*sec),
 				f1.finish("i3", 40*sec, prebuilds.JobFailed), f1.finish("i2", 60*sec, prebuilds.JobSucceeded)),
 			Checks: []Check{
@@ -174,6 +174,33 @@ func policies() []Scenario {
 			Config: adaptive,
 			Steps:  steps(f1.active(3), f1.running("ok", 0), f1.failed("f1", 10*sec, ""), f1.starting("pr", 30*sec)),
 			Checks: []Check{check(40*sec, want("p1", 3, probe(0, 1)...))},
+		}),
+		def(Scenario{
+			Name:   "Boundary/AdaptiveUntil/ProvenInside",
+			Rule:   "A proven preset's creation is held while now ≤ last_failed_at + min(BackoffInterval × 2^(n−1), BackoffMax), n one less than its streak.",
+			Config: adaptive,
+			Steps:  steps(f1.active(2), f1.running("ok", 0), f1.failed("f1", 10*sec, ""), f1.failed("f2", 20*sec, "")),
+			Checks: []Check{check(30*sec, want("p1", 2, backoff(1, 30*sec)))},
+		}),
+		def(Scenario{
+			Name:   "Boundary/AdaptiveUntil/ProvenOutside",
+			Rule:   "A proven preset probes 1µs after the backoff of its failure streak ends.",
+			Config: adaptive,
+			Steps:  steps(f1.active(2), f1.running("ok", 0), f1.failed("f1", 10*sec, ""), f1.failed("f2", 20*sec, "")),
+			Checks: []Check{check(30*sec+us, want("p1", 2, probe(1, 0)...))},
+		}),
+		def(Scenario{
+			Name:   "Adaptive/HardLimit/ProvenStreak",
+			Rule:   "A proven preset's first failure, answered by a probe at once, still counts toward the hard limit: a streak of K failures hard-limits it.",
+			Config: adaptive,
+			Steps: steps(f1.active(3), f1.running("ok", 0),
+				f1.failed("f1", 10*sec, ""), f1.failed("f2", 20*sec, ""), f1.failed("f3", 40*sec, "")),
+			Checks: []Check{
+				check(10*sec, want("p1", 3, probe(1, 1)...)),
+				check(20*sec, want("p1", 3, backoff(2, 30*sec))),
+				check(30*sec+us, want("p1", 3, probe(1, 1)...)),
+				check(40*sec, want("p1", 3, hardLimited, blocked(prebuilds.ReasonHardLimited, 2))),
+			},
 		}),
 		def(Scenario{
 			Name:   "Adaptive/HardLimit/Streak",
