@@ -63,6 +63,9 @@
 //	Lock/Shards                      (stores with prebuilds.ShardLocker) one holder per shard;
 //	                                 shards' locks independent of each other and of the
 //	                                 cluster-wide lock
+//	Lock/ShardPassLog                (stores with prebuilds.ShardPassLog) pass numbers from 1
+//	                                 per shard and shard count, the newest completed never
+//	                                 decreasing; bad input refused, nothing changed
 //	ChangeFeed/CommitsInOrder        (stores with prebuilds.ChangeFeed) the preset of each claim,
 //	                                 terminal job update and preset write, after the commit, in
 //	                                 order; nothing for failed writes or the Reconciler's own

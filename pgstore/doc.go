@@ -79,6 +79,13 @@
 // locks. The zero shard (Count ≤ 1) is the cluster-wide lock; an invalid
 // shard, or a Count above MaxShards (65,535), is ErrInvalidArgument.
 //
+// Store also implements prebuilds.ShardPassLog, in the table shard_passes
+// (migration 0006): one row per (lock key, Count, Index), created by the
+// shard's first pass, holding the passes begun and the newest completed.
+// BeginShardPass is one upsert, CompleteShardPass one update that only
+// raises the completed number, ShardPassesBegun one read of a Count's rows.
+// Replicas share the log when they share the lock key.
+//
 // The snapshot is a handful of set-based queries sent in one batch: the
 // pause switch, the configured presets with their templates, their
 // schedules, one "facts" query that computes every live prebuild's latest
