@@ -74,16 +74,16 @@ type shardPasses struct{ begun, completed int64 }
 
 // checkShardPassLog validates a shard for the ShardPassLog methods.
 func checkShardPassLog(op string, shard prebuilds.Shard) error {
-	if !shard.Valid() || shard.All() {
-		return fmt.Errorf("memstore: %s: shard %d of %d is not one of several shards: %w", op, shard.Index, shard.Count, prebuilds.ErrInvalidArgument)
+	if !shard.Valid() || shard.All() || shard.Count > prebuilds.MaxShards {
+		return fmt.Errorf("memstore: %s: shard %d of %d is not one of 2..%d shards: %w", op, shard.Index, shard.Count, prebuilds.MaxShards, prebuilds.ErrInvalidArgument)
 	}
 	return nil
 }
 
 // ShardPassesBegun implements prebuilds.ShardPassLog.
 func (s *Store) ShardPassesBegun(_ context.Context, count int) ([]int64, error) {
-	if count < 2 {
-		return nil, fmt.Errorf("memstore: shard passes begun: %d shards is not several shards: %w", count, prebuilds.ErrInvalidArgument)
+	if count < 2 || count > prebuilds.MaxShards {
+		return nil, fmt.Errorf("memstore: shard passes begun: %d shards is not 2..%d: %w", count, prebuilds.MaxShards, prebuilds.ErrInvalidArgument)
 	}
 	s.shardMu.Lock()
 	defer s.shardMu.Unlock()

@@ -212,7 +212,7 @@ func (s *Store) WithReconciliationLock(ctx context.Context, fn func(ctx context.
 
 // MaxShards is the largest Shard.Count WithShardLock accepts: the shard's
 // count and index share one 32-bit key.
-const MaxShards = 1<<16 - 1
+const MaxShards = prebuilds.MaxShards
 
 // WithShardLock implements prebuilds.ShardLocker: the reconciliation lock of
 // one shard, taken and released exactly as WithReconciliationLock's (the

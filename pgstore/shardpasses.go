@@ -70,19 +70,21 @@ func (s *Store) CompleteShardPass(ctx context.Context, shard prebuilds.Shard, nu
 	if err := checkPassShard(shard); err != nil {
 		return opError("complete shard pass", key, err)
 	}
+	var updated bool
 	var begun int64
 	err := s.pool.QueryRow(ctx, `
-WITH cur AS (
-	SELECT begun FROM shard_passes WHERE lock_key = $1 AND shard_count = $2 AND shard_index = $3
-), upd AS (
+WITH upd AS (
 	UPDATE shard_passes SET completed = greatest(completed, $4)
 	WHERE lock_key = $1 AND shard_count = $2 AND shard_index = $3 AND $4 BETWEEN 1 AND begun
+	RETURNING begun
 )
-SELECT coalesce((SELECT begun FROM cur), 0)`, s.lockKey, shard.Count, shard.Index, number).Scan(&begun)
+SELECT EXISTS (SELECT FROM upd),
+	coalesce((SELECT begun FROM shard_passes WHERE lock_key = $1 AND shard_count = $2 AND shard_index = $3), 0)`,
+		s.lockKey, shard.Count, shard.Index, number).Scan(&updated, &begun)
 	if err != nil {
 		return opError("complete shard pass", key, err)
 	}
-	if number < 1 || number > begun {
+	if !updated {
 		return opError("complete shard pass", key,
 			errf(prebuilds.ErrInvalidArgument, "pass %d: %d passes have begun", number, begun))
 	}

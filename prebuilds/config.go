@@ -119,8 +119,8 @@ const (
 )
 
 // Validate reports a configuration the Reconciler cannot run with, as an
-// error matching ErrInvalidArgument: an unknown FailurePolicy or a negative
-// MaxCreatesPerPass. Every other out-of-range value means the field's
+// error matching ErrInvalidArgument: an unknown FailurePolicy, a negative
+// MaxCreatesPerPass or Shards above MaxShards. Every other out-of-range value means the field's
 // default (or, for BuildTimeout, off). A Reconciler with an invalid Config refuses to plan
 // or reconcile and returns this error from Plan, ReconcileAll and Run.
 func (c Config) Validate() error {
@@ -129,6 +129,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("prebuilds: config: unknown FailurePolicy %q (want %q or %q): %w", c.FailurePolicy, PolicyCoder, PolicyAdaptive, ErrInvalidArgument)
 	case c.MaxCreatesPerPass < 0:
 		return fmt.Errorf("prebuilds: config: negative MaxCreatesPerPass %d: %w", c.MaxCreatesPerPass, ErrInvalidArgument)
+	case c.Shards > MaxShards:
+		return fmt.Errorf("prebuilds: config: Shards %d is above %d: %w", c.Shards, MaxShards, ErrInvalidArgument)
 	}
 	return nil
 }

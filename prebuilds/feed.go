@@ -85,6 +85,9 @@ func (r *Reconciler) follow(ctx context.Context, feed ChangeFeed) {
 	dirty := map[uuid.UUID]struct{}{}
 	full := false
 	retries := 0
+	// fullLog is the shard pass log read by the first attempt of a full
+	// pass, reused by its retries until a new change comes in.
+	var fullLog *passLog
 	var timer, wakeTimer *quartz.Timer
 	var fire, wake <-chan time.Time
 	arm := func() {
@@ -133,6 +136,7 @@ func (r *Reconciler) follow(ctx context.Context, feed ChangeFeed) {
 			if !ok {
 				return
 			}
+			fullLog = nil // a pass that began before this change cannot stand for it
 			if c.Kind == ChangeResync {
 				full = true
 			} else {
@@ -146,7 +150,10 @@ func (r *Reconciler) follow(ctx context.Context, feed ChangeFeed) {
 			var stats Stats
 			var err error
 			if full {
-				stats, err = r.ReconcileAll(ctx)
+				if fullLog == nil {
+					fullLog = r.passLog(ctx)
+				}
+				stats, err = r.reconcile(ctx, nil, fullLog)
 			} else {
 				ids := make([]uuid.UUID, 0, len(dirty))
 				for id := range dirty {
@@ -157,13 +164,16 @@ func (r *Reconciler) follow(ctx context.Context, feed ChangeFeed) {
 			if err != nil && ctx.Err() == nil {
 				r.log.ErrorContext(ctx, "triggered reconciliation pass failed", slog.Any("error", err), slog.Bool("full", full))
 			}
-			if !stats.Acquired && err == nil && retries < targetedRetries {
+			// Retry while every shard the pass reached was held elsewhere;
+			// shards other replicas passed since the first attempt began
+			// (fresh) need no retry.
+			if !stats.Acquired && err == nil && stats.ShardsFresh < max(r.cfg.Shards, 1) && retries < targetedRetries {
 				retries++
 				arm()
 				continue
 			}
 			clear(dirty)
-			full, retries = false, 0
+			full, retries, fullLog = false, 0, nil
 		}
 	}
 }
@@ -178,7 +188,7 @@ func (r *Reconciler) ReconcilePresets(ctx context.Context, presets []uuid.UUID) 
 	if ids == nil {
 		ids = []uuid.UUID{} // no presets: a targeted pass over nothing, not a full pass
 	}
-	stats, err := r.reconcile(ctx, ids)
+	stats, err := r.reconcile(ctx, ids, nil)
 	stats.Targeted = true
 	if stats.Acquired && err == nil {
 		r.metrics.targeted.Inc()

@@ -203,12 +203,15 @@ func (r *Reconciler) Plan(ctx context.Context) (PassPlan, error) {
 // never aborts the others. The error is for pass-level failures (lock,
 // snapshot).
 func (r *Reconciler) ReconcileAll(ctx context.Context) (Stats, error) {
-	return r.reconcile(ctx, nil)
+	return r.reconcile(ctx, nil, nil)
 }
 
 // reconcile is a pass over every preset (presets nil) or over the given
-// ones (a targeted pass).
-func (r *Reconciler) reconcile(ctx context.Context, presets []uuid.UUID) (Stats, error) {
+// ones (a targeted pass). A full sharded pass reads the store's shard pass
+// log first, unless pl is given: a retry of a full pass reuses the log read
+// of its first attempt, so shards passed since that attempt began stay
+// skipped.
+func (r *Reconciler) reconcile(ctx context.Context, presets []uuid.UUID, pl *passLog) (Stats, error) {
 	if err := r.check(); err != nil {
 		return Stats{}, err
 	}
@@ -216,8 +219,7 @@ func (r *Reconciler) reconcile(ctx context.Context, presets []uuid.UUID) (Stats,
 	start := r.cfg.Clock.Now()
 	var stats Stats
 	var errs []error
-	var pl *passLog
-	if !targeted {
+	if !targeted && pl == nil {
 		pl = r.passLog(ctx)
 	}
 	for _, w := range r.work(ctx, presets) {

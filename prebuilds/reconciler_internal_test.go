@@ -405,6 +405,7 @@ func TestInvalidConfigRefused(t *testing.T) {
 	for name, cfg := range map[string]Config{
 		"UnknownPolicy":  {FailurePolicy: "lenient"},
 		"NegativeBudget": {MaxCreatesPerPass: -1},
+		"TooManyShards":  {Shards: MaxShards + 1},
 	} {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
@@ -419,7 +420,7 @@ func TestInvalidConfigRefused(t *testing.T) {
 			require.Empty(t, fs.creates, "an invalid configuration writes nothing")
 		})
 	}
-	require.NoError(t, Config{FailurePolicy: PolicyAdaptive, BuildTimeout: time.Minute, MaxCreatesPerPass: 3}.Validate())
+	require.NoError(t, Config{FailurePolicy: PolicyAdaptive, BuildTimeout: time.Minute, MaxCreatesPerPass: 3, Shards: MaxShards}.Validate())
 }
 
 func TestFailStuckExecuted(t *testing.T) {

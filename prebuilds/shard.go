@@ -3,7 +3,6 @@ package prebuilds
 import (
 	"context"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -29,6 +28,11 @@ func ShardOf(templateID uuid.UUID, count int) int {
 	}
 	return int(binary.BigEndian.Uint32(templateID[:4]) % uint32(count))
 }
+
+// MaxShards is the largest shard count: Config.Shards above it is
+// ErrInvalidArgument, and stores may refuse shards of a larger Count
+// (pgstore packs Count and Index into one 32-bit lock key).
+const MaxShards = 1<<16 - 1
 
 // All reports whether s is every preset (Count ≤ 1).
 func (s Shard) All() bool { return s.Count <= 1 }
@@ -179,27 +183,32 @@ func (r *Reconciler) passLog(ctx context.Context) *passLog {
 	return &passLog{log: l, begun: begun}
 }
 
-// errShardFresh ends a shard pass that found the shard passed by another
-// replica since its full pass began.
-var errShardFresh = errors.New("shard passed since this pass began")
-
 // shardPass runs one pass under the lock of w.shard: snapshot (restricted
 // to the shard and, when targeted, to its presets), plan, execute. With a
 // pass log (full sharded passes), it numbers the pass in the log first,
 // skips the shard if another replica passed it since the full pass began,
-// and records the pass as completed after executing it.
+// and records the pass as completed after executing all of its plan
+// without a preset error.
 func (r *Reconciler) shardPass(ctx context.Context, w shardWork, targeted bool, pl *passLog, stats *Stats) (bool, error) {
 	metricsShard := max(w.shard.Index, 0)
+	fresh := false
 	acquired, err := r.withLock(ctx, w.shard, func(ctx context.Context, sr SnapshotReader) error {
 		var number int64
 		if pl != nil {
 			n, completed, err := pl.log.BeginShardPass(ctx, w.shard)
 			switch {
 			case err != nil:
-				r.log.WarnContext(ctx, "numbering a shard pass failed; passing the shard without the log",
-					slog.Int("shard", w.shard.Index), slog.Int("shards", w.shard.Count), slog.Any("error", err))
+				if ctx.Err() == nil {
+					r.log.WarnContext(ctx, "numbering a shard pass failed; passing the shard without the log",
+						slog.Int("shard", w.shard.Index), slog.Int("shards", w.shard.Count), slog.Any("error", err))
+				}
+			case n < 1 || completed < 0 || completed >= n:
+				r.log.WarnContext(ctx, "the shard pass log numbered a pass inconsistently; passing the shard without the log",
+					slog.Int("shard", w.shard.Index), slog.Int("shards", w.shard.Count),
+					slog.Int64("number", n), slog.Int64("completed", completed))
 			case pl.fresh(w.shard, completed):
-				return errShardFresh
+				fresh = true
+				return nil
 			default:
 				number = n
 			}
@@ -222,22 +231,24 @@ func (r *Reconciler) shardPass(ctx context.Context, w shardWork, targeted bool, 
 		stats.add(s)
 		stats.Presets += s.Presets
 		stats.Paused = stats.Paused || s.Paused
-		if number > 0 {
-			if err := pl.log.CompleteShardPass(ctx, w.shard, number); err != nil {
+		// Only a pass that carried out its whole plan stands for others: one
+		// cut short (ctx done) or with a preset error is not recorded.
+		if number > 0 && ctx.Err() == nil && s.PresetErrors == 0 {
+			if err := pl.log.CompleteShardPass(ctx, w.shard, number); err != nil && ctx.Err() == nil {
 				r.log.WarnContext(ctx, "recording a completed shard pass failed; other replicas may pass the shard again",
 					slog.Int("shard", w.shard.Index), slog.Int("shards", w.shard.Count), slog.Any("error", err))
 			}
 		}
 		return nil
 	})
-	if errors.Is(err, errShardFresh) {
+	if fresh {
 		if !targeted {
 			r.metrics.presets.clear(metricsShard)
 		}
 		r.log.DebugContext(ctx, "shard passed by another replica since this pass began, skipping it",
 			slog.Int("shard", w.shard.Index), slog.Int("shards", w.shard.Count))
 		stats.ShardsFresh++
-		return false, nil
+		return false, err // err: the lock's release failed
 	}
 	if !acquired && err == nil {
 		if !targeted {

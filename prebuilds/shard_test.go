@@ -216,3 +216,116 @@ func TestShardPassLogFailureRepeatsRatherThanSkips(t *testing.T) {
 	require.Zero(t, stats.ShardsFresh)
 	require.Contains(t, logs.String(), "reading the shard pass log failed")
 }
+
+// createHook is a memstore whose CreatePrebuilds runs hook after the
+// store's own and returns hook's error.
+type createHook struct {
+	*memstore.Store
+	hook func() error
+}
+
+func (c createHook) CreatePrebuilds(ctx context.Context, p prebuilds.CreatePrebuildsParams) ([]prebuilds.Job, error) {
+	jobs, err := c.Store.CreatePrebuilds(ctx, p)
+	if err != nil {
+		return jobs, err
+	}
+	return jobs, c.hook()
+}
+
+// completedPasses returns the newest completed pass number of each of the
+// 4 shards (numbering one more pass of each).
+func completedPasses(t *testing.T, s *memstore.Store) []int64 {
+	t.Helper()
+	var out []int64
+	for i := range 4 {
+		_, completed, err := s.BeginShardPass(context.Background(), prebuilds.Shard{Index: i, Count: 4})
+		require.NoError(t, err)
+		out = append(out, completed)
+	}
+	return out
+}
+
+func TestShardPassRecordedOnlyWhenItsPlanRanWhole(t *testing.T) {
+	t.Parallel()
+	t.Run("Complete", func(t *testing.T) {
+		t.Parallel()
+		s, _ := shardedFleet(t)
+		_, err := prebuilds.NewReconciler(s, prebuilds.Config{Shards: 4, Logger: slog.New(slog.DiscardHandler)}).ReconcileAll(context.Background())
+		require.NoError(t, err)
+		require.Equal(t, []int64{1, 1, 1, 1}, completedPasses(t, s))
+	})
+	t.Run("Canceled", func(t *testing.T) {
+		t.Parallel()
+		s, _ := shardedFleet(t)
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		h := createHook{Store: s, hook: func() error { cancel(); return nil }}
+		stats, err := prebuilds.NewReconciler(h, prebuilds.Config{Shards: 4, MaxConcurrency: 1, Logger: slog.New(slog.DiscardHandler)}).ReconcileAll(ctx)
+		require.NoError(t, err, "a canceled pass reports what it did, not an error")
+		require.Equal(t, 1, stats.ShardPasses, "the pass stops in its first shard")
+		require.Less(t, stats.Created, 3, "the first shard's plan was cut short")
+		require.Equal(t, []int64{0, 0, 0, 0}, completedPasses(t, s), "a pass cut short stands for nobody")
+	})
+	t.Run("PresetError", func(t *testing.T) {
+		t.Parallel()
+		s, _ := shardedFleet(t)
+		h := createHook{Store: s, hook: func() error { return errors.New("provisioner hand-off failed") }}
+		stats, err := prebuilds.NewReconciler(h, prebuilds.Config{Shards: 4, Logger: slog.New(slog.DiscardHandler)}).ReconcileAll(context.Background())
+		require.NoError(t, err, "preset errors are counted, not returned")
+		require.Equal(t, 4, stats.ShardPasses)
+		require.Positive(t, stats.PresetErrors)
+		require.Equal(t, []int64{0, 0, 0, 0}, completedPasses(t, s), "a pass with preset errors stands for nobody")
+	})
+}
+
+func TestTargetedPassesLeaveTheShardPassLog(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s, shardOf := shardedFleet(t)
+	ids := make([]uuid.UUID, 0, len(shardOf))
+	for p := range shardOf {
+		ids = append(ids, p)
+	}
+	stats, err := prebuilds.NewReconciler(s, prebuilds.Config{Shards: 4, Logger: slog.New(slog.DiscardHandler)}).ReconcilePresets(ctx, ids)
+	require.NoError(t, err)
+	require.Equal(t, 4, stats.ShardPasses)
+	begun, err := s.ShardPassesBegun(ctx, 4)
+	require.NoError(t, err)
+	require.Equal(t, []int64{0, 0, 0, 0}, begun)
+}
+
+// failingBegin is a memstore whose BeginShardPass always fails.
+type failingBegin struct{ *memstore.Store }
+
+func (failingBegin) BeginShardPass(context.Context, prebuilds.Shard) (int64, int64, error) {
+	return 0, 0, errPassLog
+}
+
+// inconsistentBegin is a memstore whose BeginShardPass says a pass newer
+// than the one it numbers has completed.
+type inconsistentBegin struct{ *memstore.Store }
+
+func (inconsistentBegin) BeginShardPass(context.Context, prebuilds.Shard) (int64, int64, error) {
+	return 1, 5, nil
+}
+
+func TestShardPassLogBeginFailurePassesAnyway(t *testing.T) {
+	t.Parallel()
+	for name, wrap := range map[string]func(*memstore.Store) prebuilds.Store{
+		"Error":        func(s *memstore.Store) prebuilds.Store { return failingBegin{s} },
+		"Inconsistent": func(s *memstore.Store) prebuilds.Store { return inconsistentBegin{s} },
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			s, _ := shardedFleet(t)
+			var logs strings.Builder
+			stats, err := prebuilds.NewReconciler(wrap(s), prebuilds.Config{Shards: 4, Logger: slog.New(slog.NewTextHandler(&logs, nil))}).ReconcileAll(context.Background())
+			require.NoError(t, err)
+			require.Equal(t, 4, stats.ShardPasses, "every shard is passed without the log")
+			require.Zero(t, stats.ShardsFresh)
+			require.Equal(t, 12, stats.Created)
+			require.Contains(t, logs.String(), "passing the shard without the log")
+			require.Equal(t, []int64{0, 0, 0, 0}, completedPasses(t, s), "nothing recorded for an unnumbered pass")
+		})
+	}
+}
