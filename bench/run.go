@@ -81,10 +81,11 @@ import (
 //     each on its own handle (Harness.Handle), run ReconcileAll at once;
 //     the cycle ends when all have returned, every shard having been passed
 //     by one of them. ns/op is the cycle time, shard-passes/cycle how many
-//     shard passes held their lock (at least Shards; exactly Shards when the
-//     store keeps a prebuilds.ShardPassLog, as replicas then skip a shard
-//     another passed during the cycle), shards-fresh/cycle how many shards
-//     were skipped that way. R is 1, 2 and 4.
+//     shard passes held their lock and ran (at least Shards; with a
+//     prebuilds.ShardPassLog replicas skip a shard another passed during
+//     the cycle, so Shards when their passes begin together),
+//     shards-fresh/cycle how many shards were skipped that way. R is 1, 2
+//     and 4.
 //
 // Every sub-benchmark checks what the store did (a balanced pass writes
 // nothing, a churn pass makes exactly its creates and deletes, no claim
@@ -671,8 +672,9 @@ func (r *runner) shards(b *testing.B) {
 					fresh += st.ShardsFresh
 					presets += st.Presets
 				}
-				// A replica skips a shard only while another passes it, so
-				// the cycle covers every shard, and so every preset.
+				// A replica skips a shard only while another passes it or
+				// after another passed it during the cycle, so the cycle
+				// covers every shard, and so every preset.
 				if passes < r.h.Shards || presets < f.Params.Presets {
 					b.Fatalf("a cycle of %d replicas made %d shard passes over %d presets, want at least %d over %d",
 						n, passes, presets, r.h.Shards, f.Params.Presets)

@@ -107,7 +107,8 @@ func (s *suite) shardLocks(t *testing.T) {
 // shardPassLog: a store that implements prebuilds.ShardPassLog numbers each
 // shard's passes from 1 as they begin, keeps the newest completed number
 // (never decreasing), keeps shards and shard counts apart, and refuses bad
-// input with ErrInvalidArgument without changing anything. Stores without
+// input (a shard count outside 2..MaxShards, a pass number not begun) with
+// ErrInvalidArgument without changing anything. Stores without
 // the capability skip it (it is optional).
 func (s *suite) shardPassLog(t *testing.T) {
 	e := s.newEnv(t, epoch, "ShardPassLog numbers a shard's passes from 1 as they begin and keeps the newest completed number, per shard and shard count; bad input is ErrInvalidArgument and changes nothing.", defined())
@@ -152,15 +153,19 @@ func (s *suite) shardPassLog(t *testing.T) {
 	begun(2, 0, 0) // another shard count is another set of shards
 	begin(prebuilds.Shard{Index: 1, Count: 2}, 1, 0)
 
-	for _, bad := range []prebuilds.Shard{{}, {Index: 0, Count: 1}, {Index: 3, Count: 3}, {Index: -1, Count: 3}} {
+	for _, bad := range []prebuilds.Shard{{}, {Index: 0, Count: 1}, {Index: 3, Count: 3}, {Index: -1, Count: 3},
+		{Index: 0, Count: prebuilds.MaxShards + 1}} {
 		_, _, err := pl.BeginShardPass(ctx, bad)
 		invalid(fmt.Sprintf("BeginShardPass(%+v)", bad), err)
 		invalid(fmt.Sprintf("CompleteShardPass(%+v, 1)", bad), pl.CompleteShardPass(ctx, bad, 1))
 	}
-	_, err := pl.ShardPassesBegun(ctx, 1)
-	invalid("ShardPassesBegun(1)", err)
+	for _, count := range []int{-1, 0, 1, prebuilds.MaxShards + 1} {
+		_, err := pl.ShardPassesBegun(ctx, count)
+		invalid(fmt.Sprintf("ShardPassesBegun(%d)", count), err)
+	}
 	invalid("CompleteShardPass of a pass that has not begun (5 of 4)", pl.CompleteShardPass(ctx, one, 5))
 	invalid("CompleteShardPass of pass 0", pl.CompleteShardPass(ctx, one, 0))
+	invalid("CompleteShardPass of pass -1", pl.CompleteShardPass(ctx, one, -1))
 	invalid("CompleteShardPass of a shard never passed", pl.CompleteShardPass(ctx, prebuilds.Shard{Index: 0, Count: 3}, 1))
 	// Nothing above changed the log.
 	begun(3, 0, 4, 0)

@@ -136,3 +136,30 @@ func TestShardLockKeys(t *testing.T) {
 	require.NoError(t, err)
 	require.True(t, ok)
 }
+
+// TestShardPassLogPerLockKey: stores with different lock keys on one
+// database are different deployments: their shard pass logs are apart.
+func TestShardPassLogPerLockKey(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	ctx := f.ctx
+	other := pgstore.New(f.pool, pgstore.WithLockKey(42))
+	shard := prebuilds.Shard{Index: 1, Count: 2}
+	for want := int64(1); want <= 3; want++ {
+		n, completed, err := f.s.BeginShardPass(ctx, shard)
+		require.NoError(t, err)
+		require.Equal(t, want, n)
+		require.Zero(t, completed)
+	}
+	require.NoError(t, f.s.CompleteShardPass(ctx, shard, 3))
+	begun, err := other.ShardPassesBegun(ctx, 2)
+	require.NoError(t, err)
+	require.Equal(t, []int64{0, 0}, begun, "the other deployment's log is empty")
+	n, completed, err := other.BeginShardPass(ctx, shard)
+	require.NoError(t, err)
+	require.Equal(t, [2]int64{1, 0}, [2]int64{n, completed})
+	require.ErrorIs(t, other.CompleteShardPass(ctx, shard, 3), prebuilds.ErrInvalidArgument, "pass 3 began in the other deployment only")
+	begun, err = f.s.ShardPassesBegun(ctx, 2)
+	require.NoError(t, err)
+	require.Equal(t, []int64{0, 3}, begun)
+}

@@ -24,8 +24,8 @@ type Stats struct {
 	Acquired bool
 	// Targeted is true for a pass over some presets only (ReconcilePresets).
 	Targeted bool
-	// ShardPasses counts the shard passes that held their lock (1 for an
-	// unsharded pass that did).
+	// ShardPasses counts the shard passes that held their lock and ran (1
+	// for an unsharded pass that did).
 	ShardPasses int
 	// ShardsFresh counts the shards a sharded full pass skipped because
 	// another replica passed them after this pass began (the store's

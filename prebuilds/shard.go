@@ -60,11 +60,12 @@ type ShardLocker interface {
 // shard as they begin and remembers the newest one that completed; a
 // replica notes how many passes of every shard had begun when its full pass
 // started, and skips a shard whose newest completed pass began after that
-// (Stats.ShardsFresh): that pass read the shard at least as recently as
-// this one would have. Without it a replica passes a shard again that
+// (Stats.ShardsFresh): that pass read the shard after this full pass
+// began. Only a shard pass that carried out its whole plan is recorded as
+// completed. Without it a replica passes a shard again that
 // another replica finished a moment before. Numbers are per Shard (Index
 // and Count); every method returns ErrInvalidArgument for a shard that is
-// not Valid or is every preset (Count ≤ 1).
+// not Valid, is every preset (Count ≤ 1) or has a Count above MaxShards.
 type ShardPassLog interface {
 	// ShardPassesBegun returns, for each shard of count (index i for shard
 	// i), how many of its passes have begun: 0 for a shard never passed.
