@@ -167,7 +167,7 @@ func (r *Reconciler) follow(ctx context.Context, feed ChangeFeed) {
 			// Retry while every shard the pass reached was held elsewhere;
 			// shards other replicas passed since the first attempt began
 			// (fresh) need no retry.
-			if !stats.Acquired && err == nil && stats.ShardsFresh < max(r.cfg.Shards, 1) && retries < targetedRetries {
+			if !stats.Acquired && err == nil && ctx.Err() == nil && stats.ShardsFresh < max(r.cfg.Shards, 1) && retries < targetedRetries {
 				retries++
 				arm()
 				continue

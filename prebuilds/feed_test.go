@@ -266,3 +266,104 @@ func TestBackoffWakes(t *testing.T) {
 	_, next = w.due(t0)
 	require.True(t, next.IsZero(), "recording stops with the follower")
 }
+
+// shardedFeedStore is a feedStore with two shard locks and a shard pass
+// log that the test drives, standing in for another replica.
+type shardedFeedStore struct {
+	*feedStore
+	held             [2]bool
+	begun, completed [2]int64
+	logReads         int
+	// begins, when set, receives the shard of every BeginShardPass.
+	begins chan Shard
+}
+
+func (s *shardedFeedStore) WithShardLock(ctx context.Context, shard Shard, fn func(context.Context, SnapshotReader) error) (bool, error) {
+	s.mu.Lock()
+	held := s.held[shard.Index]
+	s.mu.Unlock()
+	if held {
+		return false, nil
+	}
+	return true, fn(ctx, s.fakeStore)
+}
+
+func (s *shardedFeedStore) ShardPassesBegun(_ context.Context, count int) ([]int64, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.logReads++
+	return append([]int64(nil), s.begun[:count]...), nil // a copy, as stores return
+}
+
+func (s *shardedFeedStore) BeginShardPass(_ context.Context, shard Shard) (int64, int64, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.begun[shard.Index]++
+	if s.begins != nil {
+		s.begins <- shard
+	}
+	return s.begun[shard.Index], s.completed[shard.Index], nil
+}
+
+func (s *shardedFeedStore) CompleteShardPass(_ context.Context, shard Shard, number int64) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.completed[shard.Index] = max(s.completed[shard.Index], number)
+	return nil
+}
+
+// otherPasses stands for another replica that passed shard i and released
+// its lock.
+func (s *shardedFeedStore) otherPasses(i int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.begun[i]++
+	s.completed[i] = s.begun[i]
+	s.held[i] = false
+}
+
+// TestFullPassRetriesReuseTheShardPassLog: a resync's full pass that finds
+// every shard's lock held is retried with the shard pass log it read first,
+// so a shard another replica passed since is skipped, not passed again;
+// once every shard is held or fresh and none held remains, no retry.
+func TestFullPassRetriesReuseTheShardPassLog(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	a := presetRow("a", 1)
+	fs := &shardedFeedStore{feedStore: &feedStore{fakeStore: &fakeStore{snap: GlobalSnapshot{Presets: []PresetRow{a}}}, changes: make(chan Change)}}
+	r, clk, _ := newTestReconciler(t, fs, Config{Interval: time.Hour, TriggerDelay: time.Second, Shards: 2})
+	tick := clk.Trap().TickerFunc("prebuilds", "reconciler")
+	defer tick.Close()
+	trigger := clk.Trap().NewTimer("prebuilds", "trigger")
+	defer trigger.Close()
+	errc := make(chan error, 1)
+	go func() { errc <- r.Run(ctx) }()
+	tick.MustWait(ctx).MustRelease(ctx)
+	require.Len(t, fs.snapshotCalls(), 2, "the first full pass passed both shards")
+
+	fs.mu.Lock()
+	fs.held = [2]bool{true, true} // other replicas are in both shards
+	fs.mu.Unlock()
+	fs.changes <- Change{Kind: ChangeResync}
+	trigger.MustWait(ctx).MustRelease(ctx)
+	clk.Advance(time.Second).MustWait(ctx)
+	trigger.MustWait(ctx).MustRelease(ctx) // both held: retry
+	fs.otherPasses(1)
+	clk.Advance(time.Second).MustWait(ctx)
+	trigger.MustWait(ctx).MustRelease(ctx) // 0 held, 1 fresh: retry for 0
+	fs.otherPasses(0)
+	fs.mu.Lock()
+	fs.begins = make(chan Shard, 2)
+	fs.mu.Unlock()
+	clk.Advance(time.Second).MustWait(ctx) // both fresh: done, no retry armed
+	<-fs.begins
+	<-fs.begins
+
+	require.NoError(t, r.Stop(ctx, nil))
+	require.ErrorIs(t, <-errc, ErrReconcilerStopped)
+	require.Len(t, fs.snapshotCalls(), 2, "the retries passed no shard again")
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	require.Equal(t, 2, fs.logReads, "the first pass and the resync's first attempt read the log; retries reuse it")
+}
