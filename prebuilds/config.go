@@ -85,8 +85,9 @@ type Config struct {
 	// Shards splits the presets into this many shards, by template (see
 	// Shard), each with its own lock, so that several replicas reconcile at
 	// once: a full pass visits every shard whose lock it gets. Needs a store
-	// that implements ShardLocker; every replica must use the same value.
-	// Default 1: one cluster-wide lock.
+	// that implements ShardLocker (and skips shards other replicas just
+	// passed when it also implements ShardPassLog); every replica must use
+	// the same value, at most MaxShards. Default 1: one cluster-wide lock.
 	Shards int
 	// Clock is the only source of time. Default quartz.NewReal().
 	Clock quartz.Clock
