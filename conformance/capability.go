@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"testing"
 	"time"
@@ -166,6 +167,7 @@ func (s *suite) shardPassLog(t *testing.T) {
 	invalid("CompleteShardPass of a pass that has not begun (5 of 4)", pl.CompleteShardPass(ctx, one, 5))
 	invalid("CompleteShardPass of pass 0", pl.CompleteShardPass(ctx, one, 0))
 	invalid("CompleteShardPass of pass -1", pl.CompleteShardPass(ctx, one, -1))
+	invalid("CompleteShardPass of pass MaxInt64", pl.CompleteShardPass(ctx, one, math.MaxInt64))
 	invalid("CompleteShardPass of a shard never passed", pl.CompleteShardPass(ctx, prebuilds.Shard{Index: 0, Count: 3}, 1))
 	// Nothing above changed the log.
 	begun(3, 0, 4, 0)

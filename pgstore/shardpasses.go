@@ -74,8 +74,8 @@ func (s *Store) CompleteShardPass(ctx context.Context, shard prebuilds.Shard, nu
 	var begun int64
 	err := s.pool.QueryRow(ctx, `
 WITH upd AS (
-	UPDATE shard_passes SET completed = greatest(completed, $4)
-	WHERE lock_key = $1 AND shard_count = $2 AND shard_index = $3 AND $4 BETWEEN 1 AND begun
+	UPDATE shard_passes SET completed = greatest(completed, $4::bigint)
+	WHERE lock_key = $1 AND shard_count = $2 AND shard_index = $3 AND $4::bigint BETWEEN 1 AND begun
 	RETURNING begun
 )
 SELECT EXISTS (SELECT FROM upd),

@@ -102,6 +102,9 @@ func (r *Reconciler) follow(ctx context.Context, feed ChangeFeed) {
 		for _, id := range ended {
 			dirty[id] = struct{}{}
 		}
+		if len(ended) > 0 {
+			fullLog = nil // like a change: a pass that began before cannot stand for it
+		}
 		if len(ended) > 0 && fire == nil {
 			arm()
 		}

@@ -359,6 +359,12 @@ func TestFullPassRetriesReuseTheShardPassLog(t *testing.T) {
 	clk.Advance(time.Second).MustWait(ctx) // both fresh: done, no retry armed
 	<-fs.begins
 	<-fs.begins
+	// Two more changes: the second is taken from the feed only once the
+	// follower is back waiting for changes, which it never is if it armed
+	// a retry (the trap holds that timer). The first arms a targeted pass.
+	fs.changes <- Change{PresetID: a.ID, Kind: ChangeClaimed}
+	fs.changes <- Change{PresetID: a.ID, Kind: ChangeClaimed}
+	trigger.MustWait(ctx).MustRelease(ctx)
 
 	require.NoError(t, r.Stop(ctx, nil))
 	require.ErrorIs(t, <-errc, ErrReconcilerStopped)

@@ -176,8 +176,8 @@ func (r *Reconciler) passLog(ctx context.Context) *passLog {
 		r.log.WarnContext(ctx, "reading the shard pass log failed; this pass may repeat other replicas' shard passes", slog.Any("error", err))
 		return nil
 	}
-	if len(begun) != r.cfg.Shards {
-		r.log.WarnContext(ctx, "the shard pass log returned the wrong number of shards; not using it",
+	if len(begun) != r.cfg.Shards || slices.ContainsFunc(begun, func(n int64) bool { return n < 0 }) {
+		r.log.WarnContext(ctx, "the shard pass log returned the wrong number of shards or a negative count; not using it",
 			slog.Int("shards", r.cfg.Shards), slog.Int("returned", len(begun)))
 		return nil
 	}

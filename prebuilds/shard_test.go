@@ -188,6 +188,25 @@ func TestShardedPassSkipsShardsPassedSinceItBegan(t *testing.T) {
 	require.Zero(t, stats.Created, "every pool was already filled")
 }
 
+// negativePassLog is a memstore whose ShardPassesBegun answers -1 for
+// every shard.
+type negativePassLog struct{ *memstore.Store }
+
+func (negativePassLog) ShardPassesBegun(context.Context, int) ([]int64, error) {
+	return []int64{-1, -1, -1, -1}, nil
+}
+
+func TestShardPassLogNegativeCountIsNotUsed(t *testing.T) {
+	t.Parallel()
+	s, _ := shardedFleet(t)
+	var logs strings.Builder
+	stats, err := prebuilds.NewReconciler(negativePassLog{s}, prebuilds.Config{Shards: 4, Logger: slog.New(slog.NewTextHandler(&logs, nil))}).ReconcileAll(context.Background())
+	require.NoError(t, err)
+	require.Equal(t, 4, stats.ShardPasses, "a shard never passed is not fresh, whatever the log says")
+	require.Zero(t, stats.ShardsFresh)
+	require.Contains(t, logs.String(), "negative count")
+}
+
 // failingPassLog is a memstore whose ShardPassLog always fails.
 type failingPassLog struct{ *memstore.Store }
 
