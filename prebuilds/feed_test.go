@@ -362,8 +362,13 @@ func TestFullPassRetriesReuseTheShardPassLog(t *testing.T) {
 	// Two more changes: the second is taken from the feed only once the
 	// follower is back waiting for changes, which it never is if it armed
 	// a retry (the trap holds that timer). The first arms a targeted pass.
-	fs.changes <- Change{PresetID: a.ID, Kind: ChangeClaimed}
-	fs.changes <- Change{PresetID: a.ID, Kind: ChangeClaimed}
+	for range 2 {
+		select {
+		case fs.changes <- Change{PresetID: a.ID, Kind: ChangeClaimed}:
+		case <-ctx.Done():
+			t.Fatal("the follower never waited for changes again: it armed a retry after a pass that found every shard fresh")
+		}
+	}
 	trigger.MustWait(ctx).MustRelease(ctx)
 
 	require.NoError(t, r.Stop(ctx, nil))
