@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/coder/quartz"
 	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -37,6 +38,19 @@ func (f *feedStore) Changes(ctx context.Context) (<-chan Change, error) {
 	return out, nil
 }
 
+// runTrapped starts r.Run with its ticker and its trigger timers trapped
+// (the traps close with the test) and returns the traps and Run's result.
+func runTrapped(ctx context.Context, t *testing.T, r *Reconciler, clk *quartz.Mock) (tick, trigger *quartz.Trap, errc <-chan error) {
+	t.Helper()
+	tick = clk.Trap().TickerFunc("prebuilds", "reconciler")
+	t.Cleanup(tick.Close)
+	trigger = clk.Trap().NewTimer("prebuilds", "trigger")
+	t.Cleanup(trigger.Close)
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	return tick, trigger, done
+}
+
 func (f *fakeStore) snapshotCalls() []SnapshotParams {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -52,12 +66,7 @@ func TestRunFollowsChangeFeed(t *testing.T) {
 	fs := &feedStore{fakeStore: &fakeStore{snap: GlobalSnapshot{Presets: []PresetRow{a, b}}, passDone: passes}, changes: make(chan Change)}
 	reg := prometheus.NewPedanticRegistry()
 	r, clk, _ := newTestReconciler(t, fs, Config{Interval: time.Hour, Registerer: reg})
-	tick := clk.Trap().TickerFunc("prebuilds", "reconciler")
-	defer tick.Close()
-	trigger := clk.Trap().NewTimer("prebuilds", "trigger")
-	defer trigger.Close()
-	errc := make(chan error, 1)
-	go func() { errc <- r.Run(ctx) }()
+	tick, trigger, errc := runTrapped(ctx, t, r, clk)
 	require.Nil(t, (<-passes).Presets, "the first pass is a full pass")
 	tick.MustWait(ctx).MustRelease(ctx)
 
@@ -90,12 +99,7 @@ func TestTargetedPassRetriesWhileLockHeld(t *testing.T) {
 	passes := make(chan SnapshotParams, 8)
 	fs := &feedStore{fakeStore: &fakeStore{snap: GlobalSnapshot{Presets: []PresetRow{a}}, passDone: passes}, changes: make(chan Change)}
 	r, clk, _ := newTestReconciler(t, fs, Config{Interval: time.Hour, TriggerDelay: time.Second})
-	tick := clk.Trap().TickerFunc("prebuilds", "reconciler")
-	defer tick.Close()
-	trigger := clk.Trap().NewTimer("prebuilds", "trigger")
-	defer trigger.Close()
-	errc := make(chan error, 1)
-	go func() { errc <- r.Run(ctx) }()
+	tick, trigger, errc := runTrapped(ctx, t, r, clk)
 	<-passes
 	tick.MustWait(ctx).MustRelease(ctx)
 
@@ -126,12 +130,7 @@ func TestTargetedPassGivesUpAfterBoundedRetries(t *testing.T) {
 	refused := make(chan struct{}, 1)
 	fs := &feedStore{fakeStore: &fakeStore{snap: GlobalSnapshot{Presets: []PresetRow{a}}, refused: refused}, changes: make(chan Change)}
 	r, clk, _ := newTestReconciler(t, fs, Config{Interval: time.Hour, TriggerDelay: time.Second})
-	tick := clk.Trap().TickerFunc("prebuilds", "reconciler")
-	defer tick.Close()
-	trigger := clk.Trap().NewTimer("prebuilds", "trigger")
-	defer trigger.Close()
-	errc := make(chan error, 1)
-	go func() { errc <- r.Run(ctx) }()
+	tick, trigger, errc := runTrapped(ctx, t, r, clk)
 	tick.MustWait(ctx).MustRelease(ctx)
 	fs.mu.Lock()
 	fs.lockHeld = true // held for good
@@ -333,12 +332,7 @@ func TestFullPassRetriesReuseTheShardPassLog(t *testing.T) {
 	a := presetRow("a", 1)
 	fs := &shardedFeedStore{feedStore: &feedStore{fakeStore: &fakeStore{snap: GlobalSnapshot{Presets: []PresetRow{a}}}, changes: make(chan Change)}}
 	r, clk, _ := newTestReconciler(t, fs, Config{Interval: time.Hour, TriggerDelay: time.Second, Shards: 2})
-	tick := clk.Trap().TickerFunc("prebuilds", "reconciler")
-	defer tick.Close()
-	trigger := clk.Trap().NewTimer("prebuilds", "trigger")
-	defer trigger.Close()
-	errc := make(chan error, 1)
-	go func() { errc <- r.Run(ctx) }()
+	tick, trigger, errc := runTrapped(ctx, t, r, clk)
 	tick.MustWait(ctx).MustRelease(ctx)
 	require.Len(t, fs.snapshotCalls(), 2, "the first full pass passed both shards")
 
